@@ -1,0 +1,68 @@
+"""The `frankenstein` command line: a thin dispatcher over `frankenstein_tasks.commands`.
+
+Only the chosen subcommand's module is imported, so `frankenstein --help` is instant. Bad input
+raises `FrankensteinError`, printed here as one line with exit status 2; anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from surgery.errors import FrankensteinError
+
+# name -> (module in frankenstein_tasks.commands, one-line help). Order is the order of --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "run the whole pipeline on embedded tiny models (no hub needed)"),
+    "make-tiny": ("make_tiny", "write an offline tiny Base / IN / RL Qwen2.5-VL trio with planted RL deltas"),
+    "layout": ("layout", "print the architecture facts of a checkpoint (layers, blocks, unified index)"),
+}
+
+DESCRIPTION = """\
+Frankenstein analysis of what RL changes in a vision-language model (Qwen2.5-VL / Qwen2-VL).
+
+Typical flow: `frankenstein demo` runs every stage on tiny offline models; on real models,
+`frankenstein layout Qwen/Qwen2.5-VL-7B-Instruct` shows the layers and blocks the analyses use.
+The probes and benchmarks run inside lmms-eval: `lmms_eval --model frankenstein --tasks frank_... `.
+Run `frankenstein COMMAND --help` for each command's options.
+"""
+
+
+def _command_module(name: str):
+    return importlib.import_module(f"frankenstein_tasks.commands.{COMMANDS[name][0]}")
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="frankenstein", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == selected:
+            _command_module(name).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(_command_module(args.command).run(args) or 0)
+    except FrankensteinError as e:
+        print(f"frankenstein: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("frankenstein: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""frankenstein layout MODEL: what the architecture adapter sees in a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from surgery.arch import layout_of_checkpoint
+
+HELP = "print the architecture facts of a checkpoint (layers, vision blocks, blocks, unified index)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Read a checkpoint's config and tensor names (no weights are loaded) and print what the project "
+        "will use: decoder layer and vision block counts, tensor-name scheme, the early/mid/late block "
+        "partition and the unified layer index range (vision block j -> j - V, projector -> 0, layer i -> i + 1)."
+    )
+    p.add_argument("model", help="checkpoint folder or hub id")
+    p.add_argument("--cuts", type=int, nargs=2, metavar=("C1", "C2"), help="block cuts (default: thirds)")
+    p.add_argument("--allow-pickle", action="store_true", help="accept a folder with only pickle .bin weights")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    layout = layout_of_checkpoint(args.model, allow_pickle=args.allow_pickle)
+    facts = layout.describe(tuple(args.cuts) if args.cuts else None)
+    if args.json:
+        print(json.dumps(facts, indent=2))
+    else:
+        width = max(len(k) for k in facts)
+        for key, value in facts.items():
+            print(f"{key:<{width}}  {value}")
+    return 0

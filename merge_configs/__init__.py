@@ -1,0 +1,1 @@
+"""mergekit recipes for the block-spliced (Frankenstein) checkpoints, and their generator."""

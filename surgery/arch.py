@@ -1,0 +1,583 @@
+"""Architecture adapter: the one place that knows where things live in a model.
+
+Every other module asks this one where the decoder layers, vision blocks, projector, embeddings,
+final norm and lm_head are (as modules of a loaded model, or as tensor-name prefixes in a
+checkpoint), how many there are, what the unified layer index of a part is, and how the decoder
+layers split into early / mid / late blocks. Nothing else re-derives these facts.
+
+The facts themselves are data (`ARCHITECTURES`); the code below only interprets them. Two tensor
+naming schemes exist for the same weights (METHOD.md section 0): hub checkpoints and
+`save_pretrained` of transformers 5 use the legacy names (`model.layers.{i}.`, `visual.blocks.{j}.`),
+while modules of a model loaded in transformers 5 (and some training stacks' checkpoints) use
+`model.language_model.layers.{i}.`, `model.visual.blocks.{j}.`. Both are accepted everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+from surgery.errors import FrankensteinError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch.nn as nn
+
+# ---------------------------------------------------------------------------------------------
+# Facts as data
+# ---------------------------------------------------------------------------------------------
+
+
+class TensorNaming(BaseModel):
+    """Tensor-name prefixes of one naming scheme. `{i}` stands for the layer or block index."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decoder_layer: str
+    embed: str
+    final_norm: str
+    lm_head: str
+    vision_block: str | None = None
+    projector: str | None = None
+    vision_tower: str | None = None  # the whole vision tower (patch embedding, blocks, merger)
+
+
+class ModulePaths(BaseModel):
+    """Attribute paths on a loaded transformers model; for each part the first path that exists wins."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decoder_layers: tuple[str, ...]
+    embed: tuple[str, ...]
+    final_norm: tuple[str, ...]
+    lm_head: tuple[str, ...]
+    text_model: tuple[str, ...]
+    vision_tower: tuple[str, ...] = ()
+    vision_blocks: tuple[str, ...] = ()
+    projector: tuple[str, ...] = ()
+
+
+class ArchFacts(BaseModel):
+    """Everything the project needs to know about one `model_type`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_type: str
+    hf_class: str  # transformers class that loads a full checkpoint of this type
+    num_layers_keys: tuple[str, ...]  # dotted config keys, first present wins
+    num_vision_blocks_keys: tuple[str, ...] = ()
+    namings: dict[str, TensorNaming]  # scheme name -> prefixes; "hf4" is what hub checkpoints use
+    modules: ModulePaths
+
+    @property
+    def has_vision(self) -> bool:
+        return bool(self.num_vision_blocks_keys)
+
+
+_VL_NAMINGS = {
+    "hf4": TensorNaming(
+        decoder_layer="model.layers.{i}.",
+        embed="model.embed_tokens.",
+        final_norm="model.norm.",
+        lm_head="lm_head.",
+        vision_block="visual.blocks.{i}.",
+        projector="visual.merger.",
+        vision_tower="visual.",
+    ),
+    "hf5": TensorNaming(
+        decoder_layer="model.language_model.layers.{i}.",
+        embed="model.language_model.embed_tokens.",
+        final_norm="model.language_model.norm.",
+        lm_head="lm_head.",
+        vision_block="model.visual.blocks.{i}.",
+        projector="model.visual.merger.",
+        vision_tower="model.visual.",
+    ),
+}
+
+_VL_MODULES = ModulePaths(
+    decoder_layers=("model.language_model.layers", "model.layers"),
+    embed=("model.language_model.embed_tokens", "model.embed_tokens"),
+    final_norm=("model.language_model.norm", "model.norm"),
+    lm_head=("lm_head",),
+    text_model=("model.language_model", "model"),
+    vision_tower=("model.visual", "visual"),
+    vision_blocks=("model.visual.blocks", "visual.blocks"),
+    projector=("model.visual.merger", "visual.merger"),
+)
+
+_VL_LAYER_KEYS = ("text_config.num_hidden_layers", "num_hidden_layers")
+
+ARCHITECTURES: dict[str, ArchFacts] = {
+    "qwen2_5_vl": ArchFacts(
+        model_type="qwen2_5_vl",
+        hf_class="Qwen2_5_VLForConditionalGeneration",
+        num_layers_keys=_VL_LAYER_KEYS,
+        num_vision_blocks_keys=("vision_config.depth",),
+        namings=_VL_NAMINGS,
+        modules=_VL_MODULES,
+    ),
+    "qwen2_vl": ArchFacts(
+        model_type="qwen2_vl",
+        hf_class="Qwen2VLForConditionalGeneration",
+        num_layers_keys=_VL_LAYER_KEYS,
+        num_vision_blocks_keys=("vision_config.depth",),
+        namings=_VL_NAMINGS,
+        modules=_VL_MODULES,
+    ),
+    # Text-only Qwen2, for the lm-eval path of the reasoning benchmarks.
+    "qwen2": ArchFacts(
+        model_type="qwen2",
+        hf_class="Qwen2ForCausalLM",
+        num_layers_keys=("num_hidden_layers",),
+        namings={
+            "hf4": TensorNaming(
+                decoder_layer="model.layers.{i}.",
+                embed="model.embed_tokens.",
+                final_norm="model.norm.",
+                lm_head="lm_head.",
+            )
+        },
+        modules=ModulePaths(
+            decoder_layers=("model.layers",),
+            embed=("model.embed_tokens",),
+            final_norm=("model.norm",),
+            lm_head=("lm_head",),
+            text_model=("model",),
+        ),
+    ),
+}
+
+VISION_LANGUAGE_TYPES = tuple(t for t, f in ARCHITECTURES.items() if f.has_vision)
+
+
+def facts_for(model_type: str | None, *, allowed: Iterable[str] | None = None) -> ArchFacts:
+    """Facts for `model_type`, or a one-line error naming it (and what is supported)."""
+    allowed = tuple(allowed) if allowed is not None else tuple(ARCHITECTURES)
+    if model_type not in ARCHITECTURES or model_type not in allowed:
+        raise FrankensteinError(
+            f"unsupported model_type {model_type!r}; supported: {', '.join(allowed)}"
+        )
+    return ARCHITECTURES[model_type]
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocks
+# ---------------------------------------------------------------------------------------------
+
+BLOCK_NAMES = ("early", "mid", "late")
+
+
+class BlockPartition(BaseModel):
+    """Decoder layers split as early `[0, c1)`, mid `[c1, c2)`, late `[c2, n)`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    num_layers: int
+    c1: int
+    c2: int
+
+    @classmethod
+    def make(cls, num_layers: int, cuts: tuple[int, int] | list[int] | None = None) -> "BlockPartition":
+        """Thirds by default (`c1 = n // 3`, `c2 = 2n // 3`), else the given cuts, validated."""
+        if cuts is None:
+            c1, c2 = num_layers // 3, 2 * num_layers // 3
+        else:
+            cuts = list(cuts)
+            if len(cuts) != 2:
+                raise FrankensteinError(f"cuts need two numbers c1 c2, got {cuts}")
+            c1, c2 = int(cuts[0]), int(cuts[1])
+        if not 0 < c1 < c2 < num_layers:
+            raise FrankensteinError(
+                f"cuts must satisfy 0 < c1 < c2 < {num_layers} (the number of decoder layers); "
+                f"got c1={c1}, c2={c2}"
+            )
+        return cls(num_layers=num_layers, c1=c1, c2=c2)
+
+    @property
+    def ranges(self) -> dict[str, range]:
+        return {
+            "early": range(0, self.c1),
+            "mid": range(self.c1, self.c2),
+            "late": range(self.c2, self.num_layers),
+        }
+
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        return tuple(len(r) for r in self.ranges.values())  # type: ignore[return-value]
+
+    def block_of(self, layer: int) -> str:
+        for name, r in self.ranges.items():
+            if layer in r:
+                return name
+        raise FrankensteinError(f"decoder layer {layer} is out of range 0..{self.num_layers - 1}")
+
+    def layers(self, block: str) -> range:
+        if block not in BLOCK_NAMES:
+            raise FrankensteinError(f"unknown block {block!r}; blocks are {', '.join(BLOCK_NAMES)}")
+        return self.ranges[block]
+
+
+def parse_cuts(text: str | None) -> tuple[int, int] | None:
+    """Cuts as written by users: '8:20', '8,20' or '8 20'; None or '' means thirds."""
+    if text is None or str(text).strip() == "":
+        return None
+    parts = [p for p in re.split(r"[:,\s]+", str(text).strip()) if p]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise FrankensteinError(f"cuts must be two integers like 8:20, got {text!r}") from None
+    if len(values) != 2:
+        raise FrankensteinError(f"cuts must be two integers like 8:20, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------
+# Parts and tensor roles
+# ---------------------------------------------------------------------------------------------
+
+
+class Part(str, Enum):
+    DECODER_LAYER = "decoder_layer"
+    VISION_BLOCK = "vision_block"
+    PROJECTOR = "projector"
+    VISION_OTHER = "vision_other"  # patch embedding and anything else in the tower
+    EMBED = "embed"
+    FINAL_NORM = "final_norm"
+    LM_HEAD = "lm_head"
+
+
+SECTION_OF_PART = {
+    Part.DECODER_LAYER: "llm",
+    Part.EMBED: "llm",
+    Part.FINAL_NORM: "llm",
+    Part.LM_HEAD: "llm",
+    Part.VISION_BLOCK: "vision",
+    Part.VISION_OTHER: "vision",
+    Part.PROJECTOR: "projector",
+}
+SECTIONS = ("vision", "projector", "llm")
+
+
+def component_of(tensor_name: str) -> str:
+    """attention / mlp / other, from the module path inside a layer or block."""
+    if ".self_attn." in tensor_name or ".attn." in tensor_name:
+        return "attention"
+    if ".mlp." in tensor_name:
+        return "mlp"
+    return "other"
+
+
+@dataclass(frozen=True)
+class TensorRole:
+    """Where one tensor sits in the model."""
+
+    name: str
+    part: Part
+    index: int | None  # decoder layer or vision block index
+    section: str  # vision / projector / llm
+    component: str  # attention / mlp / other
+    unified_index: int | None  # METHOD.md section 0; None for embeddings, final norm, lm_head
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout: the adapter's answer for one concrete model or checkpoint
+# ---------------------------------------------------------------------------------------------
+
+
+def _config_get(config: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node or node[key] is None:
+            return None
+        node = node[key]
+    return node
+
+
+def _first_config_int(config: Mapping[str, Any], keys: Iterable[str], what: str) -> int:
+    for key in keys:
+        value = _config_get(config, key)
+        if value is not None:
+            return int(value)
+    raise FrankensteinError(f"config has no {what} (looked for {', '.join(keys)})")
+
+
+def _get_attr_path(obj: Any, path: str) -> Any:
+    for attr in path.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Architecture facts of one model: counts, naming scheme, and how to find each part."""
+
+    facts: ArchFacts
+    num_layers: int
+    num_vision_blocks: int
+    naming_scheme: str  # key into facts.namings used by this checkpoint or model
+
+    # -- identity ------------------------------------------------------------------------------
+    @property
+    def model_type(self) -> str:
+        return self.facts.model_type
+
+    @property
+    def has_vision(self) -> bool:
+        return self.facts.has_vision
+
+    @property
+    def naming(self) -> TensorNaming:
+        return self.facts.namings[self.naming_scheme]
+
+    # -- blocks and indices -------------------------------------------------------------------
+    def partition(self, cuts: tuple[int, int] | list[int] | None = None) -> BlockPartition:
+        return BlockPartition.make(self.num_layers, cuts)
+
+    def unified_index(self, part: Part | str, index: int | None = None) -> int | None:
+        """Vision block j -> j - V, projector -> 0, decoder layer i -> i + 1, others -> None."""
+        part = Part(part)
+        if part is Part.VISION_BLOCK:
+            self._check_index(index, self.num_vision_blocks, "vision block")
+            return int(index) - self.num_vision_blocks  # type: ignore[arg-type]
+        if part is Part.PROJECTOR:
+            return 0
+        if part is Part.DECODER_LAYER:
+            self._check_index(index, self.num_layers, "decoder layer")
+            return int(index) + 1  # type: ignore[arg-type]
+        return None
+
+    @property
+    def unified_range(self) -> range:
+        """All unified indices, from the first vision block to the last decoder layer."""
+        start = -self.num_vision_blocks if self.has_vision else 1
+        return range(start, self.num_layers + 1)
+
+    def part_of_unified(self, unified: int) -> tuple[Part, int | None]:
+        """Inverse of `unified_index`."""
+        if unified >= 1:
+            self._check_index(unified - 1, self.num_layers, "decoder layer")
+            return Part.DECODER_LAYER, unified - 1
+        if unified == 0 and self.has_vision:
+            return Part.PROJECTOR, None
+        self._check_index(unified + self.num_vision_blocks, self.num_vision_blocks, "vision block")
+        return Part.VISION_BLOCK, unified + self.num_vision_blocks
+
+    @staticmethod
+    def _check_index(index: int | None, count: int, what: str) -> None:
+        if index is None or not 0 <= int(index) < count:
+            raise FrankensteinError(f"{what} index {index} is out of range 0..{count - 1}")
+
+    # -- tensor names --------------------------------------------------------------------------
+    def decoder_layer_prefix(self, i: int) -> str:
+        self._check_index(i, self.num_layers, "decoder layer")
+        return self.naming.decoder_layer.format(i=i)
+
+    def vision_block_prefix(self, j: int) -> str:
+        self._check_index(j, self.num_vision_blocks, "vision block")
+        return self.naming.vision_block.format(i=j)  # type: ignore[union-attr]
+
+    @cached_property
+    def _patterns(self) -> list[tuple[re.Pattern[str], Part]]:
+        """Name patterns of every scheme, most specific first."""
+        pats: list[tuple[re.Pattern[str], Part]] = []
+        for naming in self.facts.namings.values():
+            for attr, part in (
+                ("decoder_layer", Part.DECODER_LAYER),
+                ("vision_block", Part.VISION_BLOCK),
+                ("projector", Part.PROJECTOR),
+                ("embed", Part.EMBED),
+                ("final_norm", Part.FINAL_NORM),
+                ("lm_head", Part.LM_HEAD),
+                ("vision_tower", Part.VISION_OTHER),
+            ):
+                prefix = getattr(naming, attr)
+                if prefix is None:
+                    continue
+                regex = "^" + re.escape(prefix).replace(re.escape("{i}"), r"(\d+)")
+                pats.append((re.compile(regex), part))
+        # Longer (more specific) prefixes first, so `model.visual.merger.` beats `model.visual.`
+        # and `model.language_model.layers.` is not mistaken for anything shorter.
+        pats.sort(key=lambda p: -len(p[0].pattern))
+        return pats
+
+    def classify(self, tensor_name: str) -> TensorRole:
+        """Role of a tensor (or parameter) name, in either naming scheme."""
+        for regex, part in self._patterns:
+            m = regex.match(tensor_name)
+            if m is None:
+                continue
+            index = int(m.group(1)) if m.groups() else None
+            return TensorRole(
+                name=tensor_name,
+                part=part,
+                index=index,
+                section=SECTION_OF_PART[part],
+                component=component_of(tensor_name),
+                unified_index=self.unified_index(part, index)
+                if part in (Part.DECODER_LAYER, Part.VISION_BLOCK, Part.PROJECTOR)
+                else None,
+            )
+        raise FrankensteinError(f"tensor {tensor_name!r} does not belong to any known part of {self.model_type}")
+
+    def is_decoder_layer_tensor(self, tensor_name: str) -> bool:
+        return self.classify(tensor_name).part is Part.DECODER_LAYER
+
+    # -- modules of a loaded model -------------------------------------------------------------
+    def _module(self, model: "nn.Module", candidates: tuple[str, ...], what: str) -> Any:
+        for path in candidates:
+            try:
+                return _get_attr_path(model, path)
+            except AttributeError:
+                continue
+        raise FrankensteinError(f"{type(model).__name__} has no {what} (looked at {', '.join(candidates) or 'nothing'})")
+
+    def module_path(self, model: "nn.Module", part: str) -> str:
+        """Dotted attribute path of `part` ('decoder_layers', 'vision_blocks', ...) on `model`."""
+        for path in getattr(self.facts.modules, part):
+            try:
+                _get_attr_path(model, path)
+                return path
+            except AttributeError:
+                continue
+        raise FrankensteinError(f"{type(model).__name__} has no {part}")
+
+    def decoder_layers(self, model: "nn.Module") -> "nn.ModuleList":
+        return self._module(model, self.facts.modules.decoder_layers, "decoder layers")
+
+    def vision_blocks(self, model: "nn.Module") -> "nn.ModuleList":
+        return self._module(model, self.facts.modules.vision_blocks, "vision blocks")
+
+    def vision_tower(self, model: "nn.Module") -> "nn.Module":
+        return self._module(model, self.facts.modules.vision_tower, "vision tower")
+
+    def projector(self, model: "nn.Module") -> "nn.Module":
+        return self._module(model, self.facts.modules.projector, "projector")
+
+    def embed_tokens(self, model: "nn.Module") -> "nn.Module":
+        return self._module(model, self.facts.modules.embed, "token embeddings")
+
+    def final_norm(self, model: "nn.Module") -> "nn.Module":
+        return self._module(model, self.facts.modules.final_norm, "final norm")
+
+    def lm_head(self, model: "nn.Module") -> "nn.Module":
+        return self._module(model, self.facts.modules.lm_head, "lm_head")
+
+    def text_model(self, model: "nn.Module") -> "nn.Module":
+        return self._module(model, self.facts.modules.text_model, "text model")
+
+    # -- summary -------------------------------------------------------------------------------
+    def describe(self, cuts: tuple[int, int] | None = None) -> dict[str, Any]:
+        part = self.partition(cuts)
+        return {
+            "model_type": self.model_type,
+            "naming_scheme": self.naming_scheme,
+            "num_decoder_layers": self.num_layers,
+            "num_vision_blocks": self.num_vision_blocks,
+            "blocks": {name: [r.start, r.stop] for name, r in part.ranges.items()},
+            "block_sizes": list(part.sizes),
+            "unified_index_range": [self.unified_range.start, self.unified_range.stop - 1],
+            "decoder_layer_prefix": self.naming.decoder_layer,
+            "vision_block_prefix": self.naming.vision_block,
+            "projector_prefix": self.naming.projector,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Constructors
+# ---------------------------------------------------------------------------------------------
+
+
+def layout_from_config(
+    config: Mapping[str, Any],
+    tensor_names: Iterable[str] | None = None,
+    *,
+    allowed_types: Iterable[str] | None = None,
+    where: str = "checkpoint",
+) -> Layout:
+    """Layout from a config dict; tensor names (if given) fix the naming scheme and are cross-checked."""
+    facts = facts_for(config.get("model_type"), allowed=allowed_types)
+    num_layers = _first_config_int(config, facts.num_layers_keys, "decoder layer count")
+    num_vision = (
+        _first_config_int(config, facts.num_vision_blocks_keys, "vision block count") if facts.has_vision else 0
+    )
+    scheme = "hf4"
+    if tensor_names is not None:
+        names = list(tensor_names)
+        scheme = _detect_scheme(facts, names)
+        layout = Layout(facts, num_layers, num_vision, scheme)
+        _cross_check(layout, names, where)
+        return layout
+    return Layout(facts, num_layers, num_vision, scheme)
+
+
+def _detect_scheme(facts: ArchFacts, names: list[str]) -> str:
+    for scheme, naming in facts.namings.items():
+        first_layer = naming.decoder_layer.format(i=0)
+        if any(n.startswith(first_layer) for n in names):
+            return scheme
+    return "hf4"
+
+
+def _cross_check(layout: Layout, names: list[str], where: str) -> None:
+    """The config's layer and block counts must match the tensors present."""
+    seen_layers: set[int] = set()
+    seen_blocks: set[int] = set()
+    for name in names:
+        try:
+            role = layout.classify(name)
+        except FrankensteinError:
+            # Index out of range shows up here: count it from the raw name instead.
+            m = re.search(r"layers\.(\d+)\.", name)
+            if m:
+                seen_layers.add(int(m.group(1)))
+            m = re.search(r"blocks\.(\d+)\.", name)
+            if m:
+                seen_blocks.add(int(m.group(1)))
+            continue
+        if role.part is Part.DECODER_LAYER:
+            seen_layers.add(role.index)  # type: ignore[arg-type]
+        elif role.part is Part.VISION_BLOCK:
+            seen_blocks.add(role.index)  # type: ignore[arg-type]
+    if seen_layers and len(seen_layers) != layout.num_layers or seen_layers and max(seen_layers) != layout.num_layers - 1:
+        raise FrankensteinError(
+            f"{where}: config says {layout.num_layers} decoder layers but the weights hold {len(seen_layers)}"
+        )
+    if layout.has_vision and seen_blocks and (
+        len(seen_blocks) != layout.num_vision_blocks or max(seen_blocks) != layout.num_vision_blocks - 1
+    ):
+        raise FrankensteinError(
+            f"{where}: config says {layout.num_vision_blocks} vision blocks but the weights hold {len(seen_blocks)}"
+        )
+
+
+def layout_of_model(model: "nn.Module", *, allowed_types: Iterable[str] | None = None) -> Layout:
+    """Layout of a loaded transformers model (module names use the transformers 5 scheme)."""
+    config = model.config.to_dict()
+    layout = layout_from_config(config, allowed_types=allowed_types, where=type(model).__name__)
+    names = [n for n, _ in model.named_parameters()]
+    scheme = _detect_scheme(layout.facts, names)
+    layout = Layout(layout.facts, layout.num_layers, layout.num_vision_blocks, scheme)
+    n_modules = len(layout.decoder_layers(model))
+    if n_modules != layout.num_layers:
+        raise FrankensteinError(f"model config says {layout.num_layers} decoder layers but the model has {n_modules}")
+    return layout
+
+
+def layout_of_checkpoint(
+    source: str, *, allow_pickle: bool = False, allowed_types: Iterable[str] | None = None
+) -> Layout:
+    """Layout of a checkpoint (folder or hub id) from its config and tensor names; weights stay on disk."""
+    from surgery import sources
+
+    # Local folders get the full weights check (cheap); hub ids fetch only config and index files.
+    local = Path(str(source)).expanduser().is_dir()
+    path = sources.resolve(source, weights=local, allow_pickle=allow_pickle)
+    config = sources.read_config(path)
+    names = sources.tensor_names(path) if sources.has_safetensors(path) else None
+    return layout_from_config(config, names, allowed_types=allowed_types, where=str(source))

@@ -1,0 +1,186 @@
+"""Model sources: a local checkpoint folder or a Hugging Face hub id, resolved to a local folder.
+
+Safe by default: safetensors only. A folder that holds only pickle weights (`*.bin`, `*.pt`) is
+refused unless the caller passes `allow_pickle=True` (`--allow-pickle` on the CLI), because
+unpickling can run arbitrary code. Hub access fails within seconds with a one-line error when
+the hub cannot be reached and the id is not in the local cache; it never hangs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from surgery.errors import FrankensteinError
+
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+METADATA_PATTERNS = ["*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken", "*.py"]
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+HUB_CONNECT_TIMEOUT_S = 5.0
+
+
+def resolve(source: str | os.PathLike, *, weights: bool = True, allow_pickle: bool = False) -> Path:
+    """Local folder holding `source`: the folder itself, or the hub snapshot (cached or downloaded).
+
+    With `weights=False` only config, tokenizer and index files are fetched from the hub.
+    """
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        check_checkpoint(path, weights=weights, allow_pickle=allow_pickle)
+        return path
+    if path.exists():
+        raise FrankensteinError(f"{text} is a file, not a checkpoint folder")
+    if _looks_like_path(text) or not HUB_ID.match(text):
+        raise FrankensteinError(f"no checkpoint folder at {text}")
+    return _from_hub(text, weights=weights, allow_pickle=allow_pickle)
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith(("/", ".", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text
+
+
+def check_checkpoint(path: Path, *, weights: bool = True, allow_pickle: bool = False) -> None:
+    """A folder is a checkpoint if it has config.json and (when asked) loadable weights."""
+    if not (path / "config.json").is_file():
+        raise FrankensteinError(f"{path} has no config.json; it is not a transformers checkpoint folder")
+    if not weights:
+        return
+    if has_safetensors(path):
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        if allow_pickle:
+            return
+        raise FrankensteinError(
+            f"{path} holds only pickle weights ({', '.join(pickles[:3])}); pickle can run arbitrary code, "
+            "so it is refused: convert to safetensors, or pass --allow-pickle if you trust the source"
+        )
+    raise FrankensteinError(f"{path} holds no model weights (no *.safetensors files)")
+
+
+def has_safetensors(path: Path) -> bool:
+    return (path / SAFETENSORS_INDEX).is_file() or any(path.glob("*.safetensors"))
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(path) / "config.json").read_text())
+    except FileNotFoundError:
+        raise FrankensteinError(f"{path} has no config.json") from None
+    except json.JSONDecodeError as e:
+        raise FrankensteinError(f"{path}/config.json is not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The safetensors files of a checkpoint, in index order (sharded) or sorted (single/unsharded)."""
+    path = Path(path)
+    index = path / SAFETENSORS_INDEX
+    if index.is_file():
+        weight_map = _read_index(index)
+        files = list(dict.fromkeys(weight_map.values()))
+        missing = [f for f in files if not (path / f).is_file()]
+        if missing:
+            raise FrankensteinError(f"{path}: shard {missing[0]} named in {SAFETENSORS_INDEX} is missing")
+        return [path / f for f in files]
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise FrankensteinError(f"{path} holds no *.safetensors files")
+    return files
+
+
+def tensor_names(path: Path) -> dict[str, Path]:
+    """Tensor name -> file that holds it, read from the index or the file headers (no weights loaded)."""
+    path = Path(path)
+    index = path / SAFETENSORS_INDEX
+    if index.is_file():
+        return {name: path / f for name, f in _read_index(index).items()}
+    from safetensors import safe_open
+
+    out: dict[str, Path] = {}
+    for f in weight_files(path):
+        try:
+            with safe_open(f, framework="pt") as handle:
+                for name in handle.keys():
+                    out[name] = f
+        except Exception as e:  # safetensors raises its own error types for corrupt headers
+            raise FrankensteinError(f"{f} is not a readable safetensors file ({e})") from None
+    return out
+
+
+def _read_index(index: Path) -> dict[str, str]:
+    try:
+        return json.loads(index.read_text())["weight_map"]
+    except (json.JSONDecodeError, KeyError) as e:
+        raise FrankensteinError(f"{index} is not a valid safetensors index ({e})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Hub
+# ---------------------------------------------------------------------------------------------
+
+
+def _hub_patterns(weights: bool, allow_pickle: bool) -> list[str]:
+    patterns = list(METADATA_PATTERNS)
+    if weights:
+        patterns.append("*.safetensors")
+        if allow_pickle:
+            patterns += [f"*{s}" for s in PICKLE_SUFFIXES]
+    return patterns
+
+
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _hub_reachable(timeout: float = HUB_CONNECT_TIMEOUT_S) -> str | None:
+    """None if a TCP connection to the hub endpoint opens within `timeout`, else the reason."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # a proxy decides; huggingface_hub's own timeouts apply
+    url = urlparse(_hub_endpoint())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"{url.hostname}:{port}: {e.strerror or e}"
+
+
+def _from_hub(repo_id: str, *, weights: bool, allow_pickle: bool) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    patterns = _hub_patterns(weights, allow_pickle)
+    try:
+        cached = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+        check_checkpoint(cached, weights=weights, allow_pickle=allow_pickle)
+        return cached
+    except (LocalEntryNotFoundError, FileNotFoundError, FrankensteinError):
+        pass  # not (completely) in the cache: fetch it
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if offline:
+        raise FrankensteinError(f"{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
+    reason = _hub_reachable()
+    if reason is not None:
+        raise FrankensteinError(
+            f"cannot reach the Hugging Face hub for {repo_id} ({reason}) and it is not in the local cache; "
+            "download it on a connected machine or pass a local folder"
+        )
+    try:
+        path = Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=10))
+    except GatedRepoError:
+        raise FrankensteinError(f"{repo_id} is gated on the hub: accept its terms and set HF_TOKEN") from None
+    except RepositoryNotFoundError:
+        raise FrankensteinError(f"{repo_id} does not exist on the hub (or is private: set HF_TOKEN)") from None
+    except Exception as e:  # network errors come in many types across huggingface_hub versions
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FrankensteinError(f"could not download {repo_id} from the hub: {first_line}") from None
+    check_checkpoint(path, weights=weights, allow_pickle=allow_pickle)
+    return path

@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny offline checkpoints (built once per session) and CLI helpers.
+
+Everything here runs without a GPU and without any model or dataset hub.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# No test may reach a hub: fail fast instead of waiting on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def cli_path(name: str) -> str:
+    """A console script installed next to this interpreter (the venv's bin/)."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if found is None:
+        pytest.fail(f"console script {name!r} is not installed; run the README install command")
+    return found
+
+
+def run_cli(args: list[str], *, env: dict | None = None, timeout: float = 600, cwd=None) -> subprocess.CompletedProcess:
+    """Run a real command line; returns the completed process (text mode)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def tiny_trio(tmp_path_factory) -> dict[str, Path]:
+    """Qwen2.5-VL Base / IN / RL, 8 layers (blocks 2/3/3), RL deltas planted in mid and late."""
+    from surgery.tiny import TinySpec, make_tiny
+
+    out = tmp_path_factory.mktemp("tiny") / "trio"
+    return make_tiny(out, TinySpec(layers=8, vision_depth=2, seed=0, plant=("mid", "late")))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl(tmp_path_factory) -> dict[str, Path]:
+    """Qwen2-VL trio, 6 layers, 3 vision blocks."""
+    from surgery.tiny import TinySpec, make_tiny
+
+    out = tmp_path_factory.mktemp("tiny2vl") / "trio"
+    return make_tiny(out, TinySpec(arch="qwen2_vl", layers=6, vision_depth=3, seed=1))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_text(tmp_path_factory) -> Path:
+    """A text-only Qwen2 checkpoint (the lm-eval path), 4 layers."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=512,
+    )
+    out = tmp_path_factory.mktemp("qwen2") / "text"
+    Qwen2ForCausalLM(config).save_pretrained(out)
+    return out
