@@ -60,6 +60,9 @@ class ModulePaths(BaseModel):
     vision_tower: tuple[str, ...] = ()
     vision_blocks: tuple[str, ...] = ()
     projector: tuple[str, ...] = ()
+    layer_attention: str = "self_attn"  # attention submodule inside one decoder layer
+    attention_key: str = "k_proj"  # key / value projections inside that attention module
+    attention_value: str = "v_proj"
 
 
 class ArchFacts(BaseModel):
@@ -69,6 +72,7 @@ class ArchFacts(BaseModel):
 
     model_type: str
     hf_class: str  # transformers class that loads a full checkpoint of this type
+    rope: str = "mrope"  # "mrope": 3-D (time, height, width) positions from get_rope_index; "1d": plain positions
     num_layers_keys: tuple[str, ...]  # dotted config keys, first present wins
     num_vision_blocks_keys: tuple[str, ...] = ()
     namings: dict[str, TensorNaming]  # scheme name -> prefixes; "hf4" is what hub checkpoints use
@@ -134,6 +138,7 @@ ARCHITECTURES: dict[str, ArchFacts] = {
     "qwen2": ArchFacts(
         model_type="qwen2",
         hf_class="Qwen2ForCausalLM",
+        rope="1d",
         num_layers_keys=("num_hidden_layers",),
         namings={
             "hf4": TensorNaming(
@@ -470,6 +475,19 @@ class Layout:
 
     def text_model(self, model: "nn.Module") -> "nn.Module":
         return self._module(model, self.facts.modules.text_model, "text model")
+
+    def layer_attention(self, decoder_layer: "nn.Module") -> "nn.Module":
+        """The attention submodule of one decoder layer."""
+        return self._module(decoder_layer, (self.facts.modules.layer_attention,), "attention submodule")
+
+    def key_value_projections(self, decoder_layer: "nn.Module") -> tuple["nn.Module", "nn.Module"]:
+        """The key and value projections of one decoder layer's attention."""
+        attention = self.layer_attention(decoder_layer)
+        m = self.facts.modules
+        return (
+            self._module(attention, (m.attention_key,), "key projection"),
+            self._module(attention, (m.attention_value,), "value projection"),
+        )
 
     # -- summary -------------------------------------------------------------------------------
     def describe(self, cuts: tuple[int, int] | None = None) -> dict[str, Any]:

@@ -69,8 +69,10 @@ def load_model(
     return model, layout_of_model(model)
 
 
-def load_processor(source: str | Path) -> Any:
-    """The processor (VL models) or tokenizer (text-only) that ships with a checkpoint."""
+def load_processor(source: str | Path, **kwargs: Any) -> Any:
+    """The processor (VL models) or tokenizer (text-only) that ships with a checkpoint.
+
+    Extra keyword arguments (e.g. min_pixels, max_pixels) go to `from_pretrained`."""
     import transformers
 
     path = sources.resolve(source, weights=False)
@@ -78,7 +80,7 @@ def load_processor(source: str | Path) -> Any:
     facts = facts_for(config.get("model_type"))
     loader = transformers.AutoProcessor if facts.has_vision else transformers.AutoTokenizer
     try:
-        return loader.from_pretrained(str(path), trust_remote_code=False)
+        return loader.from_pretrained(str(path), trust_remote_code=False, **kwargs)
     except (OSError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FrankensteinError(f"could not load the processor of {source}: {first_line}") from None

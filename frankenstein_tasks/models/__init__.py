@@ -3,4 +3,4 @@
 lmms-eval reads `AVAILABLE_MODELS` (model name -> class name in `frankenstein_tasks.models.<name>`).
 """
 
-AVAILABLE_MODELS: dict[str, str] = {}
+AVAILABLE_MODELS: dict[str, str] = {"frankenstein": "Frankenstein"}

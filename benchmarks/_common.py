@@ -1,0 +1,83 @@
+"""Shared setup for the sweep benchmarks: a model of the requested shape and probe inputs."""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from PIL import Image, ImageDraw
+
+from surgery.loading import load_model, load_processor, resolve_device
+from surgery.tiny import TinySpec, build_config, build_processor, make_tiny
+
+QUESTIONS = [
+    "How many circles are in the image? Answer with a number.",
+    "Count the red dots.",
+    "How many objects can you see?",
+    "What is the number of shapes in this picture?",
+]
+
+
+def hardware(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"
+
+
+def dots(n: int, color: str, size: int) -> Image.Image:
+    img = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(img)
+    r = size // 16
+    for k in range(n):
+        x = (2 * k + 1) * size // 20
+        draw.ellipse([x, size // 2 - r, x + 2 * r, size // 2 + r], fill=color)
+    return img
+
+
+@contextmanager
+def timed() -> Iterator[dict]:
+    out: dict[str, float] = {}
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    yield out
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    out["seconds"] = time.perf_counter() - start
+
+
+def build_model(shape: str, layers: int, device: str, dtype: str) -> tuple[Any, Any, Any]:
+    """(model, layout, processor). `tiny`: a make-tiny checkpoint; `7b`: Qwen2.5-VL-7B shapes, random."""
+    from surgery.arch import layout_of_model
+
+    device = resolve_device(device)
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    if shape == "tiny":
+        tmp = Path(tempfile.mkdtemp(prefix="frank_bench_"))
+        paths = make_tiny(tmp / "trio", TinySpec(layers=layers, vision_depth=2, seed=0))
+        model, layout = load_model(str(paths["in"]), dtype=dtype, device=device)
+        return model, layout, load_processor(str(paths["in"]))
+    import transformers
+
+    spec = TinySpec(layers=layers, vision_depth=32)
+    config = build_config(spec)
+    # Qwen2.5-VL-7B-Instruct shapes.
+    text = config.text_config
+    text.hidden_size, text.intermediate_size = 3584, 18944
+    text.num_attention_heads, text.num_key_value_heads = 28, 4
+    text.rope_parameters["mrope_section"] = [16, 24, 24]
+    vision = config.vision_config
+    vision.hidden_size, vision.intermediate_size, vision.num_heads = 1280, 3420, 16
+    vision.out_hidden_size, vision.fullatt_block_indexes = 3584, [7, 15, 23, 31]
+    config.text_config, config.vision_config = text, vision
+    with torch.device(device):
+        model = transformers.Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=getattr(torch, dtype))
+    model.eval()
+    processor = build_processor("qwen2_5_vl")
+    return model, layout_of_model(model), processor

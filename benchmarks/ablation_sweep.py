@@ -1,0 +1,84 @@
+"""Zero-ablation sweep: batched fast path vs the naive loop, in one run, on the same inputs.
+
+Naive: per prompt and per layer, one `model.generate` (batch 1) with a hook that makes the layer
+return its input. Fast: `surgery.ablation.ablation_sweep` (items x layers decoded as one batch with
+per-row layer masks, the prefill shared up to each ablated layer, finished rows leaving the batch).
+The script checks both give the same tokens and prints the speed ratio.
+
+    python benchmarks/ablation_sweep.py                   # CPU: 28-layer tiny model
+    python benchmarks/ablation_sweep.py --shape 7b --device cuda --prompts 8 --new-tokens 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from _common import build_model, hardware, timed  # noqa: E402
+
+from surgery.ablation import ablation_generate_naive, ablation_sweep  # noqa: E402
+from surgery.prompts import encode_prompt  # noqa: E402
+from surgery.stack import DecoderStack  # noqa: E402
+
+PROBLEMS = [
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?",
+    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?",
+    "What is the sum of all positive integers less than 100 that are squares of perfect squares?",
+    "If 3x + 7 = 22, what is x?",
+]
+INSTRUCTION = 'Please solve the problem step by step and put your answer in one "\\boxed{}".\n\n'
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shape", choices=["tiny", "7b"], default="tiny")
+    p.add_argument("--layers", type=int, default=28)
+    p.add_argument("--prompts", type=int, default=4)
+    p.add_argument("--new-tokens", type=int, default=16)
+    p.add_argument("--max-batch-rows", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    args = p.parse_args()
+
+    torch.manual_seed(0)
+    model, layout, processor = build_model(args.shape, args.layers, args.device, args.dtype)
+    device = str(next(model.parameters()).device)
+    prompts = [encode_prompt(processor, model, layout, INSTRUCTION + PROBLEMS[i % len(PROBLEMS)], system_prompt=None)
+               for i in range(args.prompts)]
+    eos = [151645, 151643]
+    layers = list(range(layout.num_layers))
+    stack = DecoderStack(model, layout)
+
+    ablation_sweep(stack, prompts[:1], layers[:2], max_new_tokens=2, eos_token_ids=eos)  # warm-up
+    with timed() as fast_t:
+        fast = ablation_sweep(stack, prompts, layers, max_new_tokens=args.new_tokens, eos_token_ids=eos,
+                              max_batch_rows=args.max_batch_rows)
+    with timed() as naive_t:
+        naive = [ablation_generate_naive(model, layout, prompt, layers, max_new_tokens=args.new_tokens, eos_token_ids=eos)
+                 for prompt in prompts]
+
+    total = same = 0
+    for f, n in zip(fast, naive):
+        for layer in layers:
+            total += 1
+            same += f.by_layer[layer] == n.by_layer[layer]
+        total += 1
+        same += f.baseline == n.baseline
+    ratio = naive_t["seconds"] / fast_t["seconds"]
+    print(f"device: {device} ({hardware(device)}), dtype {next(model.parameters()).dtype}, shape {args.shape}, "
+          f"{layout.num_layers} layers, {args.prompts} prompts (~{prompts[0].length} tokens), {args.new_tokens} new tokens")
+    print(f"naive loop  (generate per prompt x layer, batch 1): {naive_t['seconds']:8.2f} s")
+    print(f"fast sweep  (items x layers batched, shared prefill): {fast_t['seconds']:8.2f} s")
+    print(f"agreement: {same}/{total} answers token-identical")
+    print(f"speedup: {ratio:.1f}x")
+    exact = next(model.parameters()).dtype == torch.float32
+    return 0 if (same == total or not exact) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

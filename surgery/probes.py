@@ -1,0 +1,261 @@
+"""Probes as one registry: requests in, answers (or contract-encoded per-layer results) out.
+
+`ProbeRunner` owns a loaded model's `DecoderStack` and runs a batch of `ProbeRequest`s through the
+probe named in its `ProbeConfig`:
+
+    none            ordinary greedy generation (batched)
+    visual_swap     per decoder layer, the answer with the source image's visual K/V swapped in
+    zero_ablation   per decoder layer, the answer with that layer zero-ablated
+    attention       the answer, and per layer the attention mass generated tokens put on the image
+
+The lmms-eval model (`surgery.lmms_model`) and any other front end only translate their requests
+into `ProbeRequest`s; the encoding of per-layer results is `frankenstein_tasks.contract`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from surgery.arch import Layout
+from surgery.errors import FrankensteinError
+from surgery.prompts import DEFAULT_SYSTEM_PROMPT, encode_prompt
+from surgery.stack import DecoderStack
+
+PROBE_NAMES = ("none", "visual_swap", "zero_ablation", "attention")
+
+
+class ProbeConfig(BaseModel):
+    """What to run; parsed from lmms-eval model args (`probe=visual_swap,layers=all,swap_mode=from`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    probe: Literal["none", "visual_swap", "zero_ablation", "attention"] = "none"
+    layers: str = "all"
+    swap_mode: Literal["from", "only", "window"] = "from"
+    window: int = Field(1, ge=1)
+    max_batch_rows: int = Field(32, ge=1)
+    default_max_new_tokens: int = Field(256, ge=1)
+
+
+def parse_layers(text: str | int | Sequence[int], num_layers: int) -> list[int]:
+    """Decoder layers from 'all', '5', '0-9', '0-27:3' (step), '[1,3,5]', '1;3;5' or '0-3;8'."""
+    if isinstance(text, int):
+        items: list[str] = [str(text)]
+    elif isinstance(text, (list, tuple)):
+        items = [str(x) for x in text]
+    else:
+        raw = str(text).strip().strip("[]")
+        if raw.lower() in ("all", ""):
+            return list(range(num_layers))
+        items = [p for p in re.split(r"[;,\s+]+", raw) if p]
+    layers: set[int] = set()
+    for item in items:
+        m = re.fullmatch(r"(-?\d+)(?:-(\d+))?(?::(\d+))?", item)
+        if m is None:
+            raise FrankensteinError(f"cannot read layers {text!r}: use all, 5, 0-9, 0-27:3 or 1;3;5")
+        start = int(m.group(1))
+        stop = int(m.group(2)) if m.group(2) is not None else start
+        step = int(m.group(3)) if m.group(3) is not None else 1
+        if step < 1 or stop < start:
+            raise FrankensteinError(f"cannot read layers {item!r}: ranges go low-high with a positive step")
+        layers.update(range(start, stop + 1, step))
+    bad = sorted(x for x in layers if not 0 <= x < num_layers)
+    if bad:
+        raise FrankensteinError(f"layers {bad} are out of range: the model has decoder layers 0..{num_layers - 1}")
+    return sorted(layers)
+
+
+@dataclass
+class ProbeRequest:
+    """One prompt: the question text, the target images, and for a swap the source images."""
+
+    text: str
+    images: list[Any] = field(default_factory=list)
+    source_images: list[Any] | None = None
+    max_new_tokens: int | None = None
+    until: list[str] = field(default_factory=list)
+
+
+class ProbeRunner:
+    def __init__(
+        self,
+        model: Any,
+        layout: Layout,
+        processor: Any,
+        config: ProbeConfig = ProbeConfig(),
+        *,
+        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+    ):
+        self.model, self.layout, self.processor, self.config = model, layout, processor, config
+        self.system_prompt = system_prompt
+        self.stack = DecoderStack(model, layout)
+        self.layers = parse_layers(config.layers, layout.num_layers)
+        if config.probe == "visual_swap" and not layout.has_vision:
+            raise FrankensteinError(f"probe=visual_swap needs a vision-language model, not {layout.model_type}")
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.eos_token_ids = _eos_ids(model, self.tokenizer)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def encode(self, text: str, images: Sequence[Any]) -> Any:
+        return encode_prompt(self.processor, self.model, self.layout, text, images, system_prompt=self.system_prompt)
+
+    def decode(self, tokens: list[int] | None, until: Sequence[str]) -> str:
+        if tokens is None:
+            return ""
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        for stop in until:
+            if stop:
+                text = text.split(stop)[0]
+        return text
+
+    def _max_new_tokens(self, requests: Sequence[ProbeRequest]) -> int:
+        return max(r.max_new_tokens or self.config.default_max_new_tokens for r in requests)
+
+    # -- entry point ---------------------------------------------------------------------------
+    def run(self, requests: Sequence[ProbeRequest], progress: Any = None) -> list[str]:
+        """One response per request: the plain answer (probe=none) or the contract encoding."""
+        if not requests:
+            return []
+        return RUNNERS[self.config.probe](self, list(requests), progress)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids: set[int] = set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (gen_eos, getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(int(v) for v in value)
+    if not ids:
+        raise FrankensteinError("the model defines no end-of-sequence token (generation_config or tokenizer)")
+    return sorted(ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# The probes
+# ---------------------------------------------------------------------------------------------
+
+
+def _run_none(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[str]:
+    from surgery.stack import generate_batched
+
+    prompts = [runner.encode(r.text, r.images) for r in requests]
+    tokens = generate_batched(
+        runner.stack,
+        prompts,
+        max_new_tokens=runner._max_new_tokens(requests),
+        eos_token_ids=runner.eos_token_ids,
+        max_batch_rows=runner.config.max_batch_rows,
+        progress=progress,
+    )
+    return [runner.decode(t, r.until) for t, r in zip(tokens, requests)]
+
+
+def _run_visual_swap(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[str]:
+    from frankenstein_tasks.contract import ProbeResult, encode
+    from surgery.swap import SwapPair, SwapSpec, swap_sweep
+
+    pairs = []
+    for r in requests:
+        if len(r.images) != 1 or not r.source_images or len(r.source_images) != 1:
+            raise FrankensteinError("probe=visual_swap needs exactly one target and one source image per item")
+        pairs.append(SwapPair(runner.encode(r.text, r.images), runner.encode(r.text, r.source_images)))
+    spec = SwapSpec(mode=runner.config.swap_mode, window=runner.config.window)
+    outcomes = swap_sweep(
+        runner.stack,
+        pairs,
+        runner.layers,
+        spec,
+        max_new_tokens=runner._max_new_tokens(requests),
+        eos_token_ids=runner.eos_token_ids,
+        max_batch_rows=runner.config.max_batch_rows,
+        progress=progress,
+    )
+    options = {"mode": spec.mode, "window": spec.window if spec.mode == "window" else None}
+    results = []
+    for o, r in zip(outcomes, requests):
+        if o.error is not None:
+            results.append(encode(ProbeResult(probe="visual_swap", layers=runner.layers, options=options, error=o.error)))
+            continue
+        results.append(
+            encode(
+                ProbeResult(
+                    probe="visual_swap",
+                    baseline=runner.decode(o.baseline, r.until),
+                    layers=runner.layers,
+                    answers=[runner.decode(o.by_layer[layer], r.until) for layer in runner.layers],
+                    options=options,
+                )
+            )
+        )
+    return results
+
+
+def _run_zero_ablation(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[str]:
+    from frankenstein_tasks.contract import ProbeResult, encode
+    from surgery.ablation import ablation_sweep
+
+    prompts = [runner.encode(r.text, r.images) for r in requests]
+    outcomes = ablation_sweep(
+        runner.stack,
+        prompts,
+        runner.layers,
+        max_new_tokens=runner._max_new_tokens(requests),
+        eos_token_ids=runner.eos_token_ids,
+        max_batch_rows=runner.config.max_batch_rows,
+        progress=progress,
+    )
+    return [
+        encode(
+            ProbeResult(
+                probe="zero_ablation",
+                baseline=runner.decode(o.baseline, r.until),
+                layers=runner.layers,
+                answers=[runner.decode(o.by_layer[layer], r.until) for layer in runner.layers],
+            )
+        )
+        for o, r in zip(outcomes, requests)
+    ]
+
+
+def _run_attention(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[str]:
+    from frankenstein_tasks.contract import ProbeResult, encode
+    from surgery.attention import attention_sweep
+
+    prompts = [runner.encode(r.text, r.images) for r in requests]
+    outcomes, _ = attention_sweep(
+        runner.stack,
+        prompts,
+        max_new_tokens=runner._max_new_tokens(requests),
+        eos_token_ids=runner.eos_token_ids,
+        max_batch_rows=runner.config.max_batch_rows,
+        progress=progress,
+    )
+    results = []
+    for o, r in zip(outcomes, requests):
+        values = [o.visual_mass[layer] for layer in runner.layers] if o.visual_mass else []
+        results.append(
+            encode(
+                ProbeResult(
+                    probe="attention",
+                    baseline=runner.decode(o.tokens, r.until),
+                    layers=runner.layers if values else [],
+                    values=values,
+                    error=None if values else "no tokens were generated, so there is no attention to measure",
+                )
+            )
+        )
+    return results
+
+
+RUNNERS: dict[str, Callable[[ProbeRunner, list[ProbeRequest], Any], list[str]]] = {
+    "none": _run_none,
+    "visual_swap": _run_visual_swap,
+    "zero_ablation": _run_zero_ablation,
+    "attention": _run_attention,
+}
