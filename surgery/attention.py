@@ -3,8 +3,8 @@
 For every decode step, each generated token's query attends over the cached columns; the mass it
 puts on the visual-token columns, averaged over heads and steps, is the per-layer value. Prompts
 decode as one batch (finished rows leave it); the weights come from a forward hook on each layer's
-attention, with the model switched to eager attention for the duration (other implementations do
-not return weights).
+attention, with the model switched to eager attention for the decode steps only (other
+implementations do not return weights; the prefill keeps the model's own, faster one).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from surgery.prompts import EncodedPrompt
-from surgery.stack import AttentionRecord, DecoderStack, capture_decode_attention, generate_batched
+from surgery.stack import AttentionRecord, DecoderStack, capture_decode_attention
 
 
 @dataclass
@@ -37,10 +37,10 @@ def attention_sweep(
     records: list[AttentionRecord] = []
     for start in range(0, len(prompts), max_batch_rows):
         group = prompts[start : start + max_batch_rows]
+        # The prefill runs with the model's own attention; only decode steps need weights (eager).
+        rows = stack.extend(None, stack.chunk(group, stack.prompt_embeddings(group), [(0, p.length) for p in group]))
         with capture_decode_attention(stack, keep_steps=keep_steps) as record:
-            tokens = generate_batched(
-                stack, group, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids, max_batch_rows=len(group)
-            )
+            tokens = stack.greedy_decode(rows, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
         for slot in range(len(group)):
             outcomes.append(AttentionOutcome(tokens=tokens[slot], visual_mass=record.mean_visual_mass(slot)))
         records.append(record)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from surgery.arch import Layout
+from surgery.errors import FrankensteinError
 from surgery.prompts import EncodedPrompt
 
 PAD_POSITION = 0  # position id given to pads; masked out, so any value works
@@ -76,6 +77,12 @@ class DecoderStack:
         first = next(model.parameters())
         self.device, self.dtype = first.device, first.dtype
         self.active_rows: Rows | None = None  # the batch being decoded (read by attention capture)
+        self.layer_types = getattr(self.config, "layer_types", None) or ["full_attention"] * self.num_layers
+        if set(self.layer_types) != {"full_attention"}:
+            raise FrankensteinError(
+                f"{layout.model_type} checkpoint uses {sorted(set(self.layer_types))} layers; "
+                "the surgery engine supports full-attention layers only"
+            )
 
     @property
     def num_layers(self) -> int:
@@ -125,12 +132,12 @@ class DecoderStack:
 
     # -- layers --------------------------------------------------------------------------------
     def new_cache(self) -> Any:
-        from transformers import DynamicCache
+        from surgery.cache import new_cache
 
-        return DynamicCache(config=self.config)
+        return new_cache(self.num_layers)
 
     def _masks(self, hidden: torch.Tensor, attention_mask: torch.Tensor, cache: Any, positions: torch.Tensor) -> dict:
-        from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+        from transformers.masking_utils import create_causal_mask
 
         kwargs = dict(
             config=self.config,
@@ -139,10 +146,7 @@ class DecoderStack:
             past_key_values=cache if cache is not None and cache.get_seq_length() > 0 else None,
             position_ids=None if self.mrope else positions[0],
         )
-        masks = {"full_attention": create_causal_mask(**kwargs)}
-        if "sliding_attention" in getattr(self.config, "layer_types", []):
-            masks["sliding_attention"] = create_sliding_window_causal_mask(**kwargs)
-        return masks
+        return {"full_attention": create_causal_mask(**kwargs)}
 
     @torch.no_grad()
     def run_layers(
@@ -165,11 +169,10 @@ class DecoderStack:
         position_embeddings = self.text_model.rotary_emb(hidden, rotary_positions)
         masks = self._masks(hidden, attention_mask, cache, positions)
         layer_position_ids = None if self.mrope else positions[0]
-        layer_types = getattr(self.config, "layer_types", None) or ["full_attention"] * self.num_layers
         for i in range(self.num_layers) if layers is None else layers:
             out = self.layers[i](
                 hidden,
-                attention_mask=masks[layer_types[i]],
+                attention_mask=masks[self.layer_types[i]],
                 position_embeddings=position_embeddings,
                 position_ids=layer_position_ids,
                 past_key_values=cache,
@@ -219,8 +222,11 @@ class DecoderStack:
         on_step: Callable[[Rows], None] | None = None,
     ) -> dict[int, list[int]]:
         """Greedy tokens per output slot (EOS excluded). Finished rows leave the batch."""
+        from surgery.cache import reserve
+
         eos = torch.tensor(sorted(set(eos_token_ids)), device=self.device)
         outputs: dict[int, list[int]] = {slot: [] for slot in rows.slots}
+        reserve(rows.cache, max_new_tokens)
         for step in range(max_new_tokens):
             tokens = rows.logits.argmax(dim=-1)
             finished = torch.isin(tokens, eos)
