@@ -1,0 +1,1 @@
+"""lmms-eval tasks frank_vision_*: visual-token-swapping probe pairs (see utils.py)."""

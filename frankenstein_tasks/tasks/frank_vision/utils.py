@@ -1,0 +1,51 @@
+"""lmms-eval glue of the frank_vision_* tasks; the work lives in `frankenstein_tasks.vision`.
+
+The YAMLs load a one-line stub (`stub.json`) because lmms-eval needs a dataset to start from;
+`process_docs_<task>` replaces it with the docs of the chosen pair folder:
+$FRANKENSTEIN_VISION_DATA/<task>/data.jsonl if that variable is set, else the default set generated
+on first use into the cache ($FRANKENSTEIN_CACHE/vision_pairs/...).
+"""
+
+from __future__ import annotations
+
+from frankenstein_tasks.vision.dataset import task_docs
+from frankenstein_tasks.vision.metrics import aggregate_curve, count_skipped, process_results  # noqa: F401
+
+
+def _docs(task: str):
+    import datasets
+
+    return datasets.Dataset.from_list(task_docs(task))
+
+
+def process_docs_counting(dataset):
+    return _docs("counting")
+
+
+def process_docs_ocr(dataset):
+    return _docs("ocr")
+
+
+def process_docs_grounding(dataset):
+    return _docs("grounding")
+
+
+def process_docs_recognition(dataset):
+    return _docs("recognition")
+
+
+def doc_to_visual(doc):
+    """The target image only (the probe model reads the source from doc["source_image"])."""
+    from PIL import Image
+
+    with Image.open(doc["target_image"]) as img:
+        return [img.convert("RGB")]
+
+
+def doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    kwargs = lmms_eval_specific_kwargs or {}
+    return f"{kwargs.get('pre_prompt', '')}{doc['prompt']}{kwargs.get('post_prompt', '')}"
+
+
+def doc_to_target(doc):
+    return doc["target_answer"]
