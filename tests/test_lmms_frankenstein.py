@@ -70,3 +70,44 @@ def test_attention_probe_through_plugin_env(tiny_trio, tmp_path):
     curve = results["visual_attention,none"]
     assert curve["layers"] == list(range(8))
     assert all(0.0 < v < 1.0 for v in curve["value"])
+
+
+def test_frank_vision_tasks_with_visual_swap(tiny_trio, tmp_path):
+    """Every frank_vision task through lmms_eval with probe=visual_swap: curves over every layer."""
+    import json
+    from pathlib import Path
+
+    import frankenstein_tasks
+    from conftest import cli_path
+    from frankenstein_tasks.vision.pairs import TASKS
+    from frankenstein_tasks.vision.scoring import is_correct, normalize
+
+    pairs_dir = tmp_path / "pairs"
+    made = run_cli([cli_path("frankenstein"), "data", "make-pairs", "--n", "2", "--size", "112", "--out", str(pairs_dir)])
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "out"
+    result = run_cli([
+        sys.executable, "-m", "lmms_eval", "--model", "frankenstein",
+        "--model_args", f"pretrained={tiny_trio['in']},device=cpu,probe=visual_swap,max_new_tokens=8",
+        "--tasks", "frank_vision", "--include_path", str(Path(frankenstein_tasks.__file__).parent / "tasks"),
+        "--output_path", str(out), "--log_samples",
+    ], env={"FRANKENSTEIN_VISION_DATA": str(pairs_dir)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (results_file,) = out.rglob("*_results.json")
+    results = json.loads(results_file.read_text())["results"]
+    for task in TASKS:
+        metrics = results[f"frank_vision_{task}"]
+        samples = [json.loads(line) for p in out.rglob(f"*_samples_frank_vision_{task}.jsonl") for line in p.read_text().splitlines()]
+        decoded = [contract.decode(s["filtered_resps"]) for s in samples]
+        assert len(decoded) == 2 and all(d.error is None and d.layers == list(range(8)) for d in decoded)
+        lines = [json.loads(line) for line in (pairs_dir / task / "data.jsonl").read_text().splitlines()]
+        for name, per_item in (
+            ("change_rate", lambda d, s, a: normalize(a) != normalize(d.baseline)),
+            ("source_adoption_rate", lambda d, s, a: is_correct(task, a, lines[s["doc_id"]]["meta"], "source")),
+        ):
+            curve = metrics[f"{name},none"]
+            assert curve["layers"] == list(range(8)) and curve["n"] == 2 and len(curve["stderr"]) == 8
+            for j in range(8):
+                expected = sum(per_item(d, s, d.answers[j]) for d, s in zip(decoded, samples)) / 2
+                assert curve["value"][j] == pytest.approx(expected)
+        assert metrics["skipped,none"] == 0
