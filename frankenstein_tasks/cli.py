@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the whole pipeline on embedded tiny models (no hub needed)"),
     "make-tiny": ("make_tiny", "write an offline tiny Base / IN / RL Qwen2.5-VL trio with planted RL deltas"),
     "layout": ("layout", "print the architecture facts of a checkpoint (layers, blocks, unified index)"),
+    "merge-config": ("merge_config", "write mergekit recipes splicing IN/RL decoder blocks (six variants, any cuts)"),
+    "freeze-params": ("freeze", "print the parameter names of one decoder block to freeze, as a list or a regex"),
 }
 
 DESCRIPTION = """\
