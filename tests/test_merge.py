@@ -183,6 +183,18 @@ def test_in_memory_splice_qwen2_vl(tiny_qwen2_vl):
     assert_same_tensors(state, rule(in_state, rl_state, "mid", (1, 4), num_layers=6), "qwen2_vl splice vs rule")
 
 
+def test_qwen2_vl_recipe_carries_the_mergekit_warning_and_merge_is_refused(tiny_qwen2_vl, tmp_path):
+    base = [cli_path("frankenstein"), "merge-config", "--in", str(tiny_qwen2_vl["in"]), "--rl", str(tiny_qwen2_vl["rl"])]
+    recipe = tmp_path / "mid.yaml"
+    result = run_cli(base + ["--variant", "mid", "-o", str(recipe)])
+    assert result.returncode == 0, result.stderr
+    assert "warning: mergekit 0.1.5's qwen2_vl definition" in result.stderr
+    assert "# WARNING: mergekit 0.1.5's qwen2_vl definition" in recipe.read_text()
+    result = run_cli(base + ["--variant", "mid", "--merge", str(tmp_path / "merged")])
+    assert result.returncode == 2 and result.stderr.startswith("frankenstein: error: cannot --merge: mergekit 0.1.5")
+    assert not (tmp_path / "merged").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Checked-in recipes
 # ---------------------------------------------------------------------------------------------
