@@ -170,11 +170,7 @@ class GeneratedRecipes(BaseModel):
     models: dict[str, str]
     num_layers: int
     texts: dict[str, str]
-
-    @property
-    def early_models(self) -> dict[str, str]:
-        """variant -> the model that supplies its early block (and config, tokenizer, processor)."""
-        return {v: self.models["rl" if "early" in VARIANTS[v] else "in"] for v in self.texts}
+    early_models: dict[str, str]  # variant -> the model that supplies its early block, config and files
 
     @property
     def known_issue(self) -> str | None:
@@ -212,8 +208,14 @@ def generate(
         model_type, num_layers, models = pair.layout.model_type, pair.layout.num_layers, pair.locations
     else:
         model_type, num_layers, models = DEFAULT_MODEL_TYPE, layers, {"in": str(in_source), "rl": str(rl_source)}
-    texts = {v: recipe_text(splice_plan(num_layers, v, cuts), models, model_type, title) for v in variants}
-    return GeneratedRecipes(model_type=model_type, models=models, num_layers=num_layers, texts=texts)
+    plans = {v: splice_plan(num_layers, v, cuts) for v in variants}
+    return GeneratedRecipes(
+        model_type=model_type,
+        models=models,
+        num_layers=num_layers,
+        texts={v: recipe_text(plan, models, model_type, title) for v, plan in plans.items()},
+        early_models={v: models[plan.early_source] for v, plan in plans.items()},
+    )
 
 
 def recipe_texts(rec: Recipe, *, layers: int | None = None, cuts: tuple[int, int] | None = None) -> dict[str, str]:
