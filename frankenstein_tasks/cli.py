@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-tiny": ("make_tiny", "write an offline tiny Base / IN / RL Qwen2.5-VL trio with planted RL deltas"),
     "layout": ("layout", "print the architecture facts of a checkpoint (layers, blocks, unified index)"),
     "data": ("data", "make probe data sets (make-pairs: image pairs for the frank_vision_* swap tasks)"),
+    "merge-config": ("merge_config", "write mergekit recipes splicing IN/RL decoder blocks (six variants, any cuts)"),
+    "freeze-params": ("freeze", "print the parameter names of one decoder block to freeze, as a list or a regex"),
 }
 
 DESCRIPTION = """\

@@ -52,9 +52,34 @@ def _stage_layout(ctx: DemoContext) -> str:
     )
 
 
+def _stage_merge(ctx: DemoContext) -> str:
+    from merge_configs.generate import generate
+    from merge_configs.mergekit_run import run_mergekit
+    from surgery.atomic import write_text
+    from surgery.splice import VARIANTS, checkpoint_differences, load_spliced
+
+    out = ctx.out / "merge"
+    generated = generate(ctx.models["in"], ctx.models["rl"], list(VARIANTS))
+    for variant, text in generated.texts.items():
+        write_text(out / "recipes" / f"{variant}.yaml", text)
+    variant = "mid_late"
+    merged = out / variant
+    run_mergekit(generated.texts[variant], merged, early_model=generated.early_models[variant], overwrite=True, quiet=True)
+    model, layout, _ = load_spliced(ctx.models["in"], ctx.models["rl"], variant, device=ctx.device)
+    differences = checkpoint_differences(model, layout, merged)
+    if differences:
+        raise RuntimeError(f"mergekit {variant} differs from the in-memory splice: {differences[0]}")
+    n_tensors = len(model.state_dict())
+    return (
+        f"6 mergekit recipes in {out / 'recipes'}; mergekit-yaml {variant} == in-memory splice "
+        f"({n_tensors} tensors identical; {model.frankenstein_splice.describe()})"
+    )
+
+
 STAGES: list[Stage] = [
     Stage("tiny-models", "build the offline tiny Base / IN / RL trio", _stage_tiny),
     Stage("layout", "read the architecture facts through the adapter", _stage_layout),
+    Stage("merge", "Frankenstein recipes: mergekit-yaml vs the in-memory splice", _stage_merge),
 ]
 
 

@@ -433,6 +433,33 @@ class Layout:
     def is_decoder_layer_tensor(self, tensor_name: str) -> bool:
         return self.classify(tensor_name).part is Part.DECODER_LAYER
 
+    @cached_property
+    def _rename_patterns(self) -> list[tuple[re.Pattern[str], str]]:
+        """(name pattern of any scheme, TensorNaming field it came from), most specific first."""
+        pats = []
+        for naming in self.facts.namings.values():
+            for attr, prefix in naming.model_dump().items():
+                if prefix is not None:
+                    pats.append((re.compile("^" + re.escape(prefix).replace(re.escape("{i}"), r"(\d+)")), attr))
+        pats.sort(key=lambda p: -len(p[0].pattern))
+        return pats
+
+    def rename(self, tensor_name: str, scheme: str = "hf4") -> str:
+        """The same tensor's name in another naming scheme ("hf4": hub checkpoints, "hf5": modules)."""
+        if scheme not in self.facts.namings:
+            raise FrankensteinError(f"unknown naming scheme {scheme!r}; {self.model_type} has {', '.join(self.facts.namings)}")
+        target = self.facts.namings[scheme]
+        for regex, attr in self._rename_patterns:
+            m = regex.match(tensor_name)
+            if m is None:
+                continue
+            prefix = getattr(target, attr)
+            if prefix is None:
+                break
+            new_prefix = prefix.format(i=m.group(1)) if m.groups() else prefix
+            return new_prefix + tensor_name[m.end() :]
+        raise FrankensteinError(f"tensor {tensor_name!r} has no name in scheme {scheme} of {self.model_type}")
+
     # -- modules of a loaded model -------------------------------------------------------------
     def _module(self, model: "nn.Module", candidates: tuple[str, ...], what: str) -> Any:
         for path in candidates:
