@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+import torch
 
 from frankenstein_tasks import contract
 from surgery.loading import load_model, load_processor
@@ -111,3 +112,22 @@ def test_frank_vision_tasks_with_visual_swap(tiny_trio, tmp_path):
                 expected = sum(per_item(d, s, d.answers[j]) for d, s in zip(decoded, samples)) / 2
                 assert curve["value"][j] == pytest.approx(expected)
         assert metrics["skipped,none"] == 0
+
+
+def test_in_memory_splice_from_model_args(tiny_trio, tmp_path):
+    """`in=...,rl=...,splice=mid_late,cuts=3:6` runs the spliced model: answers equal the engine's on load_spliced."""
+    from surgery.splice import load_spliced
+
+    args = f"in={tiny_trio['in']},rl={tiny_trio['rl']},splice=mid_late,cuts=3:6,device=cpu"
+    results, samples = run_lmms(tmp_path, args)
+    model, layout, early = load_spliced(str(tiny_trio["in"]), str(tiny_trio["rl"]), "mid_late", cuts=(3, 6), dtype="float32")
+    assert early == tiny_trio["in"]  # mid_late takes the early block (and everything else) from IN
+    processor = load_processor(str(early))
+    prompts = [encode_prompt(processor, model, layout, "How many circles are in the image?", [dots(n)]) for n in (2, 3)]
+    tokens = generate_batched(DecoderStack(model, layout), prompts, max_new_tokens=4, eos_token_ids=[151645, 151643])
+    expected = [processor.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
+    assert [s["filtered_resps"].strip() for s in sorted(samples, key=lambda s: s["doc_id"])] == expected
+    # and the splice is not simply the IN model: its mid and late layers hold RL weights
+    plain, _ = load_model(str(tiny_trio["in"]), dtype="float32")
+    differs = [not torch.equal(a, b) for a, b in zip(plain.parameters(), model.parameters())]
+    assert any(differs)
