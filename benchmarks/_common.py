@@ -81,3 +81,24 @@ def build_model(shape: str, layers: int, device: str, dtype: str) -> tuple[Any, 
     model.eval()
     processor = build_processor("qwen2_5_vl")
     return model, layout_of_model(model), processor
+
+
+def report(fast: list, naive: list, layers: list[int], fast_s: float, naive_s: float, model: Any, header: str,
+           naive_label: str, fast_label: str) -> int:
+    """Print timings, agreement and speedup; exit status 1 if fp32 answers disagree (they must not)."""
+    total = same = 0
+    for f, n in zip(fast, naive):
+        for layer in layers:
+            total += 1
+            same += f.by_layer[layer] == n.by_layer[layer]
+        total += 1
+        same += f.baseline == n.baseline
+    device = str(next(model.parameters()).device)
+    print(f"device: {device} ({hardware(device)}), dtype {next(model.parameters()).dtype}, {header}")
+    print(f"naive loop  ({naive_label}): {naive_s:8.2f} s")
+    print(f"fast sweep  ({fast_label}): {fast_s:8.2f} s")
+    print(f"agreement: {same}/{total} answers token-identical")
+    print(f"speedup: {naive_s / fast_s:.1f}x")
+    # bf16 on a GPU may legitimately flip near-tied greedy tokens between batch shapes; fp32 must agree.
+    exact = next(model.parameters()).dtype == torch.float32
+    return 0 if (same == total or not exact) else 1

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from _common import build_model, hardware, timed  # noqa: E402
+from _common import build_model, report, timed  # noqa: E402
 
 from surgery.ablation import ablation_generate_naive, ablation_sweep  # noqa: E402
 from surgery.prompts import encode_prompt  # noqa: E402
@@ -47,7 +47,6 @@ def main() -> int:
 
     torch.manual_seed(0)
     model, layout, processor = build_model(args.shape, args.layers, args.device, args.dtype)
-    device = str(next(model.parameters()).device)
     prompts = [encode_prompt(processor, model, layout, INSTRUCTION + PROBLEMS[i % len(PROBLEMS)], system_prompt=None)
                for i in range(args.prompts)]
     eos = [151645, 151643]
@@ -62,23 +61,10 @@ def main() -> int:
         naive = [ablation_generate_naive(model, layout, prompt, layers, max_new_tokens=args.new_tokens, eos_token_ids=eos)
                  for prompt in prompts]
 
-    total = same = 0
-    for f, n in zip(fast, naive):
-        for layer in layers:
-            total += 1
-            same += f.by_layer[layer] == n.by_layer[layer]
-        total += 1
-        same += f.baseline == n.baseline
-    ratio = naive_t["seconds"] / fast_t["seconds"]
-    print(f"device: {device} ({hardware(device)}), dtype {next(model.parameters()).dtype}, shape {args.shape}, "
-          f"{layout.num_layers} layers, {args.prompts} prompts (~{prompts[0].length} tokens), {args.new_tokens} new tokens")
-    print(f"naive loop  (generate per prompt x layer, batch 1): {naive_t['seconds']:8.2f} s")
-    print(f"fast sweep  (items x layers batched, shared prefill): {fast_t['seconds']:8.2f} s")
-    print(f"agreement: {same}/{total} answers token-identical")
-    print(f"speedup: {ratio:.1f}x")
-    exact = next(model.parameters()).dtype == torch.float32
-    return 0 if (same == total or not exact) else 1
-
+    header = (f"shape {args.shape}, {layout.num_layers} layers, {args.prompts} prompts "
+              f"(~{prompts[0].length} tokens), {args.new_tokens} new tokens")
+    return report(fast, naive, layers, fast_t["seconds"], naive_t["seconds"], model, header,
+                  "generate per prompt x layer, batch 1", "items x layers batched, shared prefill")
 
 if __name__ == "__main__":
     sys.exit(main())

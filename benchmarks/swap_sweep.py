@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from _common import QUESTIONS, build_model, dots, hardware, timed  # noqa: E402
+from _common import QUESTIONS, build_model, dots, report, timed  # noqa: E402
 
 from surgery.prompts import encode_prompt  # noqa: E402
 from surgery.stack import DecoderStack  # noqa: E402
@@ -39,7 +39,6 @@ def main() -> int:
 
     torch.manual_seed(0)
     model, layout, processor = build_model(args.shape, args.layers, args.device, args.dtype)
-    device = str(next(model.parameters()).device)
     pairs = []
     for i in range(args.pairs):
         q = QUESTIONS[i % len(QUESTIONS)]
@@ -58,24 +57,10 @@ def main() -> int:
         naive = [swap_generate_naive(model, layout, pair, layers, max_new_tokens=args.new_tokens, eos_token_ids=eos)
                  for pair in pairs]
 
-    total = same = 0
-    for f, n in zip(fast, naive):
-        for layer in layers:
-            total += 1
-            same += f.by_layer[layer] == n.by_layer[layer]
-        total += 1
-        same += f.baseline == n.baseline
-    ratio = naive_t["seconds"] / fast_t["seconds"]
-    print(f"device: {device} ({hardware(device)}), dtype {next(model.parameters()).dtype}, shape {args.shape}, "
-          f"{layout.num_layers} layers, {args.pairs} pairs, {pairs[0].target.num_visual} visual tokens, "
-          f"{args.new_tokens} new tokens")
-    print(f"naive loop  (generate per pair x layer, batch 1): {naive_t['seconds']:8.2f} s")
-    print(f"fast sweep  (shared prefix, batched variants):    {fast_t['seconds']:8.2f} s")
-    print(f"agreement: {same}/{total} answers token-identical")
-    print(f"speedup: {ratio:.1f}x")
-    exact = next(model.parameters()).dtype == torch.float32
-    return 0 if (same == total or not exact) else 1
-
+    header = (f"shape {args.shape}, {layout.num_layers} layers, {args.pairs} pairs, "
+              f"{pairs[0].target.num_visual} visual tokens, {args.new_tokens} new tokens")
+    return report(fast, naive, layers, fast_t["seconds"], naive_t["seconds"], model, header,
+                  "generate per pair x layer, batch 1", "shared prefix, batched variants")
 
 if __name__ == "__main__":
     sys.exit(main())

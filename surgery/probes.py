@@ -112,8 +112,14 @@ class ProbeRunner:
                 text = text.split(stop)[0]
         return text
 
-    def _max_new_tokens(self, requests: Sequence[ProbeRequest]) -> int:
-        return max(r.max_new_tokens or self.config.default_max_new_tokens for r in requests)
+    def decoding(self, requests: Sequence[ProbeRequest], progress: Any) -> dict[str, Any]:
+        """Keyword arguments every sweep takes: decode budget, stop tokens, batch size, progress."""
+        return {
+            "max_new_tokens": max(r.max_new_tokens or self.config.default_max_new_tokens for r in requests),
+            "eos_token_ids": self.eos_token_ids,
+            "max_batch_rows": self.config.max_batch_rows,
+            "progress": progress,
+        }
 
     # -- entry point ---------------------------------------------------------------------------
     def run(self, requests: Sequence[ProbeRequest], progress: Any = None) -> list[str]:
@@ -148,10 +154,7 @@ def _run_none(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) 
     tokens = generate_batched(
         runner.stack,
         prompts,
-        max_new_tokens=runner._max_new_tokens(requests),
-        eos_token_ids=runner.eos_token_ids,
-        max_batch_rows=runner.config.max_batch_rows,
-        progress=progress,
+        **runner.decoding(requests, progress),
     )
     return [runner.decode(t, r.until) for t, r in zip(tokens, requests)]
 
@@ -171,10 +174,7 @@ def _run_visual_swap(runner: ProbeRunner, requests: list[ProbeRequest], progress
         pairs,
         runner.layers,
         spec,
-        max_new_tokens=runner._max_new_tokens(requests),
-        eos_token_ids=runner.eos_token_ids,
-        max_batch_rows=runner.config.max_batch_rows,
-        progress=progress,
+        **runner.decoding(requests, progress),
     )
     options = {"mode": spec.mode, "window": spec.window if spec.mode == "window" else None}
     results = []
@@ -205,10 +205,7 @@ def _run_zero_ablation(runner: ProbeRunner, requests: list[ProbeRequest], progre
         runner.stack,
         prompts,
         runner.layers,
-        max_new_tokens=runner._max_new_tokens(requests),
-        eos_token_ids=runner.eos_token_ids,
-        max_batch_rows=runner.config.max_batch_rows,
-        progress=progress,
+        **runner.decoding(requests, progress),
     )
     return [
         encode(
@@ -231,10 +228,7 @@ def _run_attention(runner: ProbeRunner, requests: list[ProbeRequest], progress: 
     outcomes, _ = attention_sweep(
         runner.stack,
         prompts,
-        max_new_tokens=runner._max_new_tokens(requests),
-        eos_token_ids=runner.eos_token_ids,
-        max_batch_rows=runner.config.max_batch_rows,
-        progress=progress,
+        **runner.decoding(requests, progress),
     )
     results = []
     for o, r in zip(outcomes, requests):

@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from surgery.ablation import ablation_generate_naive, ablation_sweep, zero_ablation
 from surgery.attention import attention_sweep
@@ -17,16 +16,10 @@ from surgery.prompts import encode_prompt
 from surgery.stack import DecoderStack, generate_batched
 from surgery.swap import SwapPair, SwapSpec, generate_greedy, swap_generate_naive, swap_sweep
 
+from lmms_tasks import dots
+
 EOS = [151645, 151643]
 NEW = 6  # new tokens per answer: enough to diverge, cheap on CPU
-
-
-def dots(n: int, color: str = "red", size=(112, 112)) -> Image.Image:
-    img = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(img)
-    for k in range(n):
-        draw.ellipse([5 + 20 * k, 40, 20 + 20 * k, 60], fill=color)
-    return img
 
 
 class Engine:
