@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the whole pipeline on embedded tiny models (no hub needed)"),
     "make-tiny": ("make_tiny", "write an offline tiny Base / IN / RL Qwen2.5-VL trio with planted RL deltas"),
     "layout": ("layout", "print the architecture facts of a checkpoint (layers, blocks, unified index)"),
+    "delta": ("delta", "weight-delta energy and SVD per tensor and layer across Base -> IN -> RL (streaming)"),
 }
 
 DESCRIPTION = """\

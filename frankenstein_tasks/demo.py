@@ -52,9 +52,24 @@ def _stage_layout(ctx: DemoContext) -> str:
     )
 
 
+def _stage_delta(ctx: DemoContext) -> str:
+    from analysis.delta import analyze_deltas
+
+    m = ctx.models
+    report = analyze_deltas(m["base"], m["in"], m["rl"], ctx.out / "delta", device=ctx.device, overwrite=True, progress=False)
+    blocks = report.summary("block")
+    top, *rest = report.block_ranking["rl"]
+    others = ", ".join(f"{b} {blocks[b].deltas['rl'].relative_norm:.3f}" for b in rest)
+    return (
+        f"{len(report.tensors)} matrices: largest dRL change in the {top} block (relative norm "
+        f"{blocks[top].deltas['rl'].relative_norm:.3f}; {others}); plots in {ctx.out / 'delta'}"
+    )
+
+
 STAGES: list[Stage] = [
     Stage("tiny-models", "build the offline tiny Base / IN / RL trio", _stage_tiny),
     Stage("layout", "read the architecture facts through the adapter", _stage_layout),
+    Stage("delta", "weight-delta energy and SVD across Base -> IN -> RL", _stage_delta),
 ]
 
 
