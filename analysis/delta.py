@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from analysis.spectra import one_thread
 from surgery.arch import BLOCK_NAMES, Layout, Part, is_norm, layout_from_config
 from surgery.errors import FrankensteinError
 
@@ -172,7 +173,9 @@ def open_checkpoint(role: str, source: str | Path, key_scheme: str | None = None
     source = str(source)
     path = sources.resolve(source, weights=True)
     if not sources.has_safetensors(path):
-        raise FrankensteinError(f"{ROLE_LABEL[role]} ({source}) has no safetensors weights; delta analysis reads only safetensors")
+        raise FrankensteinError(
+            f"{ROLE_LABEL[role]} ({source}) has no safetensors weights; delta analysis reads only safetensors"
+        )
     config = sources.read_config(path)
     names = sources.tensor_names(path)
     layout = layout_from_config(config, names, where=f"{ROLE_LABEL[role]} ({source})")
@@ -184,7 +187,9 @@ def open_checkpoint(role: str, source: str | Path, key_scheme: str | None = None
                 for offset_rank, name in enumerate(handle.offset_keys()):
                     view = handle.get_slice(name)
                     key = _key(layout, name, scheme)
-                    tensors[key] = TensorInfo(name, file, tuple(view.get_shape()), view.get_dtype(), (file_rank, offset_rank))
+                    tensors[key] = TensorInfo(
+                        name, file, tuple(view.get_shape()), view.get_dtype(), (file_rank, offset_rank)
+                    )
         except FrankensteinError:
             raise
         except Exception as e:  # safetensors raises its own error types for corrupt files
@@ -253,9 +258,8 @@ def make_plan(
         except re.error as e:
             raise FrankensteinError(f"--filter {name_filter!r} is not a valid regular expression ({e})") from None
 
-    keys = list(ckpts["base"].tensors)
-    for role in ("in", "rl"):
-        keys += [k for k in ckpts[role].tensors if k not in ckpts["base"].tensors and k not in keys]
+    # Base's tensors first, then any that only IN or RL have (they will be reported as missing).
+    keys = list(dict.fromkeys([*ckpts["base"].tensors, *ckpts["in"].tensors, *ckpts["rl"].tensors]))
     if pattern is not None:
         keys = [k for k in keys if pattern.search(k)]
         if not keys:
@@ -266,7 +270,7 @@ def make_plan(
     mismatched: list[SkippedTensor] = []
     for key in keys:
         infos = {role: ckpts[role].tensors.get(key) for role in ROLES}
-        problem = _mismatch(key, infos, ckpts)
+        problem = _mismatch(infos)
         if problem:
             mismatched.append(SkippedTensor(name=key, reason=problem))
             continue
@@ -323,10 +327,10 @@ def _local_name(layout: Layout, key: str, where: Any) -> str:
         prefix = layout.naming.projector or ""
     else:
         prefix = ""
-    return key[len(prefix):] if prefix and key.startswith(prefix) else key
+    return key[len(prefix) :] if prefix and key.startswith(prefix) else key
 
 
-def _mismatch(key: str, infos: dict[str, TensorInfo | None], ckpts: dict[str, Checkpoint]) -> str | None:
+def _mismatch(infos: dict[str, TensorInfo | None]) -> str | None:
     missing = [ROLE_LABEL[r] for r, info in infos.items() if info is None]
     if missing:
         return f"missing in {' and '.join(missing)}"
@@ -357,6 +361,10 @@ class SumsOfSquares:
 
     def add(self, base: Any, inn: Any, rl: Any) -> dict[str, float]:
         """Add one chunk (equal shapes); returns this chunk's sums of the three inputs."""
+        with one_thread():
+            return self._add(base, inn, rl)
+
+    def _add(self, base: Any, inn: Any, rl: Any) -> dict[str, float]:
         import torch
 
         flat = [t.reshape(-1) for t in (base, inn, rl)]
@@ -399,15 +407,16 @@ def _chunks(length: int, width: int) -> Iterator[slice]:
         yield slice(start, min(start + step, length))
 
 
-def _check_finite(item: PlanItem, views: dict[str, Any], chunk_sums: dict[str, float], ckpts: dict[str, Checkpoint], rows: slice | None, cols: slice | None) -> None:
+def _check_finite(
+    item: PlanItem, ckpts: dict[str, Checkpoint], chunk_sums: dict[str, float], parts: dict[str, Any]
+) -> None:
+    """A non-finite sum of squares means NaN or Inf in that checkpoint's chunk: name the tensor."""
     import torch
 
     for role in ROLES:
         if math.isfinite(chunk_sums[role]):
             continue
-        part = views[role]
-        part = part[rows] if rows is not None else part[:, cols]
-        bad = int((~torch.isfinite(part)).sum())
+        bad = int((~torch.isfinite(parts[role])).sum())
         what = f"{bad} NaN/Inf values" if bad else "values too large to square in float64"
         raise FrankensteinError(f"tensor {item.infos[role].name} in {ckpts[role].label} holds {what}")
 
@@ -430,12 +439,16 @@ def analyze_tensor(
         for sl in _chunks(rows, cols) if by_rows else _chunks(cols, rows):
             parts = {r: (v[sl] if by_rows else v[:, sl]) for r, v in views.items()}
             chunk_sums = sums.add(parts["base"], parts["in"], parts["rl"])
-            _check_finite(item, views, chunk_sums, ckpts, sl if by_rows else None, None if by_rows else sl)
+            _check_finite(item, ckpts, chunk_sums, parts)
             if svd:
-                f64 = {r: p.to(device=device, dtype=torch.float64) for r, p in parts.items()}
-                grams["in"].add(f64["in"] - f64["base"])
-                grams["rl"].add(f64["rl"] - f64["in"])
-                del f64
+                with one_thread():  # elementwise: see one_thread; the Gram matmuls below use every thread
+                    # Move first, convert there: 2 bytes per element cross to a GPU instead of 8.
+                    f64 = {r: p.to(device).to(torch.float64) for r, p in parts.items()}
+                    d_in, d_rl = f64["in"] - f64["base"], f64["rl"] - f64["in"]
+                    del f64
+                grams["in"].add(d_in)
+                grams["rl"].add(d_rl)
+                del d_in, d_rl
             del parts
             if progress is not None:
                 progress.update(int(bytes_per_element * (sl.stop - sl.start) * (cols if by_rows else rows)))
@@ -512,9 +525,7 @@ def _ordered_keys(grouped: dict[Any, Any], group: str) -> list[Any]:
 
 def rank_blocks(summaries: Sequence[GroupSummary]) -> dict[str, list[str]]:
     """Blocks from largest to smallest relative norm (size-independent: blocks may differ in length)."""
-    return {
-        d: [str(s.key) for s in sorted(summaries, key=lambda s: -s.deltas[d].relative_norm)] for d in DELTAS
-    }
+    return {d: [str(s.key) for s in sorted(summaries, key=lambda s: -s.deltas[d].relative_norm)] for d in DELTAS}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,7 +537,9 @@ def parse_metrics(metrics: str | Iterable[str]) -> tuple[str, ...]:
     items = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     bad = [m for m in items if m not in METRICS]
     if bad or not items:
-        raise FrankensteinError(f"--metrics takes a comma-separated list of {', '.join(METRICS)}; got {','.join(items) or 'nothing'}")
+        raise FrankensteinError(
+            f"--metrics takes a comma-separated list of {', '.join(METRICS)}; got {','.join(items) or 'nothing'}"
+        )
     # Energy is always measured: it is free once the tensors are read, and the SVD metrics use it.
     return tuple(m for m in METRICS if m in items or m == "energy")
 
@@ -583,17 +596,33 @@ def analyze_deltas(
     records: list[TensorRecord] = []
     spectra: dict[str, dict[str, Any]] = {}
     total_bytes = sum(item.bytes for item in plan.items)
-    with tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc="delta", disable=not progress) as bar:
+    with tqdm(
+        total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc="delta", disable=not progress
+    ) as bar:
         for item in plan.items:
             bar.set_postfix_str(item.record["name"][-48:], refresh=False)
             record, sigma = analyze_tensor(item, ckpts, svd=svd, topk=topk, device=device_used, progress=bar)
             records.append(record)
-            if sigma and (keep_spectra or (record.block is not None and record.index == representative.get(record.block))):
+            if sigma and (
+                keep_spectra or (record.block is not None and record.index == representative.get(record.block))
+            ):
                 spectra[record.name] = sigma
 
     summaries = {group: summarize(records, group) for group in GROUPS}
     report = DeltaReport(
-        meta=_metadata(ckpts, metrics, topk, device, device_used, filter, cuts_t, allow_missing, representative, total_bytes, started),
+        meta=_metadata(
+            ckpts,
+            metrics,
+            topk,
+            device,
+            device_used,
+            filter,
+            cuts_t,
+            allow_missing,
+            representative,
+            total_bytes,
+            started,
+        ),
         tensors=records,
         skipped=plan.skipped,
         mismatched=plan.mismatched,
@@ -612,7 +641,9 @@ def representative_layers(partition: Any) -> dict[str, int]:
     return {name: r.start + (len(r) - 1) // 2 for name, r in partition.ranges.items()}
 
 
-def _metadata(ckpts, metrics, topk, device, device_used, name_filter, cuts, allow_missing, representative, total_bytes, started) -> dict[str, Any]:
+def _metadata(
+    ckpts, metrics, topk, device, device_used, name_filter, cuts, allow_missing, representative, total_bytes, started
+) -> dict[str, Any]:
     import datetime
     import platform
     from importlib import metadata as importlib_metadata

@@ -17,13 +17,42 @@ if TYPE_CHECKING:  # pragma: no cover
     from analysis.delta import DeltaReport
 
 DELTA_FIELDS = (
-    "frobenius_norm", "energy", "reference_norm", "relative_norm", "spectral_norm", "nuclear_norm",
-    "stable_rank", "effective_rank", "condition_number", "log_volume_topk", "numerical_rank",
+    "frobenius_norm",
+    "energy",
+    "reference_norm",
+    "relative_norm",
+    "spectral_norm",
+    "nuclear_norm",
+    "stable_rank",
+    "effective_rank",
+    "condition_number",
+    "log_volume_topk",
+    "numerical_rank",
 )
-TENSOR_FIELDS = ("name", "local_name", "part", "index", "unified_index", "section", "component", "block",
-                 "shape", "rows", "cols", "numel")
-GROUP_FIELDS = ("energy", "reference_energy", "relative_norm", "energy_share", "energy_per_param",
-                "mean_stable_rank", "mean_effective_rank", "max_spectral_norm")
+TENSOR_FIELDS = (
+    "name",
+    "local_name",
+    "part",
+    "index",
+    "unified_index",
+    "section",
+    "component",
+    "block",
+    "shape",
+    "rows",
+    "cols",
+    "numel",
+)
+GROUP_FIELDS = (
+    "energy",
+    "reference_energy",
+    "relative_norm",
+    "energy_share",
+    "energy_per_param",
+    "mean_stable_rank",
+    "mean_effective_rank",
+    "max_spectral_norm",
+)
 PLOTS = ("energy_per_layer.png", "rank_per_layer.png", "spectra.png")
 
 
@@ -74,7 +103,14 @@ def _layer_rows(report: "DeltaReport") -> list[dict[str, Any]]:
     rows = []
     for s in report.summaries["unified_layer"]:
         part, index, block = where[s.key]
-        row = {"unified_index": s.key, "part": part, "index": index, "block": block, "n_tensors": s.n_tensors, "numel": s.numel}
+        row = {
+            "unified_index": s.key,
+            "part": part,
+            "index": index,
+            "block": block,
+            "n_tensors": s.n_tensors,
+            "numel": s.numel,
+        }
         for d, stats in s.deltas.items():
             row.update({f"{d}_{f}": getattr(stats, f) for f in GROUP_FIELDS})
         rows.append(row)
@@ -84,7 +120,9 @@ def _layer_rows(report: "DeltaReport") -> list[dict[str, Any]]:
 def _write_spectra(path: Path, report: "DeltaReport") -> None:
     import numpy as np
 
-    arrays = {f"{d}:{name}": sigma.numpy() for name, by_delta in report.spectra.items() for d, sigma in by_delta.items()}
+    arrays = {
+        f"{d}:{name}": sigma.numpy() for name, by_delta in report.spectra.items() for d, sigma in by_delta.items()
+    }
     with open(path, "wb") as fh:
         np.savez_compressed(fh, **arrays)
 
@@ -101,19 +139,26 @@ def write_plots(report: "DeltaReport", folder: Path) -> list[Path]:
     if x:
         models = report.meta["models"]
         title = f"Weight-delta energy per layer: {models['base']['source']} -> {models['in']['source']} -> {models['rl']['source']}"
-        written.append(delta_energy_figure(
-            axis, x,
-            {label[d]: [s.deltas[d].energy for s in layers] for d in label},
-            {label[d]: [s.deltas[d].relative_norm for s in layers] for d in label},
-            folder / PLOTS[0], title=_shorten(title),
-        ))
+        written.append(
+            delta_energy_figure(
+                axis,
+                x,
+                {label[d]: [s.deltas[d].energy for s in layers] for d in label},
+                {label[d]: [s.deltas[d].relative_norm for s in layers] for d in label},
+                folder / PLOTS[0],
+                title=_shorten(title),
+            )
+        )
         if any(s.deltas["rl"].mean_stable_rank is not None for s in layers):
-            written.append(delta_rank_figure(
-                axis, x,
-                {label[d]: [s.deltas[d].mean_stable_rank for s in layers] for d in label},
-                {label[d]: [s.deltas[d].mean_effective_rank for s in layers] for d in label},
-                folder / PLOTS[1],
-            ))
+            written.append(
+                delta_rank_figure(
+                    axis,
+                    x,
+                    {label[d]: [s.deltas[d].mean_stable_rank for s in layers] for d in label},
+                    {label[d]: [s.deltas[d].mean_effective_rank for s in layers] for d in label},
+                    folder / PLOTS[1],
+                )
+            )
     panels: dict[str, dict[str, Any]] = {}
     names: dict[str, str] = {}
     for t in report.tensors:

@@ -63,14 +63,32 @@ def shade_sections(ax: Any, axis: LayerAxis, *, blocks: bool = True) -> None:
     """Shade the vision / projector / LLM ranges; dotted lines and names for the decoder blocks."""
     for name, (lo, hi) in axis.sections.items():
         ax.axvspan(lo, hi, color=SECTION_COLORS[name], alpha=0.6, lw=0, zorder=0)
-        ax.text((lo + hi) / 2, 1.0, name.upper() if name == "llm" else name, transform=ax.get_xaxis_transform(),
-                ha="center", va="bottom", fontsize=8, color="0.35")
+        ax.text(
+            (lo + hi) / 2,
+            1.0,
+            name.upper() if name == "llm" else name,
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="0.35",
+        )
     if blocks:
         for name, (start, stop) in axis.blocks.items():
             if start > 0:
-                ax.axvline(start + 0.5, color="0.5", ls=":", lw=1, zorder=1)  # unified index of layer start is start + 1
-            ax.text(start + 0.5 + (stop - start) / 2, 0.02, name, transform=ax.get_xaxis_transform(),
-                    ha="center", va="bottom", fontsize=8, color="0.4")
+                ax.axvline(
+                    start + 0.5, color="0.5", ls=":", lw=1, zorder=1
+                )  # unified index of layer start is start + 1
+            ax.text(
+                start + 0.5 + (stop - start) / 2,
+                0.02,
+                name,
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color="0.4",
+            )
     lo = min(v[0] for v in axis.sections.values())
     hi = max(v[1] for v in axis.sections.values())
     ax.set_xlim(lo, hi)
@@ -123,34 +141,59 @@ def save_figure(fig: Any, path: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
-def delta_energy_figure(axis: LayerAxis, x: Sequence[int], energy: Mapping[str, Sequence[float]],
-                        relative: Mapping[str, Sequence[float]], path: str | Path, title: str = "") -> Path:
+def delta_energy_figure(
+    axis: LayerAxis,
+    x: Sequence[int],
+    energy: Mapping[str, Sequence[float]],
+    relative: Mapping[str, Sequence[float]],
+    path: str | Path,
+    title: str = "",
+) -> Path:
     """Energy ||delta||_F^2 and relative norm per unified layer, dIN vs dRL."""
     plt = _pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
-    plot_layer_curves(axes[0], axis, x, energy, ylabel="energy  ||Δ||²_F (sum over the layer)", log=True,
-                      title=title or "Weight-delta energy per layer")
+    plot_layer_curves(
+        axes[0],
+        axis,
+        x,
+        energy,
+        ylabel="energy  ||Δ||²_F (sum over the layer)",
+        log=True,
+        title=title or "Weight-delta energy per layer",
+    )
     plot_layer_curves(axes[1], axis, x, relative, ylabel="relative norm  ||Δ||_F / ||W||_F", log=True)
     axes[0].set_xlabel("")
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def delta_rank_figure(axis: LayerAxis, x: Sequence[int], stable: Mapping[str, Sequence[float | None]],
-                      effective: Mapping[str, Sequence[float | None]], path: str | Path) -> Path:
+def delta_rank_figure(
+    axis: LayerAxis,
+    x: Sequence[int],
+    stable: Mapping[str, Sequence[float | None]],
+    effective: Mapping[str, Sequence[float | None]],
+    path: str | Path,
+) -> Path:
     """Mean stable rank and mean effective rank of the layer's matrices, dIN vs dRL."""
     plt = _pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
-    plot_layer_curves(axes[0], axis, x, stable, ylabel="stable rank  ||Δ||²_F / σ1²  (mean)",
-                      title="Rank of the weight deltas per layer")
+    plot_layer_curves(
+        axes[0],
+        axis,
+        x,
+        stable,
+        ylabel="stable rank  ||Δ||²_F / σ1²  (mean)",
+        title="Rank of the weight deltas per layer",
+    )
     plot_layer_curves(axes[1], axis, x, effective, ylabel="effective rank  exp H(σ/Σσ)  (mean)")
     axes[0].set_xlabel("")
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def delta_spectra_figure(panels: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str | Path,
-                         layer_names: Mapping[str, str]) -> Path:
+def delta_spectra_figure(
+    panels: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str | Path, layer_names: Mapping[str, str]
+) -> Path:
     """Normalised spectra σ_i/σ_1 against i/rank, one column per representative layer, rows dIN / dRL.
 
     `panels[column][matrix label][delta]` is a 1-D array of singular values (descending).

@@ -90,7 +90,9 @@ def test_norms_and_relative_norms_match_a_direct_computation(tiny_report, states
         for d, delta, ref in (("in", i - b, b), ("rl", r - i, i)):
             stats = t.deltas[d]
             assert stats.frobenius_norm == pytest.approx(torch.linalg.norm(delta).item(), rel=1e-12)
-            assert stats.relative_norm == pytest.approx((torch.linalg.norm(delta) / torch.linalg.norm(ref)).item(), rel=1e-12)
+            assert stats.relative_norm == pytest.approx(
+                (torch.linalg.norm(delta) / torch.linalg.norm(ref)).item(), rel=1e-12
+            )
 
 
 def test_singular_values_agree_with_svdvals_on_every_matrix(tiny_report, states):
@@ -189,8 +191,23 @@ def test_cli_inf_in_base_fails_with_one_line_and_writes_nothing(tiny_trio, state
     bad["visual.blocks.1.attn.qkv.weight"][0, :4] = float("inf")
     base = _variant(tiny_trio["base"], tmp_path / "base_inf", bad)
     out = tmp_path / "out"
-    result = run_cli([cli_path("frankenstein"), "delta", "--base", str(base), "--in", str(tiny_trio["in"]),
-                      "--rl", str(tiny_trio["rl"]), "--out", str(out), "--quiet", "--filter", r"^visual\."])
+    result = run_cli(
+        [
+            cli_path("frankenstein"),
+            "delta",
+            "--base",
+            str(base),
+            "--in",
+            str(tiny_trio["in"]),
+            "--rl",
+            str(tiny_trio["rl"]),
+            "--out",
+            str(out),
+            "--quiet",
+            "--filter",
+            r"^visual\.",
+        ]
+    )
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()
     assert len(message) == 1
@@ -217,8 +234,20 @@ def test_missing_tensor_is_an_error_unless_allowed(tiny_trio, states, tmp_path):
     reshaped = dict(states["rl"])
     reshaped["visual.merger.mlp.2.weight"] = reshaped["visual.merger.mlp.2.weight"][:32].clone()
     rl = _variant(tiny_trio["rl"], tmp_path / "rl_shape", reshaped)
-    args = [cli_path("frankenstein"), "delta", "--base", str(tiny_trio["base"]), "--in", str(inn), "--rl", str(rl),
-            "--metrics", "energy", "--no-plots", "--quiet"]
+    args = [
+        cli_path("frankenstein"),
+        "delta",
+        "--base",
+        str(tiny_trio["base"]),
+        "--in",
+        str(inn),
+        "--rl",
+        str(rl),
+        "--metrics",
+        "energy",
+        "--no-plots",
+        "--quiet",
+    ]
 
     failed = run_cli(args + ["--out", str(tmp_path / "strict")])
     assert failed.returncode == 2
@@ -259,9 +288,27 @@ def test_bad_options(tiny_trio, tmp_path):
 @pytest.mark.cli
 def test_cli_end_to_end(tiny_trio, tiny_report, tmp_path):
     out = tmp_path / "delta"
-    result = run_cli([cli_path("frankenstein"), "delta", "--base", str(tiny_trio["base"]), "--in", str(tiny_trio["in"]),
-                      "--rl", str(tiny_trio["rl"]), "--out", str(out), "--topk", "5", "--cuts", "3", "6",
-                      "--filter", r"^(model\.layers|visual)\."])
+    result = run_cli(
+        [
+            cli_path("frankenstein"),
+            "delta",
+            "--base",
+            str(tiny_trio["base"]),
+            "--in",
+            str(tiny_trio["in"]),
+            "--rl",
+            str(tiny_trio["rl"]),
+            "--out",
+            str(out),
+            "--topk",
+            "5",
+            "--cuts",
+            "3",
+            "6",
+            "--filter",
+            r"^(model\.layers|visual)\.",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "B/s" in result.stderr  # the progress bar reports bytes per second
     for name in ("delta.json", "tensors.csv", "layers.csv", "spectra.npz"):
@@ -283,7 +330,9 @@ def test_cli_end_to_end(tiny_trio, tiny_report, tmp_path):
     full = {t.name: t for t in tiny_report.tensors}
     for t in data["tensors"]:
         assert t["deltas"]["rl"]["energy"] == pytest.approx(full[t["name"]].deltas["rl"].energy, rel=1e-12)
-        assert t["deltas"]["rl"]["condition_number"] == pytest.approx(full[t["name"]].deltas["rl"].condition_number, rel=1e-9)
+        assert t["deltas"]["rl"]["condition_number"] == pytest.approx(
+            full[t["name"]].deltas["rl"].condition_number, rel=1e-9
+        )
 
     rows = list(csv.DictReader(open(out / "tensors.csv")))
     assert {r["name"] for r in rows} == names
@@ -292,6 +341,18 @@ def test_cli_end_to_end(tiny_trio, tiny_report, tmp_path):
     assert {r["block"] for r in layers if r["part"] == "decoder_layer"} == {"early", "mid", "late"}
     assert "blocks by dRL relative norm" in result.stdout
 
-    again = run_cli([cli_path("frankenstein"), "delta", "--base", str(tiny_trio["base"]), "--in", str(tiny_trio["in"]),
-                     "--rl", str(tiny_trio["rl"]), "--out", str(out)])
+    again = run_cli(
+        [
+            cli_path("frankenstein"),
+            "delta",
+            "--base",
+            str(tiny_trio["base"]),
+            "--in",
+            str(tiny_trio["in"]),
+            "--rl",
+            str(tiny_trio["rl"]),
+            "--out",
+            str(out),
+        ]
+    )
     assert again.returncode == 2 and "already exists" in again.stderr

@@ -16,23 +16,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "for dIN, IN for dRL) and, with --metrics svd, spectral and nuclear norm, stable and effective rank, "
         "condition number, top-k log-volume and top-k singular values, for every matrix including the "
         "embeddings and lm_head. Writes DIR/delta.json (metadata, per-tensor records, summaries per unified "
-        "layer, section, component, block and part), DIR/tensors.csv, DIR/layers.csv, DIR/spectra.npz and "
+        "layer, section, component, block and part), DIR/tensors.csv, DIR/layers.csv, DIR/spectra.npz (svd) and "
         "PNG plots, all at once when complete."
     )
     p.add_argument("--base", required=True, metavar="B", help="Base checkpoint: folder or hub id")
     p.add_argument("--in", dest="in_", required=True, metavar="I", help="IN (SFT) checkpoint: folder or hub id")
     p.add_argument("--rl", required=True, metavar="R", help="RL checkpoint: folder or hub id")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist unless --overwrite)")
-    p.add_argument("--metrics", default="energy,svd",
-                   help="comma-separated: energy (norms only, I/O bound) and/or svd (adds the spectral metrics); "
-                   "default energy,svd")
-    p.add_argument("--topk", type=int, default=50, help="singular values kept per matrix and used by the log-volume (default 50)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]; used for the SVD metrics")
+    p.add_argument(
+        "--metrics",
+        default="energy,svd",
+        help="comma-separated: energy (norms only: seconds per GB) and/or svd (adds the spectral metrics); "
+        "default energy,svd",
+    )
+    p.add_argument(
+        "--topk", type=int, default=50, help="singular values kept per matrix and used by the log-volume (default 50)"
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]; used for the SVD metrics"
+    )
     p.add_argument("--filter", metavar="REGEX", help="analyse only tensors whose name matches this regular expression")
-    p.add_argument("--cuts", type=int, nargs=2, metavar=("C1", "C2"),
-                   help="block cuts for the early/mid/late summary: early [0,C1), mid [C1,C2), late [C2,n) (default thirds)")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="skip (and list) tensors missing from a checkpoint or with different shapes instead of failing")
+    p.add_argument(
+        "--cuts",
+        type=int,
+        nargs=2,
+        metavar=("C1", "C2"),
+        help="block cuts for the early/mid/late summary: early [0,C1), mid [C1,C2), late [C2,n) (default thirds)",
+    )
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="skip (and list) tensors missing from a checkpoint or with different shapes instead of failing",
+    )
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -75,7 +90,9 @@ def format_summary(report) -> str:
     for group in ("section", "block"):
         for s in report.summaries[group]:
             i, r = s.deltas["in"], s.deltas["rl"]
-            lines.append(f"{str(s.key):<12} {i.relative_norm:>13.4g} {i.energy_share:>10.1%} {r.relative_norm:>13.4g} {r.energy_share:>10.1%}")
+            lines.append(
+                f"{str(s.key):<12} {i.relative_norm:>13.4g} {i.energy_share:>10.1%} {r.relative_norm:>13.4g} {r.energy_share:>10.1%}"
+            )
     ranking = report.block_ranking
     lines.append(f"blocks by dRL relative norm: {' > '.join(ranking['rl'])}; by dIN: {' > '.join(ranking['in'])}")
     return "\n".join(lines)
