@@ -35,7 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]; used for the SVD metrics"
     )
-    p.add_argument("--filter", metavar="REGEX", help="analyse only tensors whose name matches this regular expression")
+    p.add_argument(
+        "--filter",
+        metavar="REGEX",
+        help="analyse only tensors whose name (as in the Base checkpoint) matches this regular expression "
+        "(re.search), e.g. '^model\\.layers\\.'",
+    )
     p.add_argument(
         "--cuts",
         type=int,
