@@ -52,6 +52,20 @@ def _stage_layout(ctx: DemoContext) -> str:
     )
 
 
+def _stage_delta(ctx: DemoContext) -> str:
+    from analysis.delta import analyze_deltas
+
+    m = ctx.models
+    report = analyze_deltas(m["base"], m["in"], m["rl"], ctx.out / "delta", device=ctx.device, overwrite=True, progress=False)
+    blocks = report.summary("block")
+    top, *rest = report.block_ranking["rl"]
+    others = ", ".join(f"{b} {blocks[b].deltas['rl'].relative_norm:.3f}" for b in rest)
+    return (
+        f"{len(report.tensors)} matrices: largest dRL change in the {top} block (relative norm "
+        f"{blocks[top].deltas['rl'].relative_norm:.3f}; {others}); plots in {ctx.out / 'delta'}"
+    )
+
+
 def _stage_merge(ctx: DemoContext) -> str:
     from merge_configs.generate import generate
     from merge_configs.mergekit_run import run_mergekit
@@ -79,6 +93,7 @@ def _stage_merge(ctx: DemoContext) -> str:
 STAGES: list[Stage] = [
     Stage("tiny-models", "build the offline tiny Base / IN / RL trio", _stage_tiny),
     Stage("layout", "read the architecture facts through the adapter", _stage_layout),
+    Stage("delta", "weight-delta energy and SVD across Base -> IN -> RL", _stage_delta),
     Stage("merge", "Frankenstein recipes: mergekit-yaml vs the in-memory splice", _stage_merge),
 ]
 

@@ -278,6 +278,16 @@ def component_of(tensor_name: str) -> str:
     return "other"
 
 
+# Normalisation modules in Qwen LLM / vision towers: `input_layernorm`, `post_attention_layernorm`,
+# `model.norm`, vision `norm1` / `norm2`, the merger's `ln_q`.
+NORM_MODULE = re.compile(r"(?:^|\.)(?:\w*norm\w*|ln_\w+)\.")
+
+
+def is_norm(tensor_name: str) -> bool:
+    """True for parameters of normalisation modules (weight analyses skip them, METHOD.md section 2)."""
+    return NORM_MODULE.search(tensor_name) is not None
+
+
 @dataclass(frozen=True)
 class TensorRole:
     """Where one tensor sits in the model."""
@@ -388,9 +398,9 @@ class Layout:
         return self.naming.vision_block.format(i=j)  # type: ignore[union-attr]
 
     @cached_property
-    def _patterns(self) -> list[tuple[re.Pattern[str], Part]]:
-        """Name patterns of every scheme, most specific first."""
-        pats: list[tuple[re.Pattern[str], Part]] = []
+    def _patterns(self) -> list[tuple[re.Pattern[str], Part, str]]:
+        """(name pattern, part, TensorNaming attribute) of every scheme, most specific first."""
+        pats: list[tuple[re.Pattern[str], Part, str]] = []
         for naming in self.facts.namings.values():
             for attr, part in (
                 ("decoder_layer", Part.DECODER_LAYER),
@@ -405,7 +415,7 @@ class Layout:
                 if prefix is None:
                     continue
                 regex = "^" + re.escape(prefix).replace(re.escape("{i}"), r"(\d+)")
-                pats.append((re.compile(regex), part))
+                pats.append((re.compile(regex), part, attr))
         # Longer (more specific) prefixes first, so `model.visual.merger.` beats `model.visual.`
         # and `model.language_model.layers.` is not mistaken for anything shorter.
         pats.sort(key=lambda p: -len(p[0].pattern))
@@ -413,7 +423,7 @@ class Layout:
 
     def classify(self, tensor_name: str) -> TensorRole:
         """Role of a tensor (or parameter) name, in either naming scheme."""
-        for regex, part in self._patterns:
+        for regex, part, _ in self._patterns:
             m = regex.match(tensor_name)
             if m is None:
                 continue
@@ -430,35 +440,26 @@ class Layout:
             )
         raise FrankensteinError(f"tensor {tensor_name!r} does not belong to any known part of {self.model_type}")
 
-    def is_decoder_layer_tensor(self, tensor_name: str) -> bool:
-        return self.classify(tensor_name).part is Part.DECODER_LAYER
-
-    @cached_property
-    def _rename_patterns(self) -> list[tuple[re.Pattern[str], str]]:
-        """(name pattern of any scheme, TensorNaming field it came from), most specific first."""
-        pats = []
-        for naming in self.facts.namings.values():
-            for attr, prefix in naming.model_dump().items():
-                if prefix is not None:
-                    pats.append((re.compile("^" + re.escape(prefix).replace(re.escape("{i}"), r"(\d+)")), attr))
-        pats.sort(key=lambda p: -len(p[0].pattern))
-        return pats
-
     def rename(self, tensor_name: str, scheme: str = "hf4") -> str:
-        """The same tensor's name in another naming scheme ("hf4": hub checkpoints, "hf5": modules)."""
+        """The same tensor's name in naming scheme `scheme` ("hf4": hub checkpoints, "hf5": transformers 5 modules)."""
         if scheme not in self.facts.namings:
-            raise FrankensteinError(f"unknown naming scheme {scheme!r}; {self.model_type} has {', '.join(self.facts.namings)}")
+            known = ", ".join(self.facts.namings)
+            raise FrankensteinError(f"{self.model_type} has no naming scheme {scheme!r}; it has {known}")
         target = self.facts.namings[scheme]
-        for regex, attr in self._rename_patterns:
+        for regex, _, attr in self._patterns:
             m = regex.match(tensor_name)
             if m is None:
                 continue
             prefix = getattr(target, attr)
             if prefix is None:
                 break
-            new_prefix = prefix.format(i=m.group(1)) if m.groups() else prefix
-            return new_prefix + tensor_name[m.end() :]
-        raise FrankensteinError(f"tensor {tensor_name!r} has no name in scheme {scheme} of {self.model_type}")
+            if m.groups():
+                prefix = prefix.format(i=m.group(1))
+            return prefix + tensor_name[m.end():]
+        raise FrankensteinError(f"tensor {tensor_name!r} has no name in the {scheme} scheme of {self.model_type}")
+
+    def is_decoder_layer_tensor(self, tensor_name: str) -> bool:
+        return self.classify(tensor_name).part is Part.DECODER_LAYER
 
     # -- modules of a loaded model -------------------------------------------------------------
     def _module(self, model: "nn.Module", candidates: tuple[str, ...], what: str) -> Any:
