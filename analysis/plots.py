@@ -39,6 +39,10 @@ class LayerAxis:
             {k: (int(v[0]), int(v[1])) for k, v in described["blocks"].items()},
         )
 
+    def decoder_only(self) -> "LayerAxis":
+        """The same axis restricted to the decoder layers (for curves that live there only, e.g. probes)."""
+        return LayerAxis(0, self.num_layers, self.blocks)
+
     @property
     def sections(self) -> dict[str, tuple[float, float]]:
         """Unified-index extent of each section (half-integer edges)."""
@@ -50,7 +54,7 @@ class LayerAxis:
         return out
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,7 +130,7 @@ def save_figure(fig: Any, path: str | Path) -> Path:
     """Save as PNG atomically and close the figure."""
     from surgery.atomic import atomic_path
 
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
@@ -150,7 +154,7 @@ def delta_energy_figure(
     title: str = "",
 ) -> Path:
     """Energy ||delta||_F^2 and relative norm per unified layer, dIN vs dRL."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
     plot_layer_curves(
         axes[0],
@@ -175,7 +179,7 @@ def delta_rank_figure(
     path: str | Path,
 ) -> Path:
     """Mean stable rank and mean effective rank of the layer's matrices, dIN vs dRL."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
     plot_layer_curves(
         axes[0],
@@ -198,7 +202,7 @@ def delta_spectra_figure(
 
     `panels[column][matrix label][delta]` is a 1-D array of singular values (descending).
     """
-    plt = _pyplot()
+    plt = pyplot()
     columns = list(panels)
     fig, axes = plt.subplots(2, len(columns), figsize=(4.2 * len(columns), 7), squeeze=False, sharey=True)
     for col, key in enumerate(columns):

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("data", "make probe data sets (make-pairs: image pairs for the frank_vision_* swap tasks)"),
     "merge-config": ("merge_config", "write mergekit recipes splicing IN/RL decoder blocks (six variants, any cuts)"),
     "freeze-params": ("freeze", "print the parameter names of one decoder block to freeze, as a list or a regex"),
+    "curves": ("curves", "per-layer curves of an lmms-eval probe run as curves.csv and plots"),
     "delta": ("delta", "weight-delta energy and SVD per tensor and layer across Base -> IN -> RL (streaming)"),
 }
 

@@ -113,6 +113,20 @@ def test_frank_vision_tasks_with_visual_swap(tiny_trio, tmp_path):
                 assert curve["value"][j] == pytest.approx(expected)
         assert metrics["skipped,none"] == 0
 
+    # The run's curves as a table and plots, through the CLI; the table holds exactly the JSON's numbers.
+    import csv
+
+    table_dir = tmp_path / "curves"
+    made = run_cli([cli_path("frankenstein"), "curves", str(out), "--model", str(tiny_trio["in"]), "-o", str(table_dir)])
+    assert made.returncode == 0, made.stderr
+    rows = list(csv.DictReader((table_dir / "curves.csv").open()))
+    assert len(rows) == len(TASKS) * 2 * 8
+    for row in rows:
+        curve = results[row["task"]][f"{row['metric']},none"]
+        j = curve["layers"].index(int(row["layer"]))
+        assert float(row["value"]) == pytest.approx(curve["value"][j]) and int(row["unified_index"]) == int(row["layer"]) + 1
+    assert (table_dir / "change_rate.png").stat().st_size > 0 and (table_dir / "source_adoption_rate.png").stat().st_size > 0
+
 
 def test_in_memory_splice_from_model_args(tiny_trio, tmp_path):
     """`in=...,rl=...,splice=mid_late,cuts=3:6` runs the spliced model: answers equal the engine's on load_spliced."""
