@@ -145,7 +145,7 @@ def test_mergekit_recipe_equals_rule_and_in_memory_splice(case, pair, states, me
 
 @pytest.mark.cli
 def test_merge_option_completes_processor_and_runs_under_lmms_eval(pair, states, tmp_path):
-    from test_lmms_builtin import _write_counting_task
+    from lmms_tasks import read_run, write_counting_task
 
     out = tmp_path / "early-3-6"
     result = run_cli([
@@ -162,7 +162,7 @@ def test_merge_option_completes_processor_and_runs_under_lmms_eval(pair, states,
 
     assert AutoProcessor.from_pretrained(str(out)).video_processor.max_frames == 701
 
-    tasks = _write_counting_task(tmp_path)
+    tasks = write_counting_task(tmp_path)
     lmms_out = tmp_path / "lmms"
     result = run_cli([
         sys.executable, "-m", "lmms_eval", "--model", "qwen2_5_vl",
@@ -170,8 +170,8 @@ def test_merge_option_completes_processor_and_runs_under_lmms_eval(pair, states,
         "--tasks", "tiny_count", "--include_path", str(tasks), "--output_path", str(lmms_out), "--log_samples",
     ])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    results = [json.loads(p.read_text()) for p in lmms_out.rglob("*_results.json")]
-    assert len(results) == 1 and "exact_match,none" in results[0]["results"]["tiny_count"]
+    results, samples = read_run(lmms_out, "tiny_count")
+    assert "exact_match,none" in results and len(samples) == 2
 
 
 def test_in_memory_splice_qwen2_vl(tiny_qwen2_vl):
