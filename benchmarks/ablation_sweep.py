@@ -66,5 +66,6 @@ def main() -> int:
     return report(fast, naive, layers, fast_t["seconds"], naive_t["seconds"], model, header,
                   "generate per prompt x layer, batch 1", "items x layers batched, shared prefill")
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -62,5 +62,6 @@ def main() -> int:
     return report(fast, naive, layers, fast_t["seconds"], naive_t["seconds"], model, header,
                   "generate per pair x layer, batch 1", "shared prefix, batched variants")
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -51,7 +51,7 @@ def test_visual_swap_curve_over_every_layer(tiny_trio, tmp_path):
     # Per-sample, per-layer answers are in the samples log, and the curve is their mean.
     decoded = [contract.decode(s["filtered_resps"]) for s in samples]
     assert all(d is not None and d.probe == "visual_swap" and len(d.answers) == 8 for d in decoded)
-    for j, layer in enumerate(curve["layers"]):
+    for j in range(len(curve["layers"])):
         expected = sum(d.answers[j] != d.baseline for d in decoded) / len(decoded)
         assert abs(curve["value"][j] - expected) < 1e-9
 
@@ -102,15 +102,15 @@ def test_frank_vision_tasks_with_visual_swap(tiny_trio, tmp_path):
         decoded = [contract.decode(s["filtered_resps"]) for s in samples]
         assert len(decoded) == 2 and all(d.error is None and d.layers == list(range(8)) for d in decoded)
         lines = [json.loads(line) for line in (pairs_dir / task / "data.jsonl").read_text().splitlines()]
-        for name, per_item in (
-            ("change_rate", lambda d, s, a: normalize(a) != normalize(d.baseline)),
-            ("source_adoption_rate", lambda d, s, a: is_correct(task, a, lines[s["doc_id"]]["meta"], "source")),
-        ):
+        # Per item and layer: did the answer change, and is it right for the source image?
+        changed = [[normalize(a) != normalize(d.baseline) for a in d.answers] for d in decoded]
+        adopted = [[is_correct(task, a, lines[s["doc_id"]]["meta"], "source") for a in d.answers]
+                   for d, s in zip(decoded, samples)]
+        for name, table in (("change_rate", changed), ("source_adoption_rate", adopted)):
             curve = metrics[f"{name},none"]
             assert curve["layers"] == list(range(8)) and curve["n"] == 2 and len(curve["stderr"]) == 8
             for j in range(8):
-                expected = sum(per_item(d, s, d.answers[j]) for d, s in zip(decoded, samples)) / 2
-                assert curve["value"][j] == pytest.approx(expected)
+                assert curve["value"][j] == pytest.approx(sum(row[j] for row in table) / 2)
         assert metrics["skipped,none"] == 0
 
     # The run's curves as a table and plots, through the CLI; the table holds exactly the JSON's numbers.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-import torch
 
 from surgery.ablation import ablation_generate_naive, ablation_sweep, zero_ablation
 from surgery.attention import attention_sweep
