@@ -13,7 +13,7 @@ Model args (all optional except the checkpoint):
     probe=none|visual_swap|zero_ablation|attention (default none: an ordinary generator)
     layers=all|5|0-9|0-27:3|1;3;5 decoder layers a probe sweeps (default all)
     swap_mode=from|only|window, window=N  (visual_swap: layers >= L, only L, or L..L+N-1)
-    max_batch_rows=N         rows decoded together (a sweep item takes 1 + len(layers) rows)
+    max_batch_rows=N         rows decoded together (default 128 on GPU, 16 on CPU; a swept item takes 1 + len(layers) rows)
     max_new_tokens=N         used when the task's generation_kwargs give none (default 256)
     system_prompt=TEXT, min_pixels=N, max_pixels=N, allow_pickle=true
 
@@ -115,7 +115,7 @@ class Frankenstein(lmms):
                 layers=str(layers),
                 swap_mode=swap_mode,
                 window=int(window),
-                max_batch_rows=int(max_batch_rows or (64 if self._device.type == "cuda" else 16)),
+                max_batch_rows=int(max_batch_rows or (128 if self._device.type == "cuda" else 16)),
                 default_max_new_tokens=int(max_new_tokens),
             )
         except ValidationError as e:
