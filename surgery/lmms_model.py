@@ -160,9 +160,6 @@ class Frankenstein(lmms):
         return 1 + len(self.runner.layers) if self.probe_config.probe in ("visual_swap", "zero_ablation") else 1
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        from surgery.probes import ProbeRequest
-
-        prepared = [self._probe_request(req) for req in requests]
         # Same generation settings batch together; within a group, similar lengths pad least.
         groups: dict[str, list[int]] = {}
         for i, req in enumerate(requests):
@@ -172,10 +169,11 @@ class Frankenstein(lmms):
         desc = f"frankenstein ({self.probe_config.probe})"
         with tqdm(total=len(requests), disable=self.rank != 0, desc=desc, unit="item") as bar:
             for indices in groups.values():
-                indices.sort(key=lambda i: len(prepared[i].text))
+                indices.sort(key=lambda i: len(requests[i].args[0]))
                 for start in range(0, len(indices), items_per_call):
                     chunk = indices[start : start + items_per_call]
-                    batch: list[ProbeRequest] = [prepared[i] for i in chunk]
+                    # Images are read per chunk, so a large task never sits in memory at once.
+                    batch = [self._probe_request(requests[i]) for i in chunk]
                     for i, text in zip(chunk, self.runner.run(batch)):
                         responses[i] = text
                         context, gen_kwargs = requests[i].args[0], requests[i].args[1]
