@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from _common import build_model, report, timed  # noqa: E402
 
 from surgery.ablation import ablation_generate_naive, ablation_sweep  # noqa: E402
+from surgery.probes import eos_token_ids  # noqa: E402
 from surgery.prompts import encode_prompt  # noqa: E402
 from surgery.stack import DecoderStack  # noqa: E402
 
@@ -49,7 +50,7 @@ def main() -> int:
     model, layout, processor = build_model(args.shape, args.layers, args.device, args.dtype)
     prompts = [encode_prompt(processor, model, layout, INSTRUCTION + PROBLEMS[i % len(PROBLEMS)], system_prompt=None)
                for i in range(args.prompts)]
-    eos = [151645, 151643]
+    eos = eos_token_ids(model, getattr(processor, "tokenizer", processor))
     layers = list(range(layout.num_layers))
     stack = DecoderStack(model, layout)
 

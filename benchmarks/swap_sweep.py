@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from _common import QUESTIONS, build_model, dots, report, timed  # noqa: E402
 
+from surgery.probes import eos_token_ids  # noqa: E402
 from surgery.prompts import encode_prompt  # noqa: E402
 from surgery.stack import DecoderStack  # noqa: E402
 from surgery.swap import SwapPair, swap_generate_naive, swap_sweep  # noqa: E402
@@ -45,7 +46,7 @@ def main() -> int:
         target = encode_prompt(processor, model, layout, q, [dots(1 + i % 5, "red", args.image_size)])
         source = encode_prompt(processor, model, layout, q, [dots(1 + (i + 2) % 5, "blue", args.image_size)])
         pairs.append(SwapPair(target, source))
-    eos = [151645, 151643]
+    eos = eos_token_ids(model, getattr(processor, "tokenizer", processor))
     layers = list(range(layout.num_layers))
     stack = DecoderStack(model, layout)
 

@@ -38,7 +38,7 @@ def attention_sweep(
     for start in range(0, len(prompts), max_batch_rows):
         group = prompts[start : start + max_batch_rows]
         # The prefill runs with the model's own attention; only decode steps need weights (eager).
-        rows = stack.extend(None, stack.chunk(group, stack.prompt_embeddings(group), [(0, p.length) for p in group]))
+        rows = stack.prefill(group)
         with capture_decode_attention(stack, keep_steps=keep_steps) as record:
             tokens = stack.greedy_decode(rows, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
         for slot in range(len(group)):

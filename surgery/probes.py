@@ -97,7 +97,7 @@ class ProbeRunner:
         if config.probe == "visual_swap" and not layout.has_vision:
             raise FrankensteinError(f"probe=visual_swap needs a vision-language model, not {layout.model_type}")
         self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.eos_token_ids = _eos_ids(model, self.tokenizer)
+        self.eos_token_ids = eos_token_ids(model, self.tokenizer)
 
     # -- helpers -------------------------------------------------------------------------------
     def encode(self, text: str, images: Sequence[Any]) -> Any:
@@ -129,7 +129,8 @@ class ProbeRunner:
         return RUNNERS[self.config.probe](self, list(requests), progress)
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """End-of-sequence ids from the model's generation config and its tokenizer."""
     ids: set[int] = set()
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     for value in (gen_eos, getattr(tokenizer, "eos_token_id", None)):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -188,15 +188,15 @@ class DecoderStack:
         return self.lm_head(self.norm(hidden[:, -1:]))[:, -1].float()
 
     @torch.no_grad()
-    def extend(self, rows: Rows | None, chunk: Chunk, *, cache: Any = None, skip: dict | None = None) -> Rows:
-        """Feed a chunk of prompt columns to every row (after `rows`' cache, or into `cache`)."""
+    def extend(self, rows: Rows | None, chunk: Chunk, *, skip: dict | None = None) -> Rows:
+        """Feed a chunk of prompt columns to every row (after `rows`' cache, or into a new one)."""
         if rows is not None:
             cache = rows.cache
             attention_mask = torch.cat([rows.attention_mask, chunk.mask], dim=1)
             visual = torch.cat([rows.visual, chunk.visual], dim=1)
             slots, skip = rows.slots, rows.skip if skip is None else skip
         else:
-            cache = cache if cache is not None else self.new_cache()
+            cache = self.new_cache()
             attention_mask, visual = chunk.mask, chunk.visual
             slots, skip = list(range(chunk.embeds.shape[0])), skip or {}
         hidden = self.run_layers(chunk.embeds, chunk.positions, attention_mask, cache, skip=skip)
@@ -211,6 +211,10 @@ class DecoderStack:
             skip=dict(skip),
         )
 
+    def prefill(self, prompts: Sequence[EncodedPrompt]) -> Rows:
+        """Every prompt, whole, as one left-padded batch ready to decode."""
+        return self.extend(None, self.chunk(prompts, self.prompt_embeddings(prompts), [(0, p.length) for p in prompts]))
+
     # -- decoding ------------------------------------------------------------------------------
     @torch.no_grad()
     def greedy_decode(
@@ -219,7 +223,6 @@ class DecoderStack:
         *,
         max_new_tokens: int,
         eos_token_ids: Sequence[int],
-        on_step: Callable[[Rows], None] | None = None,
     ) -> dict[int, list[int]]:
         """Greedy tokens per output slot (EOS excluded). Finished rows leave the batch."""
         from surgery.cache import reserve
@@ -250,8 +253,6 @@ class DecoderStack:
             hidden = self.run_layers(hidden, positions, rows.attention_mask, rows.cache, skip=rows.skip)
             rows.logits = self.next_token_logits(hidden)
             rows.next_positions = rows.next_positions + 1
-            if on_step is not None:
-                on_step(rows)
         self.active_rows = None
         return outputs
 
@@ -269,7 +270,7 @@ def generate_batched(
     out: list[list[int]] = []
     for start in range(0, len(prompts), max_batch_rows):
         group = prompts[start : start + max_batch_rows]
-        rows = stack.extend(None, stack.chunk(group, stack.prompt_embeddings(group), [(0, p.length) for p in group]))
+        rows = stack.prefill(group)
         tokens = stack.greedy_decode(rows, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
         out.extend(tokens[slot] for slot in range(len(group)))
         if progress is not None:

@@ -197,7 +197,8 @@ def build_state_dicts(spec: TinySpec) -> tuple[Any, dict[str, dict[str, Any]]]:
     torch.manual_seed(spec.seed)
     model = getattr(transformers, facts.hf_class)(config)
     layout = layout_from_config(config.to_dict())
-    base = {name: t.detach().to(torch.bfloat16).contiguous() for name, t in _hub_named_state(model).items()}
+    # Module names -> the names hub checkpoints use (what save_pretrained writes), via the adapter.
+    base = {layout.rename(name, "hf4"): t.detach().to(torch.bfloat16).contiguous() for name, t in model.state_dict().items()}
     inn, rl = {}, {}
     for name in sorted(base):
         w = base[name]
@@ -206,29 +207,6 @@ def build_state_dicts(spec: TinySpec) -> tuple[Any, dict[str, dict[str, Any]]]:
         scale = rl_delta_scale(spec, layout, name)
         rl[name] = (w_in.float() + _delta(w_in, scale, spec.seed, "rl", name)).to(torch.bfloat16)
     return config, {"base": base, "in": inn, "rl": rl}
-
-
-def _hub_named_state(model: Any) -> dict[str, Any]:
-    """State dict under the names that hub checkpoints (and save_pretrained) use."""
-    import tempfile
-
-    from safetensors.torch import load_file
-
-    from transformers.utils import logging as hf_logging
-
-    # save_pretrained owns the module-name -> checkpoint-name mapping; reuse it rather than re-derive it.
-    with tempfile.TemporaryDirectory() as tmp:
-        hf_logging.disable_progress_bar()
-        try:
-            model.save_pretrained(tmp)
-        finally:
-            hf_logging.enable_progress_bar()
-        from surgery.sources import weight_files
-
-        out: dict[str, Any] = {}
-        for f in weight_files(Path(tmp)):
-            out.update(load_file(str(f)))
-        return out
 
 
 def _write_checkpoint(folder: Path, config: Any, state: dict[str, Any], processor: Any) -> None:
