@@ -31,14 +31,15 @@ Metrics side
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from surgery.errors import FrankensteinError
+from surgery.probes import PROBES, ProbeOutput
 
-PROBES = ("none", "visual_swap", "zero_ablation", "attention")
 SOURCE_IMAGE_KEY = "source_image"
 RESPONSE_KEY = "frankenstein_probe"
 BOOTSTRAP_ITERS = 1000
@@ -48,13 +49,20 @@ BOOTSTRAP_SEED = 1234
 class ProbeResult(BaseModel):
     """Everything a probe produced for one request."""
 
-    probe: Literal["visual_swap", "zero_ablation", "attention"]
+    probe: str  # a probe of `surgery.probes.PROBES` other than "none"
     baseline: str = ""  # the answer without any intervention
     layers: list[int] = Field(default_factory=list)  # decoder layer indices, aligned with answers / values
     answers: list[str] | None = None  # per-layer answer under the intervention
     values: list[float] | None = None  # per-layer number (attention mass on visual tokens)
     options: dict[str, Any] = Field(default_factory=dict)  # probe settings, e.g. swap mode and window
     error: str | None = None  # why the probe could not run on this item
+
+    @field_validator("probe")
+    @classmethod
+    def _known_probe(cls, value: str) -> str:
+        if value not in PROBES or value == "none":
+            raise ValueError(f"{value!r} is not a per-layer probe; probes are {', '.join(PROBES)}")
+        return value
 
     def answer_by_layer(self) -> dict[int, str]:
         if self.answers is None:
@@ -67,8 +75,10 @@ class ProbeResult(BaseModel):
         return dict(zip(self.layers, self.values))
 
 
-def encode(result: ProbeResult) -> str:
-    """The string a probing model returns from generate_until."""
+def encode(result: ProbeResult | ProbeOutput) -> str:
+    """The string a probing model returns from generate_until (the engine's ProbeOutput, or a ProbeResult)."""
+    if isinstance(result, ProbeOutput):
+        result = ProbeResult.model_validate(dataclasses.asdict(result))
     return json.dumps({RESPONSE_KEY: result.model_dump()}, ensure_ascii=False)
 
 

@@ -1,44 +1,51 @@
-"""Probes as one registry: requests in, answers (or contract-encoded per-layer results) out.
+"""Probes as one registry: requests in, plain per-layer results out.
 
 `ProbeRunner` owns a loaded model's `DecoderStack` and runs a batch of `ProbeRequest`s through the
-probe named in its `ProbeConfig`:
+probe named in its `ProbeConfig` (`PROBES`, the one list of probe names):
 
     none            ordinary greedy generation (batched)
     visual_swap     per decoder layer, the answer with the source image's visual K/V swapped in
     zero_ablation   per decoder layer, the answer with that layer zero-ablated
     attention       the answer, and per layer the attention mass generated tokens put on the image
 
-The lmms-eval model (`surgery.lmms_model`) and any other front end only translate their requests
-into `ProbeRequest`s; the encoding of per-layer results is `frankenstein_tasks.contract`.
+Each request gets one `ProbeOutput`: plain data, no harness format. Front ends (the lmms-eval and
+lm-eval models in `frankenstein_tasks.models`) translate their requests into `ProbeRequest`s and
+encode the outputs for their harness; the engine knows no harness.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from surgery.arch import Layout
 from surgery.errors import FrankensteinError
 from surgery.prompts import DEFAULT_SYSTEM_PROMPT, encode_prompt
 from surgery.stack import DecoderStack
-
-PROBE_NAMES = ("none", "visual_swap", "zero_ablation", "attention")
+from surgery.swap import SwapMode
 
 
 class ProbeConfig(BaseModel):
-    """What to run; parsed from lmms-eval model args (`probe=visual_swap,layers=all,swap_mode=from`)."""
+    """What to run; parsed from model args (`probe=visual_swap,layers=all,swap_mode=from`)."""
 
     model_config = ConfigDict(frozen=True)
 
-    probe: Literal["none", "visual_swap", "zero_ablation", "attention"] = "none"
+    probe: str = "none"
     layers: str = "all"
-    swap_mode: Literal["from", "only", "window"] = "from"
+    swap_mode: SwapMode = "from"
     window: int = Field(1, ge=1)
     max_batch_rows: int = Field(32, ge=1)
     default_max_new_tokens: int = Field(256, ge=1)
+
+    @field_validator("probe")
+    @classmethod
+    def _known_probe(cls, value: str) -> str:
+        if value not in RUNNERS:
+            raise ValueError(f"unknown probe {value!r}; probes are {', '.join(PROBES)}")
+        return value
 
 
 def parse_layers(text: str | int | Sequence[int], num_layers: int) -> list[int]:
@@ -67,6 +74,24 @@ def parse_layers(text: str | int | Sequence[int], num_layers: int) -> list[int]:
     if bad:
         raise FrankensteinError(f"layers {bad} are out of range: the model has decoder layers 0..{num_layers - 1}")
     return sorted(layers)
+
+
+@dataclass
+class ProbeOutput:
+    """What a probe produced for one request (plain data; front ends encode it for their harness).
+
+    `baseline` is the unmodified model's answer (the only field for probe=none); `answers` (per-layer
+    answers under the intervention) or `values` (per-layer numbers) are aligned with `layers`; a
+    probe that cannot run on an item sets `error` instead.
+    """
+
+    probe: str
+    baseline: str = ""
+    layers: list[int] = field(default_factory=list)
+    answers: list[str] | None = None
+    values: list[float] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
 
 @dataclass
@@ -122,8 +147,8 @@ class ProbeRunner:
         }
 
     # -- entry point ---------------------------------------------------------------------------
-    def run(self, requests: Sequence[ProbeRequest], progress: Any = None) -> list[str]:
-        """One response per request: the plain answer (probe=none) or the contract encoding."""
+    def run(self, requests: Sequence[ProbeRequest], progress: Any = None) -> list[ProbeOutput]:
+        """One ProbeOutput per request."""
         if not requests:
             return []
         return RUNNERS[self.config.probe](self, list(requests), progress)
@@ -148,7 +173,7 @@ def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _run_none(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[str]:
+def _run_none(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[ProbeOutput]:
     from surgery.stack import generate_batched
 
     prompts = [runner.encode(r.text, r.images) for r in requests]
@@ -157,11 +182,10 @@ def _run_none(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) 
         prompts,
         **runner.decoding(requests, progress),
     )
-    return [runner.decode(t, r.until) for t, r in zip(tokens, requests)]
+    return [ProbeOutput(probe="none", baseline=runner.decode(t, r.until)) for t, r in zip(tokens, requests)]
 
 
-def _run_visual_swap(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[str]:
-    from frankenstein_tasks.contract import ProbeResult, encode
+def _run_visual_swap(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[ProbeOutput]:
     from surgery.swap import SwapPair, SwapSpec, swap_sweep
 
     pairs = []
@@ -181,24 +205,21 @@ def _run_visual_swap(runner: ProbeRunner, requests: list[ProbeRequest], progress
     results = []
     for o, r in zip(outcomes, requests):
         if o.error is not None:
-            results.append(encode(ProbeResult(probe="visual_swap", layers=runner.layers, options=options, error=o.error)))
+            results.append(ProbeOutput(probe="visual_swap", layers=runner.layers, options=options, error=o.error))
             continue
         results.append(
-            encode(
-                ProbeResult(
-                    probe="visual_swap",
-                    baseline=runner.decode(o.baseline, r.until),
-                    layers=runner.layers,
-                    answers=[runner.decode(o.by_layer[layer], r.until) for layer in runner.layers],
-                    options=options,
-                )
+            ProbeOutput(
+                probe="visual_swap",
+                baseline=runner.decode(o.baseline, r.until),
+                layers=runner.layers,
+                answers=[runner.decode(o.by_layer[layer], r.until) for layer in runner.layers],
+                options=options,
             )
         )
     return results
 
 
-def _run_zero_ablation(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[str]:
-    from frankenstein_tasks.contract import ProbeResult, encode
+def _run_zero_ablation(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[ProbeOutput]:
     from surgery.ablation import ablation_sweep
 
     prompts = [runner.encode(r.text, r.images) for r in requests]
@@ -209,20 +230,17 @@ def _run_zero_ablation(runner: ProbeRunner, requests: list[ProbeRequest], progre
         **runner.decoding(requests, progress),
     )
     return [
-        encode(
-            ProbeResult(
-                probe="zero_ablation",
-                baseline=runner.decode(o.baseline, r.until),
-                layers=runner.layers,
-                answers=[runner.decode(o.by_layer[layer], r.until) for layer in runner.layers],
-            )
+        ProbeOutput(
+            probe="zero_ablation",
+            baseline=runner.decode(o.baseline, r.until),
+            layers=runner.layers,
+            answers=[runner.decode(o.by_layer[layer], r.until) for layer in runner.layers],
         )
         for o, r in zip(outcomes, requests)
     ]
 
 
-def _run_attention(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[str]:
-    from frankenstein_tasks.contract import ProbeResult, encode
+def _run_attention(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[ProbeOutput]:
     from surgery.attention import attention_sweep
 
     prompts = [runner.encode(r.text, r.images) for r in requests]
@@ -235,22 +253,22 @@ def _run_attention(runner: ProbeRunner, requests: list[ProbeRequest], progress: 
     for o, r in zip(outcomes, requests):
         values = [o.visual_mass[layer] for layer in runner.layers] if o.visual_mass else []
         results.append(
-            encode(
-                ProbeResult(
-                    probe="attention",
-                    baseline=runner.decode(o.tokens, r.until),
-                    layers=runner.layers if values else [],
-                    values=values,
-                    error=None if values else "no tokens were generated, so there is no attention to measure",
-                )
+            ProbeOutput(
+                probe="attention",
+                baseline=runner.decode(o.tokens, r.until),
+                layers=runner.layers if values else [],
+                values=values,
+                error=None if values else "no tokens were generated, so there is no attention to measure",
             )
         )
     return results
 
 
-RUNNERS: dict[str, Callable[[ProbeRunner, list[ProbeRequest], Any], list[str]]] = {
+# Probe name -> runner: the one list of probes (model args, docs and tasks read it from here).
+RUNNERS: dict[str, Callable[[ProbeRunner, list[ProbeRequest], Any], list[ProbeOutput]]] = {
     "none": _run_none,
     "visual_swap": _run_visual_swap,
     "zero_ablation": _run_zero_ablation,
     "attention": _run_attention,
 }
+PROBES = tuple(RUNNERS)

@@ -32,13 +32,13 @@ from surgery.arch import Layout
 from surgery.prompts import EncodedPrompt
 from surgery.stack import DecoderStack, Rows
 
-SWAP_MODES = ("from", "only", "window")
+SwapMode = Literal["from", "only", "window"]  # layers >= L, L only, L .. L+window-1
 
 
 class SwapSpec(BaseModel):
     """Which layers a swap at layer L touches."""
 
-    mode: Literal["from", "only", "window"] = "from"
+    mode: SwapMode = "from"
     window: int = Field(1, ge=1)
 
     def swapped_layers(self, layer: int, num_layers: int) -> list[int]:

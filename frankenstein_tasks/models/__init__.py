@@ -1,9 +1,13 @@
-"""Models that lmms-eval imports when `LMMS_EVAL_PLUGINS=frankenstein_tasks` is set.
+"""The harness side of the engine: the `frankenstein` lmms-eval model and how lmms-eval finds it.
 
-lmms-eval reads `AVAILABLE_MODELS` (model name -> class name in `frankenstein_tasks.models.<name>`).
+`pip install` registers the model and the `frank_*` tasks through the entry point in
+`registration.py`. The older `LMMS_EVAL_PLUGINS=frankenstein_tasks` route still works: lmms-eval
+then reads `AVAILABLE_MODELS` here (model name -> class name in `frankenstein_tasks.models.<name>`).
 """
 
 AVAILABLE_MODELS: dict[str, str] = {"frankenstein": "Frankenstein"}
 
-# lmms-eval imports this module (via LMMS_EVAL_PLUGINS) before it builds its TaskManager: make our task folder visible to it.
-from frankenstein_tasks.models import _task_discovery  # noqa: E402,F401
+# The plugin route also needs our task folder indexed before lmms-eval builds its TaskManager.
+from frankenstein_tasks.models._task_discovery import index_frankenstein_tasks  # noqa: E402
+
+index_frankenstein_tasks()

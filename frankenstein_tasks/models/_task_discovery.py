@@ -1,11 +1,12 @@
-"""Let `LMMS_EVAL_PLUGINS=frankenstein_tasks` alone find the frank_* tasks in lmms-eval 0.7.3.
+"""Make lmms-eval's TaskManager index the `frank_*` tasks without `--include_path`.
 
-lmms-eval 0.7.3 builds its TaskManager (`__main__.cli_evaluate_single`) *before* it appends the
-plugin's task folder to `include_path`, so without `--include_path` every `--tasks frank_...` is
-"not found". `frankenstein_tasks.models` is imported earlier (when `lmms_eval.models` builds its model
-registry), so importing this module wraps `TaskManager.initialize_tasks` to index
-`frankenstein_tasks/tasks` as well. `--include_path` keeps working as before, and a later lmms-eval
-that fixes the order indexes the folder only once.
+lmms-eval 0.7.3 has no entry point for task folders, and it builds its TaskManager
+(`__main__.cli_evaluate_single`) *before* it appends a `LMMS_EVAL_PLUGINS` task folder to
+`include_path`. What it does load first is its model registry, which imports our model entry point
+(`registration.py`; or `frankenstein_tasks.models` on the plugin route). Those call
+`index_frankenstein_tasks()`, which wraps `TaskManager.initialize_tasks` so that every TaskManager
+also indexes `frankenstein_tasks/tasks`. `--include_path` keeps working, and a folder given twice is
+indexed once.
 """
 
 from __future__ import annotations
@@ -36,4 +37,4 @@ def index_frankenstein_tasks() -> None:
     TaskManager.initialize_tasks = initialize_tasks
 
 
-index_frankenstein_tasks()
+

@@ -1,5 +1,211 @@
-"""`LMMS_EVAL_PLUGINS=frankenstein_tasks` finds the model here; the implementation lives in surgery."""
+"""The `frankenstein` lmms-eval model: Qwen2.5-VL / Qwen2-VL through HF transformers, with probes.
 
-from surgery.lmms_model import Frankenstein
+    lmms_eval --model frankenstein \\
+        --model_args pretrained=Qwen/Qwen2.5-VL-7B-Instruct,probe=visual_swap,layers=all \\
+        --tasks frank_vision_counting --log_samples --output_path results/
 
-__all__ = ["Frankenstein"]
+Model args (all optional except the checkpoint):
+    pretrained=PATH|ID       the checkpoint; or an in-memory Frankenstein splice:
+    in=PATH|ID,rl=PATH|ID,splice=mid_late[,cuts=8:20]
+    device=auto|cpu|cuda[:N] (auto: CUDA when available; under `accelerate launch` one GPU per process)
+    dtype=auto|bfloat16|float16|float32 (auto: bfloat16 on GPU, float32 on CPU)
+    attn_implementation=sdpa|eager|flash_attention_2
+    probe=none|visual_swap|zero_ablation|attention (default none: an ordinary generator)
+    layers=all|5|0-9|0-27:3|1;3;5 decoder layers a probe sweeps (default all)
+    swap_mode=from|only|window, window=N  (visual_swap: layers >= L, only L, or L..L+N-1)
+    max_batch_rows=N         rows decoded together (default 128 on GPU, 16 on CPU; a swept item takes 1 + len(layers) rows)
+    max_new_tokens=N         used when the task's generation_kwargs give none (default 256)
+    system_prompt=TEXT, min_pixels=N, max_pixels=N, allow_pickle=true
+
+Decoding is greedy (the method's setting); a task asking for sampling is refused. The engine
+(`surgery.probes.ProbeRunner`) returns plain `ProbeOutput`s; this class encodes them for the tasks
+as `frankenstein_tasks.contract` describes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from tqdm import tqdm
+
+from frankenstein_tasks import contract
+from surgery.errors import FrankensteinError
+from surgery.prompts import DEFAULT_SYSTEM_PROMPT
+
+KNOWN_ARGS = (
+    "pretrained", "in", "rl", "splice", "cuts", "device", "dtype", "attn_implementation", "probe", "layers",
+    "swap_mode", "window", "max_batch_rows", "max_new_tokens", "system_prompt", "min_pixels", "max_pixels",
+    "allow_pickle", "batch_size", "max_batch_size",
+)
+
+
+class Frankenstein(lmms):
+    is_simple = True
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        device: str | None = "auto",
+        dtype: str = "auto",
+        attn_implementation: str | None = None,
+        probe: str = "none",
+        layers: str | int = "all",
+        swap_mode: str = "from",
+        window: int = 1,
+        max_batch_rows: int | None = None,
+        max_new_tokens: int = 256,
+        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        allow_pickle: bool = False,
+        splice: str | None = None,
+        cuts: str | None = None,
+        batch_size: int | str | None = 1,
+        max_batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        import torch
+        from accelerate import Accelerator
+        from pydantic import ValidationError
+
+        from surgery.loading import load_model, load_processor, resolve_device
+        from surgery.probes import ProbeConfig, ProbeRunner
+
+        source_in, source_rl = kwargs.pop("in", None), kwargs.pop("rl", None)
+        if kwargs:
+            raise FrankensteinError(
+                f"unknown model args for frankenstein: {', '.join(sorted(kwargs))}; known: {', '.join(KNOWN_ARGS)}"
+            )
+
+        accelerator = Accelerator()
+        if accelerator.num_processes > 1:
+            device = f"cuda:{accelerator.local_process_index}"
+            self._rank, self._world_size = accelerator.local_process_index, accelerator.num_processes
+        self.accelerator = accelerator
+        self._device = torch.device(resolve_device(device))
+        if dtype in (None, "auto"):
+            dtype = "bfloat16" if self._device.type == "cuda" else "float32"
+
+        if splice:
+            if not (source_in and source_rl):
+                raise FrankensteinError("splice=... needs both in=PATH and rl=PATH")
+            from surgery.arch import parse_cuts
+            from surgery.splice import load_spliced
+
+            model, layout, processor_source = load_spliced(
+                source_in, source_rl, splice, cuts=parse_cuts(cuts), dtype=dtype, device=str(self._device),
+                attn_implementation=attn_implementation, allow_pickle=allow_pickle,
+            )
+        elif pretrained:
+            model, layout = load_model(
+                pretrained, dtype=dtype, device=str(self._device), attn_implementation=attn_implementation,
+                allow_pickle=allow_pickle,
+            )
+            processor_source = pretrained
+        else:
+            raise FrankensteinError("frankenstein needs pretrained=PATH (or in=..., rl=..., splice=VARIANT)")
+
+        processor_kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v}
+        processor = load_processor(processor_source, **processor_kwargs)
+        try:
+            config = ProbeConfig(
+                probe=probe,
+                layers=str(layers),
+                swap_mode=swap_mode,
+                window=int(window),
+                max_batch_rows=int(max_batch_rows or (128 if self._device.type == "cuda" else 16)),
+                default_max_new_tokens=int(max_new_tokens),
+            )
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise FrankensteinError(f"model arg {err['loc'][0]}: {err['msg']}") from None
+        self.runner = ProbeRunner(model, layout, processor, config, system_prompt=system_prompt or None)
+        self._model, self.layout, self.probe_config = model, layout, config
+
+    # -- lmms-eval plumbing --------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.runner.tokenizer
+
+    @property
+    def device(self) -> Any:
+        return self._device
+
+    @property
+    def batch_size(self) -> int:
+        return self.probe_config.max_batch_rows
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        return self._world_size
+
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        raise FrankensteinError("the frankenstein model generates; loglikelihood tasks are not supported")
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
+        raise FrankensteinError("the frankenstein model does not support multi-round generation tasks")
+
+    # -- generation ----------------------------------------------------------------------------
+    def _rows_per_item(self) -> int:
+        return 1 + len(self.runner.layers) if self.probe_config.probe in ("visual_swap", "zero_ablation") else 1
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        # Same generation settings batch together; within a group, similar lengths pad least.
+        groups: dict[str, list[int]] = {}
+        for i, req in enumerate(requests):
+            groups.setdefault(json.dumps(req.args[1], sort_keys=True, default=str), []).append(i)
+        items_per_call = max(1, self.probe_config.max_batch_rows // self._rows_per_item())
+        responses: list[str | None] = [None] * len(requests)
+        desc = f"frankenstein ({self.probe_config.probe})"
+        with tqdm(total=len(requests), disable=self.rank != 0, desc=desc, unit="item") as bar:
+            for indices in groups.values():
+                indices.sort(key=lambda i: len(requests[i].args[0]))
+                for start in range(0, len(indices), items_per_call):
+                    chunk = indices[start : start + items_per_call]
+                    # Images are read per chunk, so a large task never sits in memory at once.
+                    batch = [self._probe_request(requests[i]) for i in chunk]
+                    for i, output in zip(chunk, self.runner.run(batch)):
+                        text = output.baseline if output.probe == "none" else contract.encode(output)
+                        responses[i] = text
+                        context, gen_kwargs = requests[i].args[0], requests[i].args[1]
+                        self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+                    bar.update(len(chunk))
+        return responses  # type: ignore[return-value]
+
+    def _probe_request(self, request: Instance) -> Any:
+        from PIL import Image
+
+        from surgery.probes import ProbeRequest
+
+        context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args[:6]
+        gen_kwargs = dict(gen_kwargs or {})
+        if gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature") or 0) > 0:
+            raise FrankensteinError(
+                f"task {task} asks for sampling (do_sample/temperature); the frankenstein model decodes greedily"
+            )
+        doc = self.task_dict[task][split][doc_id]
+        visuals = [v for v in (doc_to_visual(doc) or []) if v is not None]
+        if any(not isinstance(v, Image.Image) for v in visuals):
+            raise FrankensteinError(f"task {task}: the frankenstein model takes images only (no video or audio)")
+        until = gen_kwargs.get("until") or []
+        until = [until] if isinstance(until, str) else list(until)
+        source = [contract.source_visual(doc)] if self.probe_config.probe == "visual_swap" else None
+        return ProbeRequest(
+            text=context.replace("<image>", "").strip(),
+            images=[v.convert("RGB") for v in visuals],
+            source_images=source,
+            max_new_tokens=int(gen_kwargs["max_new_tokens"]) if gen_kwargs.get("max_new_tokens") else None,
+            until=[u for u in until if u and u != "\n\n"],
+        )

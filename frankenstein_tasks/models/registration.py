@@ -1,0 +1,17 @@
+"""Entry point for lmms-eval's model registry (group `lmms_eval.models` in pyproject.toml).
+
+lmms-eval loads every entry point of that group when `lmms_eval.models` is first imported, which
+happens before it builds its TaskManager. So this one entry point does both jobs a plugin needs:
+it names the `frankenstein` model (without importing it: the class loads only when a run asks for
+it) and lets lmms-eval's TaskManager index our `frank_*` task folder (`_task_discovery`), so
+`lmms_eval --tasks frank_vision_counting ...` works right after `pip install`, with no
+`--include_path` and no `LMMS_EVAL_PLUGINS`.
+"""
+
+from lmms_eval.models.registry_v2 import ModelManifest
+
+from frankenstein_tasks.models._task_discovery import index_frankenstein_tasks
+
+MANIFEST = ModelManifest(model_id="frankenstein", simple_class_path="frankenstein_tasks.models.frankenstein.Frankenstein")
+
+index_frankenstein_tasks()
