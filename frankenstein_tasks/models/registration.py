@@ -6,12 +6,22 @@ it names the `frankenstein` model (without importing it: the class loads only wh
 it) and lets lmms-eval's TaskManager index our `frank_*` task folder (`_task_discovery`), so
 `lmms_eval --tasks frank_vision_counting ...` works right after `pip install`, with no
 `--include_path` and no `LMMS_EVAL_PLUGINS`.
+
+The payload is a function (lmms-eval accepts one) so that importing this module imports nothing
+of lmms-eval: the registry may be half-built when it loads us.
 """
 
-from lmms_eval.models.registry_v2 import ModelManifest
+from __future__ import annotations
 
-from frankenstein_tasks.models._task_discovery import index_frankenstein_tasks
+from typing import Any
 
-MANIFEST = ModelManifest(model_id="frankenstein", simple_class_path="frankenstein_tasks.models.frankenstein.Frankenstein")
+MODEL_CLASS = "frankenstein_tasks.models.frankenstein.Frankenstein"
 
-index_frankenstein_tasks()
+
+def manifest() -> Any:
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    from frankenstein_tasks.models._task_discovery import index_frankenstein_tasks
+
+    index_frankenstein_tasks()
+    return ModelManifest(model_id="frankenstein", simple_class_path=MODEL_CLASS)
