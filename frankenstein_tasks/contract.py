@@ -27,12 +27,18 @@ Metrics side
     * Per sample, a per-layer metric is a dict `{layer: value}` (`per_layer(...)`); its aggregation is
       `aggregate_curve`, which puts `{"layers": [...], "value": [...], "stderr": [...], "n": N}`
       (bootstrap standard errors) in the results JSON under the metric's name.
+    * The change rate of a layer (METHOD.md 1a) is defined once, here: `changed_by_layer`, with the
+      answer normalisation `normalize_answer`.
+    * People read curves in the console through `curve_summary` (a sparkline and where the curve
+      falls below half its peak) and `curve_table` (a compact per-layer table); the results JSON keeps
+      the full curve.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import string
 from typing import Any, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, Field, field_validator
@@ -44,6 +50,8 @@ SOURCE_IMAGE_KEY = "source_image"
 RESPONSE_KEY = "frankenstein_probe"
 BOOTSTRAP_ITERS = 1000
 BOOTSTRAP_SEED = 1234
+CURVE_KEYS = frozenset({"layers", "value", "stderr", "n"})
+_TRAILING_PUNCT = string.punctuation + "。，！？"
 
 
 class ProbeResult(BaseModel):
@@ -115,6 +123,17 @@ def source_visual(doc: Mapping[str, Any]) -> Any:
         raise FrankensteinError(f"cannot read source image {value}: {e}") from None
 
 
+def normalize_answer(answer: str) -> str:
+    """Lower-case, strip, drop trailing punctuation: two answers are "the same" if these match."""
+    return answer.strip().lower().rstrip(_TRAILING_PUNCT).strip()
+
+
+def changed_by_layer(result: ProbeResult) -> dict[int, float]:
+    """Per layer, 1.0 if the answer under the intervention differs from the baseline (normalised), else 0.0."""
+    baseline = normalize_answer(result.baseline)
+    return {layer: float(normalize_answer(a) != baseline) for layer, a in result.answer_by_layer().items()}
+
+
 def per_layer(values: Mapping[int, float]) -> dict[str, float]:
     """A per-sample per-layer metric value (JSON keys are strings)."""
     return {str(int(k)): float(v) for k, v in values.items()}
@@ -144,6 +163,12 @@ def aggregate_curve(items: Iterable[Mapping[str, float]]) -> dict[str, Any]:
 
 
 def _bootstrap_stderr(table: Any, iters: int = BOOTSTRAP_ITERS, seed: int = BOOTSTRAP_SEED) -> Sequence[float]:
+    """Bootstrap standard error of each layer's mean, resampling items jointly across layers.
+
+    Not lmms-eval's `bootstrap_stderr`: that one resamples a scalar metric (a pool of processes per
+    metric); a curve needs one resample of the items shared by all its layers, so that differences
+    between layers keep their pairing, and NaN (a layer an item lacks) ignored.
+    """
     import numpy as np
 
     n = table.shape[0]
@@ -153,3 +178,57 @@ def _bootstrap_stderr(table: Any, iters: int = BOOTSTRAP_ITERS, seed: int = BOOT
     idx = rng.integers(0, n, size=(iters, n))
     means = np.nanmean(table[idx], axis=1)  # (iters, layers)
     return np.nanstd(means, axis=0, ddof=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading curves in a console
+# ---------------------------------------------------------------------------------------------
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def is_curve(value: Any) -> bool:
+    return isinstance(value, Mapping) and CURVE_KEYS <= set(value)
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """One block character per value; rates (all within [0, 1]) on a fixed 0..1 scale, else min..max."""
+    if not values:
+        return ""
+    lo, hi = (0.0, 1.0) if all(0.0 <= v <= 1.0 for v in values) else (min(values), max(values))
+    span = (hi - lo) or 1.0
+    return "".join(_SPARKS[min(len(_SPARKS) - 1, int((v - lo) / span * len(_SPARKS)))] for v in values)
+
+
+def half_peak_layer(curve: Mapping[str, Any]) -> int | None:
+    """The first layer after the peak whose value falls below half the peak (None if it never does)."""
+    values, layers = list(curve["value"]), list(curve["layers"])
+    if not values:
+        return None
+    top = max(range(len(values)), key=lambda j: values[j])
+    peak = values[top]
+    return next((layers[j] for j in range(top + 1, len(values)) if values[j] < peak / 2), None)
+
+
+def curve_summary(curve: Mapping[str, Any]) -> str:
+    """A short cell for a console table, e.g. `▇▇▆▅▃▂▁▁ peak 0.94 @L0, <½ from L5 (n=100)`."""
+    values, layers = list(curve["value"]), list(curve["layers"])
+    if not values:
+        return f"(no layers, n={curve.get('n', 0)})"
+    top = max(range(len(values)), key=lambda j: values[j])
+    half = half_peak_layer(curve)
+    tail = f", <½ from L{half}" if half is not None else ""
+    return f"{sparkline(values)} peak {values[top]:.2f} @L{layers[top]}{tail} (n={curve.get('n', 0)})"
+
+
+def curve_table(curves: Mapping[str, Mapping[str, Any]]) -> str:
+    """A compact per-layer table, one row per decoder layer and one column per named curve."""
+    names = list(curves)
+    layers = sorted({int(layer) for c in curves.values() for layer in c["layers"]})
+    width = max([len(n) for n in names] + [6])
+    lines = ["layer  " + "  ".join(f"{n:>{width}}" for n in names)]
+    values = {n: dict(zip((int(x) for x in c["layers"]), c["value"])) for n, c in curves.items()}
+    for layer in layers:
+        cells = [values[n].get(layer) for n in names]
+        lines.append(f"{layer:>5}  " + "  ".join(f"{'' if v is None else f'{v:.3f}':>{width}}" for v in cells))
+    return "\n".join(lines)

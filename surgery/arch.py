@@ -63,6 +63,10 @@ class ModulePaths(BaseModel):
     layer_attention: str = "self_attn"  # attention submodule inside one decoder layer
     attention_key: str = "k_proj"  # key / value projections inside that attention module
     attention_value: str = "v_proj"
+    # Methods of the loaded model (dotted paths) that the engine calls on vision-language models:
+    # image patches -> visual-token features, and token ids (+ image grids) -> 3-D M-RoPE positions.
+    image_features: str | None = None
+    rope_index: str | None = None
 
 
 class ArchFacts(BaseModel):
@@ -75,6 +79,7 @@ class ArchFacts(BaseModel):
     rope: str = "mrope"  # "mrope": 3-D (time, height, width) positions from get_rope_index; "1d": plain positions
     num_layers_keys: tuple[str, ...]  # dotted config keys, first present wins
     num_vision_blocks_keys: tuple[str, ...] = ()
+    visual_token_keys: tuple[str, ...] = ()  # config keys of the placeholder token ids images expand into
     namings: dict[str, TensorNaming]  # scheme name -> prefixes; "hf4" is what hub checkpoints use
     modules: ModulePaths
 
@@ -113,9 +118,12 @@ _VL_MODULES = ModulePaths(
     vision_tower=("model.visual", "visual"),
     vision_blocks=("model.visual.blocks", "visual.blocks"),
     projector=("model.visual.merger", "visual.merger"),
+    image_features="model.get_image_features",
+    rope_index="model.get_rope_index",
 )
 
 _VL_LAYER_KEYS = ("text_config.num_hidden_layers", "num_hidden_layers")
+_VL_VISUAL_TOKENS = ("image_token_id", "video_token_id")
 
 ARCHITECTURES: dict[str, ArchFacts] = {
     "qwen2_5_vl": ArchFacts(
@@ -123,6 +131,7 @@ ARCHITECTURES: dict[str, ArchFacts] = {
         hf_class="Qwen2_5_VLForConditionalGeneration",
         num_layers_keys=_VL_LAYER_KEYS,
         num_vision_blocks_keys=("vision_config.depth",),
+        visual_token_keys=_VL_VISUAL_TOKENS,
         namings=_VL_NAMINGS,
         modules=_VL_MODULES,
     ),
@@ -131,6 +140,7 @@ ARCHITECTURES: dict[str, ArchFacts] = {
         hf_class="Qwen2VLForConditionalGeneration",
         num_layers_keys=_VL_LAYER_KEYS,
         num_vision_blocks_keys=("vision_config.depth",),
+        visual_token_keys=_VL_VISUAL_TOKENS,
         namings=_VL_NAMINGS,
         modules=_VL_MODULES,
     ),
@@ -157,8 +167,6 @@ ARCHITECTURES: dict[str, ArchFacts] = {
         ),
     ),
 }
-
-VISION_LANGUAGE_TYPES = tuple(t for t, f in ARCHITECTURES.items() if f.has_vision)
 
 
 def facts_for(model_type: str | None, *, allowed: Iterable[str] | None = None) -> ArchFacts:
@@ -223,9 +231,14 @@ class BlockPartition(BaseModel):
         raise FrankensteinError(f"decoder layer {layer} is out of range 0..{self.num_layers - 1}")
 
     def layers(self, block: str) -> range:
-        if block not in BLOCK_NAMES:
-            raise FrankensteinError(f"unknown block {block!r}; blocks are {', '.join(BLOCK_NAMES)}")
-        return self.ranges[block]
+        return self.ranges[check_block(block)]
+
+
+def check_block(block: str) -> str:
+    """`block` if it names a decoder block, else a one-line error listing the blocks."""
+    if block not in BLOCK_NAMES:
+        raise FrankensteinError(f"unknown block {block!r}; blocks are {', '.join(BLOCK_NAMES)}")
+    return block
 
 
 def parse_cuts(text: str | None) -> tuple[int, int] | None:
@@ -458,9 +471,6 @@ class Layout:
             return prefix + tensor_name[m.end():]
         raise FrankensteinError(f"tensor {tensor_name!r} has no name in the {scheme} scheme of {self.model_type}")
 
-    def is_decoder_layer_tensor(self, tensor_name: str) -> bool:
-        return self.classify(tensor_name).part is Part.DECODER_LAYER
-
     # -- modules of a loaded model -------------------------------------------------------------
     def _module(self, model: "nn.Module", candidates: tuple[str, ...], what: str) -> Any:
         for path in candidates:
@@ -470,24 +480,11 @@ class Layout:
                 continue
         raise FrankensteinError(f"{type(model).__name__} has no {what} (looked at {', '.join(candidates) or 'nothing'})")
 
-    def module_path(self, model: "nn.Module", part: str) -> str:
-        """Dotted attribute path of `part` ('decoder_layers', 'vision_blocks', ...) on `model`."""
-        for path in getattr(self.facts.modules, part):
-            try:
-                _get_attr_path(model, path)
-                return path
-            except AttributeError:
-                continue
-        raise FrankensteinError(f"{type(model).__name__} has no {part}")
-
     def decoder_layers(self, model: "nn.Module") -> "nn.ModuleList":
         return self._module(model, self.facts.modules.decoder_layers, "decoder layers")
 
     def vision_blocks(self, model: "nn.Module") -> "nn.ModuleList":
         return self._module(model, self.facts.modules.vision_blocks, "vision blocks")
-
-    def vision_tower(self, model: "nn.Module") -> "nn.Module":
-        return self._module(model, self.facts.modules.vision_tower, "vision tower")
 
     def projector(self, model: "nn.Module") -> "nn.Module":
         return self._module(model, self.facts.modules.projector, "projector")
@@ -516,6 +513,28 @@ class Layout:
             self._module(attention, (m.attention_key,), "key projection"),
             self._module(attention, (m.attention_value,), "value projection"),
         )
+
+    # -- vision-language plumbing of a loaded model --------------------------------------------
+    def visual_token_ids(self, config: Any) -> list[int]:
+        """Token ids that stand for visual tokens (image / video placeholders) in this model's prompts."""
+        ids = [getattr(config, key, None) for key in self.facts.visual_token_keys]
+        return [int(i) for i in ids if i is not None]
+
+    def image_features(self, model: "nn.Module", pixel_values: Any, image_grid_thw: Any) -> Any:
+        """Visual-token features of a batch of images (all images' tokens, concatenated per image)."""
+        method = self._vision_method(model, self.facts.modules.image_features, "image features")
+        return method(pixel_values, image_grid_thw, return_dict=True).pooler_output
+
+    def rope_positions(self, model: "nn.Module", input_ids: Any, **grids: Any) -> Any:
+        """3-D M-RoPE position ids (3, B, T) of a prompt batch, from the model's own rule."""
+        method = self._vision_method(model, self.facts.modules.rope_index, "M-RoPE position rule")
+        positions, _ = method(input_ids, **grids)
+        return positions
+
+    def _vision_method(self, model: "nn.Module", path: str | None, what: str) -> Any:
+        if path is None:
+            raise FrankensteinError(f"{self.model_type} has no {what}: it is a text-only model")
+        return self._module(model, (path,), what)
 
     # -- summary -------------------------------------------------------------------------------
     def describe(self, cuts: tuple[int, int] | None = None) -> dict[str, Any]:

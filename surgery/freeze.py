@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from surgery.arch import BLOCK_NAMES, Layout, Part, layout_of_model
+from surgery.arch import Layout, Part, check_block, layout_of_model
 from surgery.errors import FrankensteinError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,12 +45,6 @@ def _model_and_layout(model_or_source: "nn.Module | str | Path") -> tuple[Any, L
 
     model = model_or_source if isinstance(model_or_source, nn.Module) else meta_model(model_or_source)
     return model, layout_of_model(model)
-
-
-def check_block(block: str) -> str:
-    if block not in BLOCK_NAMES:
-        raise FrankensteinError(f"unknown block {block!r}; blocks are {', '.join(BLOCK_NAMES)}")
-    return block
 
 
 def block_layers(layout: Layout, block: str, cuts: tuple[int, int] | list[int] | None = None) -> range:

@@ -1,7 +1,7 @@
 """Prompts as the surgery engine sees them: token ids, images, and explicit positions.
 
 Every prompt is encoded on its own (no padding) and keeps its own position ids, computed over the
-whole prompt with the model's `get_rope_index` for M-RoPE models (METHOD.md 1a: a two-chunk prefill
+whole prompt with the model's own M-RoPE rule (`Layout.rope_positions`) (METHOD.md 1a: a two-chunk prefill
 reproduces the one-shot prefill exactly only with explicit 3-D position ids). The engine pads and
 batches these itself, so padding never changes a position.
 """
@@ -45,10 +45,6 @@ class EncodedPrompt:
             return (0, 0)
         return int(idx[0]), int(idx[-1]) + 1
 
-    @property
-    def next_position(self) -> torch.Tensor:
-        """Position ids (P,) of the first generated token: text positions continue by one."""
-        return self.positions[:, -1] + 1
 
 
 def chat_messages(text: str, num_images: int, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> list[dict]:
@@ -90,24 +86,18 @@ def encode_batch(batch: Any, model: Any, layout: Layout) -> EncodedPrompt:
     input_ids = batch["input_ids"]
     if input_ids.shape[0] != 1:
         raise ValueError("encode_batch takes one prompt at a time")
-    config = model.config
-    image_token = getattr(config, "image_token_id", None)
-    video_token = getattr(config, "video_token_id", None)
-    visual = torch.zeros_like(input_ids[0], dtype=torch.bool)
-    for token in (image_token, video_token):
-        if token is not None:
-            visual |= input_ids[0] == token
+    visual = torch.isin(input_ids[0], torch.tensor(layout.visual_token_ids(model.config), dtype=input_ids.dtype))
     if layout.facts.rope == "mrope":
         mm_types = batch.get("mm_token_type_ids")
         if mm_types is None:
             mm_types = visual.long()[None]
-        positions, _ = model.model.get_rope_index(
+        positions = layout.rope_positions(
+            model,
             input_ids,
             mm_token_type_ids=mm_types,
             image_grid_thw=batch.get("image_grid_thw"),
             video_grid_thw=batch.get("video_grid_thw"),
-        )
-        positions = positions[:, 0]
+        )[:, 0]
     else:
         positions = torch.arange(input_ids.shape[1])[None]
     return EncodedPrompt(

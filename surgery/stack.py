@@ -98,7 +98,7 @@ class DecoderStack:
             return embeds
         pixel_values = torch.cat([prompts[i].pixel_values for i in with_images]).to(self.device)
         grids = torch.cat([prompts[i].image_grid_thw for i in with_images]).to(self.device)
-        features = self.model.model.get_image_features(pixel_values, grids, return_dict=True).pooler_output
+        features = self.layout.image_features(self.model, pixel_values, grids)
         per_image = iter(features)
         for i in with_images:
             n_images = prompts[i].image_grid_thw.shape[0]

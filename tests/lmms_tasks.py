@@ -41,8 +41,7 @@ def process_results(doc, results):
         return {"exact_match": float(results[0].strip() == doc["answer"])}
     if probe.values is not None:
         return {"visual_attention": contract.per_layer(probe.value_by_layer())}
-    changed = {layer: float(a != probe.baseline) for layer, a in probe.answer_by_layer().items()}
-    return {"changed": contract.per_layer(changed)}
+    return {"changed": contract.per_layer(contract.changed_by_layer(probe))}
 
 aggregate_curve = contract.aggregate_curve
 '''

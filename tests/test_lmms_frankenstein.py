@@ -52,7 +52,8 @@ def test_visual_swap_curve_over_every_layer(tiny_trio, tmp_path):
     decoded = [contract.decode(s["filtered_resps"]) for s in samples]
     assert all(d is not None and d.probe == "visual_swap" and len(d.answers) == 8 for d in decoded)
     for j in range(len(curve["layers"])):
-        expected = sum(d.answers[j] != d.baseline for d in decoded) / len(decoded)
+        norm = contract.normalize_answer  # the method's normalisation: case, spaces, trailing punctuation
+        expected = sum(norm(d.answers[j]) != norm(d.baseline) for d in decoded) / len(decoded)
         assert abs(curve["value"][j] - expected) < 1e-9
 
 

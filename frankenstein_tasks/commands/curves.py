@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "turn an lmms-eval probe run's per-layer curves into curves.csv and one plot per metric"
+from frankenstein_tasks.commands._options import add_cuts, cuts_of
+
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", help="an lmms-eval *_results.json, or the --output_path folder holding one")
     p.add_argument("-o", "--out", help="output folder (default: a 'curves' folder next to the results file)")
     p.add_argument("--model", help="checkpoint folder or hub id of the probed model, for block marks")
-    p.add_argument("--cuts", type=int, nargs=2, metavar=("C1", "C2"), help="block cuts (default: thirds)")
+    add_cuts(p, "for the block marks")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         from surgery.arch import layout_of_checkpoint
 
-        axis = LayerAxis.from_layout(layout_of_checkpoint(args.model), args.cuts)
+        axis = LayerAxis.from_layout(layout_of_checkpoint(args.model), cuts_of(args))
     out = Path(args.out) if args.out else source.parent / "curves"
     written = write_curves(source, out, axis)
     for c in read_curves(source):

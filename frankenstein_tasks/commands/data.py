@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "make probe data sets (make-pairs: target/source image pairs for the frank_vision_* tasks)"
 
 TASK_CHOICES = ("counting", "ocr", "grounding", "recognition", "all")
 
@@ -12,7 +11,7 @@ TASK_CHOICES = ("counting", "ocr", "grounding", "recognition", "all")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from frankenstein_tasks.vision.pairs import DEFAULT_N, DEFAULT_SEED, DEFAULT_SIZE
 
-    p.description = HELP
+    p.description = "Make probe data sets for the frank_* tasks."
     sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     mp = sub.add_parser(
         "make-pairs",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "weight-delta energy and SVD metrics per tensor and layer across Base -> IN -> RL (streaming)"
+from frankenstein_tasks.commands._options import add_cuts, cuts_of
+
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,13 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="analyse only tensors whose name (as in the Base checkpoint) matches this regular expression "
         "(re.search), e.g. '^model\\.layers\\.'",
     )
-    p.add_argument(
-        "--cuts",
-        type=int,
-        nargs=2,
-        metavar=("C1", "C2"),
-        help="block cuts for the early/mid/late summary: early [0,C1), mid [C1,C2), late [C2,n) (default thirds)",
-    )
+    add_cuts(p, "for the early/mid/late summary")
     p.add_argument(
         "--allow-missing",
         action="store_true",
@@ -70,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         topk=args.topk,
         device=args.device,
         filter=args.filter,
-        cuts=args.cuts,
+        cuts=cuts_of(args),
         allow_missing=args.allow_missing,
         overwrite=args.overwrite,
         plots=not args.no_plots,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "run the whole pipeline on embedded tiny models (no hub needed)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

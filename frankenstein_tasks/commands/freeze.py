@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "print the parameter names of one decoder block (to freeze in an RL run), as a list or a regex"
+from frankenstein_tasks.commands._options import add_cuts, cuts_of
+
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,22 +19,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("model", help="checkpoint folder or hub id")
     p.add_argument("--block", required=True, help="early, mid or late")
-    p.add_argument("--cuts", type=int, nargs=2, metavar=("C1", "C2"), help="block cuts (default: thirds)")
+    add_cuts(p)
     p.add_argument("--format", choices=("list", "regex"), default="list", help="one name per line (default) or one regex")
     p.add_argument("--scheme", choices=("module", "checkpoint"), default="module", help="parameter names (default) or on-disk tensor names")
 
 
 def run(args: argparse.Namespace) -> int:
-    from surgery.arch import layout_of_model
-    from surgery.freeze import block_layers, block_parameter_names, block_regex, check_block, meta_model
+    from surgery.arch import check_block, layout_of_model
+    from surgery.freeze import block_layers, block_parameter_names, block_regex, meta_model
 
     check_block(args.block)  # before the (slow) model build
     model = meta_model(args.model)
     layout = layout_of_model(model)
-    names = block_parameter_names(model, args.block, cuts=args.cuts, scheme=args.scheme)
-    layers = block_layers(layout, args.block, args.cuts)
+    names = block_parameter_names(model, args.block, cuts=cuts_of(args), scheme=args.scheme)
+    layers = block_layers(layout, args.block, cuts_of(args))
     if args.format == "regex":
-        print(block_regex(layout, args.block, cuts=args.cuts, scheme=args.scheme))
+        print(block_regex(layout, args.block, cuts=cuts_of(args), scheme=args.scheme))
     else:
         print("\n".join(names))
     print(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from frankenstein_tasks.commands._options import add_cuts, cuts_of
 from surgery.arch import layout_of_checkpoint
 
-HELP = "print the architecture facts of a checkpoint (layers, vision blocks, blocks, unified index)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,14 +17,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "partition and the unified layer index range (vision block j -> j - V, projector -> 0, layer i -> i + 1)."
     )
     p.add_argument("model", help="checkpoint folder or hub id")
-    p.add_argument("--cuts", type=int, nargs=2, metavar=("C1", "C2"), help="block cuts (default: thirds)")
+    add_cuts(p)
     p.add_argument("--allow-pickle", action="store_true", help="accept a folder with only pickle .bin weights")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     layout = layout_of_checkpoint(args.model, allow_pickle=args.allow_pickle)
-    facts = layout.describe(tuple(args.cuts) if args.cuts else None)
+    facts = layout.describe(cuts_of(args))
     if args.json:
         print(json.dumps(facts, indent=2))
     else:

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from frankenstein_tasks.commands._options import add_cuts, cuts_of
 from surgery.errors import FrankensteinError
 
-HELP = "write the mergekit recipe (YAML) of a Frankenstein splice of IN and RL, for one variant or all six"
 
 VARIANT_HELP = (
     "early, mid, late, early_mid, mid_late, early_late: the decoder blocks taken from RL "
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to write")
     what.add_argument("--variant", help=VARIANT_HELP)
     what.add_argument("--all", action="store_true", help="all six variants, as DIR/<variant>.yaml (needs -o DIR)")
-    what.add_argument("--cuts", type=int, nargs=2, metavar=("C1", "C2"), help="block cuts: early [0,C1), mid [C1,C2), late [C2,n) (default: thirds)")
+    add_cuts(what)
     what.add_argument("--layers", type=int, metavar="N", help="decoder layer count (default: read from the checkpoints)")
     what.add_argument("-o", "--output", metavar="PATH", help="recipe file (one variant; default: print it) or folder (--all)")
     what.add_argument("--merge", metavar="OUT", help="also run mergekit-yaml on the recipe into OUT and add the processor files")
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise FrankensteinError(f"-o {args.output} is a folder; give a file name for one variant")
     if args.merge and Path(args.merge).exists() and not args.overwrite:
         raise FrankensteinError(f"{args.merge} already exists (pass --overwrite to replace it)")
-    generated = generate(in_model, rl_model, variants, cuts=args.cuts, layers=args.layers, title=title)
+    generated = generate(in_model, rl_model, variants, cuts=cuts_of(args), layers=args.layers, title=title)
     if generated.known_issue and args.merge:
         raise FrankensteinError(f"cannot --merge: {generated.known_issue}")
     if generated.known_issue:

@@ -7,7 +7,9 @@ then reads `AVAILABLE_MODELS` here (model name -> class name in `frankenstein_ta
 
 AVAILABLE_MODELS: dict[str, str] = {"frankenstein": "Frankenstein"}
 
-# The plugin route also needs our task folder indexed before lmms-eval builds its TaskManager.
+# The plugin route needs the same set-up as the entry point (task folder indexed, curve table).
+from frankenstein_tasks.models._console_table import install_curve_table  # noqa: E402
 from frankenstein_tasks.models._task_discovery import index_frankenstein_tasks  # noqa: E402
 
 index_frankenstein_tasks()
+install_curve_table()

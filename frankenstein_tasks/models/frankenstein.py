@@ -83,8 +83,12 @@ class Frankenstein(lmms):
 
         accelerator = Accelerator()
         if accelerator.num_processes > 1:
-            device = f"cuda:{accelerator.local_process_index}"
-            self._rank, self._world_size = accelerator.local_process_index, accelerator.num_processes
+            # Data parallel (`accelerate launch`): lmms-eval gives each process its share of the
+            # requests by rank; each process runs the whole model on its own device (one GPU each,
+            # or the CPU under `accelerate launch --cpu`).
+            self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
+            if device in (None, "auto"):
+                device = str(accelerator.device)
         self.accelerator = accelerator
         self._device = torch.device(resolve_device(device))
         if dtype in (None, "auto"):

@@ -5,7 +5,7 @@ A plain answer (any ordinary model, or `frankenstein` with probe=none) gives
 A probe response (`contract.decode` finds a ProbeResult) gives
     accuracy               the same, for the unmodified model's answer (`baseline`)
     change_rate            per layer: 1 if the answer under the intervention differs from the baseline
-                           after `scoring.normalize`
+                           after normalisation (`contract.changed_by_layer`)
     source_adoption_rate   per layer (visual_swap only): 1 if that answer is right for the source image
     skipped                1 if the probe could not run on the item (its `error`), else 0;
                            a skipped item contributes to no other metric
@@ -20,9 +20,9 @@ import json
 import logging
 from typing import Any, Iterable, Mapping
 
-from frankenstein_tasks.contract import ProbeResult, aggregate_curve, decode, per_layer
+from frankenstein_tasks.contract import ProbeResult, aggregate_curve, changed_by_layer, decode, per_layer
 
-from .scoring import is_correct, normalize
+from .scoring import is_correct
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,9 @@ def probe_metrics(task: str, meta: Mapping[str, Any], result: ProbeResult) -> di
         if result.error is None:  # e.g. an attention probe: numbers, no answers to score here
             log.warning("probe %s gave no per-layer answers; the item counts as skipped", result.probe)
         return {"skipped": 1.0}
-    baseline = normalize(result.baseline)
     metrics: dict[str, Any] = {
         "accuracy": float(is_correct(task, result.baseline, meta, "target")),
-        "change_rate": per_layer({layer: float(normalize(a) != baseline) for layer, a in answers.items()}),
+        "change_rate": per_layer(changed_by_layer(result)),
         "skipped": 0.0,
     }
     if result.probe == "visual_swap":

@@ -7,14 +7,16 @@
 
 Each scorer takes the pair's meta (see `dataset.META_MODELS`) and the side whose image the answer is
 judged against: "target" for accuracy, "source" for source adoption under visual-token swapping.
-`normalize` is the answer normalisation of the change rate (METHOD.md 1a).
+`normalize` (re-exported from the contract, where it is defined) is the answer normalisation of the
+change rate (METHOD.md 1a).
 """
 
 from __future__ import annotations
 
 import re
-import string
 from typing import Any, Callable, Literal
+
+from frankenstein_tasks.contract import normalize_answer as normalize  # noqa: F401  (re-exported)
 
 Side = Literal["target", "source"]
 
@@ -30,14 +32,6 @@ _FLOAT = re.compile(r"(?<![A-Za-z_\d.])-?\d+(?:\.\d+)?(?![A-Za-z_\d])")
 _NUMBER = re.compile(_FLOAT.pattern + r"|\b(?:" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
-_TRAILING_PUNCT = string.punctuation + "。，！？"
-
-
-def normalize(answer: str) -> str:
-    """Lower-case, strip, drop trailing punctuation: two answers are "the same" if these match."""
-    return answer.strip().lower().rstrip(_TRAILING_PUNCT).strip()
-
-
 def parse_count(answer: str) -> int | None:
     m = _NUMBER.search(answer)
     if m is None:
