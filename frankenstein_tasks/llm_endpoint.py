@@ -59,11 +59,12 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any
 from urllib.parse import urlsplit
 
 from PIL import Image
@@ -75,7 +76,7 @@ from surgery.errors import FrankensteinError
 
 log = logging.getLogger(__name__)
 
-ImageLike = Union[Image.Image, bytes, str, os.PathLike]
+ImageLike = Image.Image | bytes | str | os.PathLike
 
 DESCRIPTIONS_ENV = "FRANKENSTEIN_DESCRIPTIONS"
 KEY_ENVS = ("FRANKENSTEIN_LLM_API_KEY", "OPENAI_API_KEY")
@@ -134,7 +135,7 @@ class LLMSettings(BaseModel):
     workers: int = Field(4, ge=1, le=64)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "LLMSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LLMSettings:
         """Settings from the environment (module docstring), then `overrides` (e.g. in tests)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {name: env[var] for name, var in SETTING_ENVS.items() if env.get(var)}
@@ -198,7 +199,7 @@ def descriptions_for(
     images: Mapping[str, ImageLike],
     *,
     descriptions_file: str | os.PathLike | None = None,
-    endpoint: "LLMEndpoint | None" = None,
+    endpoint: LLMEndpoint | None = None,
 ) -> dict[str, str]:
     """The description of every item in `images` (item id -> image), in the same order.
 
@@ -220,7 +221,7 @@ def descriptions_for(
 
 
 @lru_cache(maxsize=1)
-def default_endpoint() -> "LLMEndpoint":
+def default_endpoint() -> LLMEndpoint:
     """One endpoint per process with settings from the environment and the default cache."""
     return LLMEndpoint(LLMSettings.from_env())
 
@@ -336,8 +337,8 @@ class LLMEndpoint:
             try:
                 response = self._client().chat.completions.create(model=s.model, messages=messages, temperature=0)
             except openai.APIStatusError as err:
-                status, retryable, retry_after = f"HTTP {err.status_code}", _retryable(err.status_code), _retry_after(err)
-                detail = _error_detail(err)
+                status, retryable, detail = f"HTTP {err.status_code}", _retryable(err.status_code), _error_detail(err)
+                retry_after = _retry_after(err)
             except openai.APITimeoutError:
                 status, retryable, retry_after, detail = f"timeout after {s.timeout_s:g} s", True, None, ""
             except openai.APIConnectionError as err:

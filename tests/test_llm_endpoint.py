@@ -13,10 +13,10 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from PIL import Image
@@ -82,7 +82,7 @@ class ChatServer:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 (http.server's spelling)
+    def do_POST(self):
         owner: ChatServer = self.server.owner
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         headers = {name.lower(): value for name, value in self.headers.items()}
@@ -159,7 +159,8 @@ def expected_text(image: Image.Image) -> str:
 
 def endpoint(server: ChatServer | None, cache: Path, *, key: str | None = KEY, sleep=None, **settings) -> LLMEndpoint:
     settings = {"backoff_s": 0.01, "retries": 2, "timeout_s": 5, **settings}
-    config = LLMSettings.from_env({}, base_url=server.url if server else "http://127.0.0.1:9/v1", api_key=key, **settings)
+    base_url = server.url if server else "http://127.0.0.1:9/v1"  # port 9 (discard): nothing answers
+    config = LLMSettings.from_env({}, base_url=base_url, api_key=key, **settings)
     return LLMEndpoint(config, cache_dir=cache, sleep=sleep if sleep is not None else (lambda s: None))
 
 
@@ -195,7 +196,7 @@ def test_descriptions_cached_second_run_makes_zero_requests(chat_server, tmp_pat
     assert len(list((tmp_path / "descriptions" / "other_model").glob("*.json"))) == 2
 
 
-def test_describe_one_and_a_corrupt_entry_is_asked_again(chat_server, tmp_path):
+def test_describe_one_and_a_corrupt_or_foreign_entry_is_asked_again(chat_server, tmp_path):
     server = chat_server(describing)
     item = images(1)["item-0"]
     assert endpoint(server, tmp_path).describe("item-0", item) == expected_text(item)
@@ -204,6 +205,9 @@ def test_describe_one_and_a_corrupt_entry_is_asked_again(chat_server, tmp_path):
     assert endpoint(server, tmp_path).describe("item-0", item) == expected_text(item)
     assert server.count == 2
     assert json.loads(entry.read_text())["text"] == expected_text(item)
+    entry.write_text(json.dumps({"text": "not from this key"}))  # parses, but its stored key is not ours
+    assert endpoint(server, tmp_path).describe("item-0", item) == expected_text(item)
+    assert server.count == 3
 
 
 def test_image_from_file_path_and_bytes(chat_server, tmp_path):
@@ -238,7 +242,8 @@ def test_timeouts_until_retries_run_out_name_the_item(chat_server, tmp_path):
 
 
 def test_429_then_success_honours_retry_after(chat_server, tmp_path):
-    server = chat_server(lambda n, body, h: Reply(429, headers={"Retry-After": "2"}) if n == 0 else describing(n, body, h))
+    server = chat_server(
+        lambda n, body, h: Reply(429, headers={"Retry-After": "2"}) if n == 0 else describing(n, body, h))
     waits = []
     item = images(1)["item-0"]
     assert endpoint(server, tmp_path, sleep=waits.append).describe("item-0", item) == expected_text(item)
@@ -314,7 +319,8 @@ def test_key_is_sent_but_never_written_logged_or_shown(chat_server, tmp_path, ca
     def script(n, body, headers):
         if "broken" in _sent_prompt(body):  # a careless server that echoes the request's auth header
             return Reply(500, error=f"cannot use {headers.get('authorization')}")
-        return describing(n, body, headers) if isinstance(body["messages"][0]["content"], list) else Reply(text="Correct")
+        is_image = isinstance(body["messages"][0]["content"], list)
+        return describing(n, body, headers) if is_image else Reply(text="Correct")
 
     server = chat_server(script)
     caplog.set_level(logging.DEBUG)
@@ -369,7 +375,7 @@ def test_judge_verdicts_cached_and_keyed_on_inputs_model_and_prompt_version(chat
 
     server = chat_server(script)
     choices = ["3", "5", "7"]
-    ask = dict(question="Which is 2+3?", gold="5", choices=choices)
+    ask = {"question": "Which is 2+3?", "gold": "5", "choices": choices}
     verdict = endpoint(server, tmp_path).judge("q1", output="B", **ask)
     assert (verdict.correct, verdict.parsed, verdict.reply) == (True, True, "Correct.")
     sent = server.requests[0][0]["messages"][0]["content"]
