@@ -11,6 +11,12 @@ Request side
       `SOURCE_IMAGE_KEY` (an absolute path or a PIL image). The model reads it with
       `source_visual(doc)`; it finds the doc as lmms-eval's own models do,
       `self.task_dict[task][split][doc_id]`.
+    * A reasoning or transfer task marks its docs with `PROMPT_STYLE_KEY: True`: the `frankenstein`
+      model then uses its prompt style's system prompt (`uses_prompt_style(doc)`); other tasks get
+      the usual default system prompt.
+    * A task that supports teacher-forced scoring (`probe=zero_ablation,scoring=logprob`) puts the
+      reference answer text in the doc under `REFERENCE_ANSWER_KEY`; the model reads it with
+      `reference_answer(doc)` and measures its log-likelihood after the prompt instead of generating.
 
 Response side
     * With `probe=none` the model returns the plain answer.
@@ -19,8 +25,10 @@ Response side
       layer in `layers`, the answer under the intervention (`answers`) or a number (`values`, e.g.
       the attention mass on visual tokens). A probe that cannot run on an item (e.g. target and
       source give different numbers of visual tokens) sets `error` instead, and the task counts the
-      item as skipped. lmms-eval logs this string as the sample's `filtered_resps`, so
-      `--log_samples` holds every per-layer answer.
+      item as skipped. With scoring=logprob, `values` are the reference answer's summed
+      log-likelihood per layer, `baseline_value` the unablated one and `answer_tokens` its length.
+      lmms-eval logs this string as the sample's `filtered_resps`, so `--log_samples` holds every
+      per-layer answer.
     * The task calls `decode(response)`: a `ProbeResult`, or None for a plain answer.
 
 Metrics side
@@ -47,6 +55,8 @@ from surgery.errors import FrankensteinError
 from surgery.probes import PROBES, ProbeOutput
 
 SOURCE_IMAGE_KEY = "source_image"
+REFERENCE_ANSWER_KEY = "reference_answer"
+PROMPT_STYLE_KEY = "uses_prompt_style"
 RESPONSE_KEY = "frankenstein_probe"
 BOOTSTRAP_ITERS = 1000
 BOOTSTRAP_SEED = 1234
@@ -64,6 +74,8 @@ class ProbeResult(BaseModel):
     values: list[float] | None = None  # per-layer number (attention mass on visual tokens)
     options: dict[str, Any] = Field(default_factory=dict)  # probe settings, e.g. swap mode and window
     error: str | None = None  # why the probe could not run on this item
+    baseline_value: float | None = None  # scoring=logprob: the unablated model's log-likelihood
+    answer_tokens: int | None = None  # scoring=logprob: tokens in the reference answer
 
     @field_validator("probe")
     @classmethod
@@ -134,6 +146,16 @@ def changed_by_layer(result: ProbeResult) -> dict[int, float]:
     return {layer: float(normalize_answer(a) != baseline) for layer, a in result.answer_by_layer().items()}
 
 
+def reference_answer(doc: Mapping[str, Any]) -> str | None:
+    """The reference answer text a task offers for teacher-forced scoring, or None."""
+    value = doc.get(REFERENCE_ANSWER_KEY)
+    return str(value) if value not in (None, "") else None
+
+
+def uses_prompt_style(doc: Mapping[str, Any]) -> bool:
+    return bool(doc.get(PROMPT_STYLE_KEY))
+
+
 def per_layer(values: Mapping[int, float]) -> dict[str, float]:
     """A per-sample per-layer metric value (JSON keys are strings)."""
     return {str(int(k)): float(v) for k, v in values.items()}
@@ -160,6 +182,36 @@ def aggregate_curve(items: Iterable[Mapping[str, float]]) -> dict[str, Any]:
         "stderr": [round(float(x), 6) for x in stderr],
         "n": len(items),
     }
+
+
+def pool_across_tasks(metrics: Sequence[Any], sizes: Sequence[int], weight_by_size: bool = True) -> Any:
+    """A group's value of one metric from its tasks' values: numbers and curves alike.
+
+    lmms-eval 0.7.3 matches a group's `aggregate_metric_list` entry by substring ("accuracy" also
+    picks "accuracy_by_layer"), and its own pooling multiplies values by sizes, which fails on
+    curves. This pools numbers as lmms-eval does (mean, weighted by size) and curves layer by layer
+    (mean weighted by each task's n, stderr of that weighted mean for independent tasks).
+    """
+    import math
+
+    if not any(is_curve(m) for m in metrics):
+        weights = list(sizes) if weight_by_size else [1] * len(metrics)
+        return sum(m * w for m, w in zip(metrics, weights)) / sum(weights)
+    curves = [m for m in metrics if is_curve(m) and m["n"]]
+    layers = sorted({layer for c in curves for layer in c["layers"]})
+    value, stderr = [], []
+    for layer in layers:
+        here = [(c["value"][c["layers"].index(layer)], c["stderr"][c["layers"].index(layer)], c["n"])
+                for c in curves if layer in c["layers"]]
+        total = sum(n for _, _, n in here)
+        value.append(round(sum(v * n for v, _, n in here) / total, 6))
+        stderr.append(round(math.sqrt(sum((n / total * se) ** 2 for _, se, n in here)), 6))
+    return {"layers": layers, "value": value, "stderr": stderr, "n": sum(c["n"] for c in curves)}
+
+
+def count_skipped(items: Iterable[float]) -> int:
+    """Aggregation of a task's `skipped` metric: how many items the probe could not run on."""
+    return int(sum(items))
 
 
 def _bootstrap_stderr(table: Any, iters: int = BOOTSTRAP_ITERS, seed: int = BOOTSTRAP_SEED) -> Sequence[float]:

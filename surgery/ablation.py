@@ -10,6 +10,10 @@ prompt are identical up to their ablated layer, so it runs one trunk per prompt 
 that ablates layer k off the trunk at layer k (about half the prefill work of running every row
 through every layer).
 
+Teacher-forced mode (`ablation_logprob_sweep`): instead of generating, the log-likelihood of a
+reference answer after the prompt, per ablated layer, from one pass of the same tree over
+prompt + answer. It ranks layers without decoding thousands of tokens per row.
+
 Reference path (`ablation_generate_naive`): a forward hook makes the layer return its input, and an
 ordinary `model.generate` runs per layer and prompt (batch 1).
 """
@@ -93,11 +97,44 @@ def _prefill_shared(stack: DecoderStack, prompts: Sequence[EncodedPrompt], varia
     g, R = len(prompts), len(variants)
     embeds = stack.prompt_embeddings(prompts)
     chunk = stack.chunk(prompts, embeds, [(0, p.length) for p in prompts])
-    ablated = [v for v in variants if v is not None]
+    hidden, per_layer_kv = _shared_tree(stack, chunk, g, variants, keep_kv=True)
 
+    # Final rows in (prompt, variant) order. A row's layer-j cache comes from its own branch if it
+    # forked before j, else from the trunk (identical up to its fork; for j == its own layer the
+    # entries are never read, since the layer's output is discarded).
+    cache = stack.new_cache()
+    for j, (keys, values, runs) in enumerate(per_layer_kv):
+        index = []
+        for i in range(g):
+            for v in variants:
+                block = runs.index(v) if (v is not None and v < j) else 0
+                index.append(i + g * block)
+        index_t = torch.tensor(index, device=stack.device)
+        cache.update(keys[index_t], values[index_t], j)
+    row_prompt = torch.arange(g, device=stack.device).repeat_interleave(R)
+    return Rows(
+        cache=cache,
+        attention_mask=chunk.mask[row_prompt],
+        visual=chunk.visual[row_prompt],
+        next_positions=chunk.positions[:, row_prompt, -1] + 1,
+        logits=stack.next_token_logits(hidden),
+        slots=list(range(g * R)),
+        skip=_skip_masks(variants, g, stack.device),
+    )
+
+
+def _shared_tree(
+    stack: DecoderStack, chunk: Any, g: int, variants: Sequence[int | None], *, keep_kv: bool
+) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor, list[int | None]]]]:
+    """Run `chunk` (g rows) through every layer as a tree of ablation branches.
+
+    Returns the final hidden states (g*R, W, H) in (prompt, variant) row order and, with `keep_kv`,
+    per layer the keys / values of the rows that computed it and which branch each block of rows is.
+    """
+    ablated = [v for v in variants if v is not None]
     branches: list[int] = []  # ablated layers forked so far; block b+1 of the batch holds branch b
     hidden = chunk.embeds  # (g * (1 + len(branches)), W, H): trunk first, then each branch
-    per_layer_kv: list[tuple[torch.Tensor, torch.Tensor, list[int]]] = []
+    per_layer_kv: list[tuple[torch.Tensor, torch.Tensor, list[int | None]]] = []
     for j in range(stack.num_layers):
         if j in ablated:
             # The row ablating j leaves layer j's input unchanged: fork it off the trunk here.
@@ -117,37 +154,105 @@ def _prefill_shared(stack: DecoderStack, prompts: Sequence[EncodedPrompt], varia
         )
         hidden = hidden.clone()
         hidden[take] = out
-        kv = cache.layers[j]
-        per_layer_kv.append((kv.keys, kv.values, runs))
-
-    # Final rows in (prompt, variant) order. A row's layer-j cache comes from its own branch if it
-    # forked before j, else from the trunk (identical up to its fork; for j == its own layer the
-    # entries are never read, since the layer's output is discarded).
-    cache = stack.new_cache()
-    for j, (keys, values, runs) in enumerate(per_layer_kv):
-        index = []
-        for i in range(g):
-            for v in variants:
-                block = runs.index(v) if (v is not None and v < j) else 0
-                index.append(i + g * block)
-        index_t = torch.tensor(index, device=stack.device)
-        cache.update(keys[index_t], values[index_t], j)
-    final_index = []
+        if keep_kv:
+            kv = cache.layers[j]
+            per_layer_kv.append((kv.keys, kv.values, runs))
     blocks = [None] + branches
-    for i in range(g):
-        for v in variants:
-            final_index.append(i + g * blocks.index(v))
-    final_t = torch.tensor(final_index, device=stack.device)
-    row_prompt = torch.arange(g, device=stack.device).repeat_interleave(R)
-    return Rows(
-        cache=cache,
-        attention_mask=chunk.mask[row_prompt],
-        visual=chunk.visual[row_prompt],
-        next_positions=chunk.positions[:, row_prompt, -1] + 1,
-        logits=stack.next_token_logits(hidden[final_t]),
-        slots=list(range(g * R)),
-        skip=_skip_masks(variants, g, stack.device),
+    final = torch.tensor([i + g * blocks.index(v) for i in range(g) for v in variants], device=stack.device)
+    return hidden[final], per_layer_kv
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher-forced scoring: the log-likelihood of a reference answer under each ablation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AnswerLogprob:
+    """Log-likelihood of a reference answer's tokens after the prompt."""
+
+    total: float  # sum over the answer tokens of log p(token | prompt, previous answer tokens)
+    tokens: int  # how many answer tokens
+
+    @property
+    def per_token(self) -> float:
+        return self.total / self.tokens
+
+
+@dataclass
+class LogprobOutcome:
+    baseline: AnswerLogprob | None
+    by_layer: dict[int, AnswerLogprob]
+
+
+def ablation_logprob_sweep(
+    stack: DecoderStack,
+    prompts: Sequence[EncodedPrompt],
+    answers: Sequence[Sequence[int]],
+    layers: Sequence[int],
+    *,
+    max_batch_rows: int = 64,
+    include_baseline: bool = True,
+    progress: Any = None,
+) -> list[LogprobOutcome]:
+    """Per prompt and ablated layer, the log-likelihood of `answers[i]` (token ids) after prompt i.
+
+    No generation: every (prompt, variant) row is the prompt followed by its reference answer, run
+    once through the shared-prefix tree (the rows of a prompt are identical up to their ablated
+    layer), and the answer tokens are scored from the final hidden states at the positions before them.
+    """
+    layers = sorted(set(layers))
+    variants: list[int | None] = ([None] if include_baseline else []) + layers
+    per_group = max(1, max_batch_rows // len(variants))
+    outcomes: list[LogprobOutcome] = []
+    for start in range(0, len(prompts), per_group):
+        group = [with_answer(p, a) for p, a in zip(prompts[start : start + per_group], answers[start : start + per_group])]
+        lengths = [len(a) for a in answers[start : start + per_group]]
+        scores = _answer_logprobs(stack, group, lengths, variants)
+        R = len(variants)
+        for k, n in enumerate(lengths):
+            row = {variants[r]: AnswerLogprob(total=scores[k * R + r], tokens=n) for r in range(R)}
+            outcomes.append(LogprobOutcome(baseline=row.get(None), by_layer={layer: row[layer] for layer in layers}))
+        if progress is not None:
+            progress.update(len(group))
+    return outcomes
+
+
+def with_answer(prompt: EncodedPrompt, answer: Sequence[int]) -> EncodedPrompt:
+    """The prompt followed by answer tokens (text: each position one past the last, in every M-RoPE axis)."""
+    if len(answer) == 0:
+        raise ValueError("a reference answer needs at least one token")
+    ids = torch.tensor(list(answer), dtype=prompt.input_ids.dtype)
+    steps = torch.arange(1, len(answer) + 1, dtype=prompt.positions.dtype)
+    return EncodedPrompt(
+        input_ids=torch.cat([prompt.input_ids, ids]),
+        positions=torch.cat([prompt.positions, prompt.positions[:, -1:] + steps], dim=1),
+        visual_mask=torch.cat([prompt.visual_mask, torch.zeros(len(answer), dtype=torch.bool)]),
+        pixel_values=prompt.pixel_values,
+        image_grid_thw=prompt.image_grid_thw,
     )
+
+
+@torch.no_grad()
+def _answer_logprobs(
+    stack: DecoderStack, sequences: Sequence[EncodedPrompt], lengths: Sequence[int], variants: Sequence[int | None]
+) -> list[float]:
+    g, R = len(sequences), len(variants)
+    embeds = stack.prompt_embeddings(sequences)
+    chunk = stack.chunk(sequences, embeds, [(0, s.length) for s in sequences])
+    hidden, _ = _shared_tree(stack, chunk, g, variants, keep_kv=False)
+    width = chunk.embeds.shape[1]
+    totals = []
+    for row in range(g * R):
+        i = row // R
+        n = lengths[i]
+        # Left-padded: sequence i ends at the last column; its answer is the last n tokens, each
+        # predicted from the column before it.
+        before = hidden[row, width - n - 1 : width - 1]
+        logits = stack.lm_head(stack.norm(before[None]))[0].float()
+        targets = sequences[i].input_ids[-n:].to(logits.device)
+        totals.append(float(torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).sum()))
+    return totals
 
 
 # ---------------------------------------------------------------------------------------------

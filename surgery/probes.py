@@ -3,9 +3,10 @@
 `ProbeRunner` owns a loaded model's `DecoderStack` and runs a batch of `ProbeRequest`s through the
 probe named in its `ProbeConfig` (`PROBES`, the one list of probe names):
 
-    none            ordinary greedy generation (batched)
+    none            ordinary greedy generation (batched); `ablate=` zero-ablates fixed layers in it
     visual_swap     per decoder layer, the answer with the source image's visual K/V swapped in
-    zero_ablation   per decoder layer, the answer with that layer zero-ablated
+    zero_ablation   per decoder layer, the answer with that layer zero-ablated; with scoring=logprob,
+                    instead of answers the log-likelihood of each request's reference answer
     attention       the answer, and per layer the attention mass generated tokens put on the image
 
 Each request gets one `ProbeOutput`: plain data, no harness format. Front ends (the lmms-eval and
@@ -19,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from surgery.arch import Layout
 from surgery.errors import FrankensteinError
@@ -37,6 +38,8 @@ class ProbeConfig(BaseModel):
     layers: str = "all"
     swap_mode: SwapMode = "from"
     window: int = Field(1, ge=1)
+    scoring: str = "generate"  # zero_ablation: "generate" (answers) or "logprob" (teacher-forced)
+    ablate: str | None = None  # layers zero-ablated in every generation of probe=none
     max_batch_rows: int = Field(32, ge=1)
     default_max_new_tokens: int = Field(256, ge=1)
 
@@ -46,6 +49,16 @@ class ProbeConfig(BaseModel):
         if value not in RUNNERS:
             raise ValueError(f"unknown probe {value!r}; probes are {', '.join(PROBES)}")
         return value
+
+    @model_validator(mode="after")
+    def _scoring_fits_probe(self) -> "ProbeConfig":
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"unknown scoring {self.scoring!r}; scorings are {', '.join(SCORINGS)}")
+        if self.scoring != "generate" and self.probe != "zero_ablation":
+            raise ValueError(f"scoring={self.scoring} works with probe=zero_ablation only, not probe={self.probe}")
+        if self.ablate and self.probe != "none":
+            raise ValueError("ablate= fixes ablated layers for ordinary generation (probe=none); probes sweep layers themselves")
+        return self
 
 
 def parse_layers(text: str | int | Sequence[int], num_layers: int) -> list[int]:
@@ -92,6 +105,8 @@ class ProbeOutput:
     values: list[float] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    baseline_value: float | None = None  # the unmodified model's number (scoring=logprob)
+    answer_tokens: int | None = None  # scoring=logprob: tokens in the reference answer (per-token = value / this)
 
 
 @dataclass
@@ -103,6 +118,8 @@ class ProbeRequest:
     source_images: list[Any] | None = None
     max_new_tokens: int | None = None
     until: list[str] = field(default_factory=list)
+    reference_answer: str | None = None  # scoring=logprob: the text whose log-likelihood is measured
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT  # None: no system message (the template's default)
 
 
 class ProbeRunner:
@@ -111,22 +128,25 @@ class ProbeRunner:
         model: Any,
         layout: Layout,
         processor: Any,
-        config: ProbeConfig = ProbeConfig(),
-        *,
-        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+        config: ProbeConfig | None = None,
     ):
+        config = config or ProbeConfig()
         self.model, self.layout, self.processor, self.config = model, layout, processor, config
-        self.system_prompt = system_prompt
         self.stack = DecoderStack(model, layout)
         self.layers = parse_layers(config.layers, layout.num_layers)
+        self.ablated = parse_layers(config.ablate, layout.num_layers) if config.ablate else []
         if config.probe == "visual_swap" and not layout.has_vision:
             raise FrankensteinError(f"probe=visual_swap needs a vision-language model, not {layout.model_type}")
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.eos_token_ids = eos_token_ids(model, self.tokenizer)
 
     # -- helpers -------------------------------------------------------------------------------
-    def encode(self, text: str, images: Sequence[Any]) -> Any:
-        return encode_prompt(self.processor, self.model, self.layout, text, images, system_prompt=self.system_prompt)
+    def encode(self, request: ProbeRequest, images: Sequence[Any] | None = None) -> Any:
+        """The request's prompt as the engine sees it (its own images, or `images` instead)."""
+        return encode_prompt(
+            self.processor, self.model, self.layout, request.text,
+            request.images if images is None else images, system_prompt=request.system_prompt,
+        )
 
     def decode(self, tokens: list[int] | None, until: Sequence[str]) -> str:
         if tokens is None:
@@ -176,10 +196,11 @@ def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
 def _run_none(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[ProbeOutput]:
     from surgery.stack import generate_batched
 
-    prompts = [runner.encode(r.text, r.images) for r in requests]
+    prompts = [runner.encode(r) for r in requests]
     tokens = generate_batched(
         runner.stack,
         prompts,
+        skip_layers=runner.ablated,
         **runner.decoding(requests, progress),
     )
     return [ProbeOutput(probe="none", baseline=runner.decode(t, r.until)) for t, r in zip(tokens, requests)]
@@ -192,7 +213,7 @@ def _run_visual_swap(runner: ProbeRunner, requests: list[ProbeRequest], progress
     for r in requests:
         if len(r.images) != 1 or not r.source_images or len(r.source_images) != 1:
             raise FrankensteinError("probe=visual_swap needs exactly one target and one source image per item")
-        pairs.append(SwapPair(runner.encode(r.text, r.images), runner.encode(r.text, r.source_images)))
+        pairs.append(SwapPair(runner.encode(r), runner.encode(r, r.source_images)))
     spec = SwapSpec(mode=runner.config.swap_mode, window=runner.config.window)
     outcomes = swap_sweep(
         runner.stack,
@@ -220,9 +241,13 @@ def _run_visual_swap(runner: ProbeRunner, requests: list[ProbeRequest], progress
 
 
 def _run_zero_ablation(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[ProbeOutput]:
+    return SCORINGS[runner.config.scoring](runner, requests, progress)
+
+
+def _zero_ablation_generate(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[ProbeOutput]:
     from surgery.ablation import ablation_sweep
 
-    prompts = [runner.encode(r.text, r.images) for r in requests]
+    prompts = [runner.encode(r) for r in requests]
     outcomes = ablation_sweep(
         runner.stack,
         prompts,
@@ -240,10 +265,37 @@ def _run_zero_ablation(runner: ProbeRunner, requests: list[ProbeRequest], progre
     ]
 
 
+def _zero_ablation_logprob(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[ProbeOutput]:
+    from surgery.ablation import ablation_logprob_sweep
+
+    missing = [i for i, r in enumerate(requests) if not (r.reference_answer or "").strip()]
+    if missing:
+        raise FrankensteinError(
+            "scoring=logprob needs a reference answer for every item, and this task gives none "
+            f"({len(missing)} of {len(requests)} items lack one); use a frank_reasoning task or scoring=generate"
+        )
+    prompts = [runner.encode(r) for r in requests]
+    answers = [runner.tokenizer.encode(r.reference_answer, add_special_tokens=False) for r in requests]
+    outcomes = ablation_logprob_sweep(
+        runner.stack, prompts, answers, runner.layers, max_batch_rows=runner.config.max_batch_rows, progress=progress
+    )
+    return [
+        ProbeOutput(
+            probe="zero_ablation",
+            layers=runner.layers,
+            values=[o.by_layer[layer].total for layer in runner.layers],
+            baseline_value=o.baseline.total,
+            answer_tokens=o.baseline.tokens,
+            options={"scoring": "logprob"},
+        )
+        for o in outcomes
+    ]
+
+
 def _run_attention(runner: ProbeRunner, requests: list[ProbeRequest], progress: Any) -> list[ProbeOutput]:
     from surgery.attention import attention_sweep
 
-    prompts = [runner.encode(r.text, r.images) for r in requests]
+    prompts = [runner.encode(r) for r in requests]
     outcomes, _ = attention_sweep(
         runner.stack,
         prompts,
@@ -272,3 +324,9 @@ RUNNERS: dict[str, Callable[[ProbeRunner, list[ProbeRequest], Any], list[ProbeOu
     "attention": _run_attention,
 }
 PROBES = tuple(RUNNERS)
+
+# How zero_ablation scores a layer: by the answer it generates, or by the reference answer's log-likelihood.
+SCORINGS: dict[str, Callable[[ProbeRunner, list[ProbeRequest], Any], list[ProbeOutput]]] = {
+    "generate": _zero_ablation_generate,
+    "logprob": _zero_ablation_logprob,
+}

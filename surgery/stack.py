@@ -211,9 +211,11 @@ class DecoderStack:
             skip=dict(skip),
         )
 
-    def prefill(self, prompts: Sequence[EncodedPrompt]) -> Rows:
-        """Every prompt, whole, as one left-padded batch ready to decode."""
-        return self.extend(None, self.chunk(prompts, self.prompt_embeddings(prompts), [(0, p.length) for p in prompts]))
+    def prefill(self, prompts: Sequence[EncodedPrompt], *, skip_layers: Sequence[int] = ()) -> Rows:
+        """Every prompt, whole, as one left-padded batch ready to decode (`skip_layers` ablated in every row)."""
+        chunk = self.chunk(prompts, self.prompt_embeddings(prompts), [(0, p.length) for p in prompts])
+        every_row = torch.ones(len(prompts), dtype=torch.bool, device=self.device)
+        return self.extend(None, chunk, skip={layer: every_row for layer in skip_layers})
 
     # -- decoding ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -264,13 +266,14 @@ def generate_batched(
     max_new_tokens: int,
     eos_token_ids: Sequence[int],
     max_batch_rows: int = 64,
+    skip_layers: Sequence[int] = (),
     progress: Any = None,
 ) -> list[list[int]]:
-    """Plain greedy generation, `max_batch_rows` prompts at a time."""
+    """Plain greedy generation, `max_batch_rows` prompts at a time (`skip_layers` zero-ablated throughout)."""
     out: list[list[int]] = []
     for start in range(0, len(prompts), max_batch_rows):
         group = prompts[start : start + max_batch_rows]
-        rows = stack.prefill(group)
+        rows = stack.prefill(group, skip_layers=skip_layers)
         tokens = stack.greedy_decode(rows, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
         out.extend(tokens[slot] for slot in range(len(group)))
         if progress is not None:

@@ -13,9 +13,13 @@ Model args (all optional except the checkpoint):
     probe=none|visual_swap|zero_ablation|attention (default none: an ordinary generator)
     layers=all|5|0-9|0-27:3|1;3;5 decoder layers a probe sweeps (default all)
     swap_mode=from|only|window, window=N  (visual_swap: layers >= L, only L, or L..L+N-1)
+    scoring=generate|logprob (zero_ablation: answers, or the reference answer's log-likelihood; no generation)
+    ablate=LAYERS            (probe=none) zero-ablate these layers in every answer
+    prompt_style=base|reasoner|revisual  system prompt of reasoning tasks (default: from the checkpoint id)
     max_batch_rows=N         rows decoded together (default 128 on GPU, 16 on CPU; a swept item takes 1 + len(layers) rows)
     max_new_tokens=N         used when the task's generation_kwargs give none (default 256)
-    system_prompt=TEXT, min_pixels=N, max_pixels=N, allow_pickle=true
+    system_prompt=TEXT       overrides every task's system prompt ("" for none)
+    min_pixels=N, max_pixels=N, allow_pickle=true
 
 Decoding is greedy (the method's setting); a task asking for sampling is refused. The engine
 (`surgery.probes.ProbeRunner`) returns plain `ProbeOutput`s; this class encodes them for the tasks
@@ -29,17 +33,22 @@ from typing import Any
 
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
+from loguru import logger as eval_logger
 from tqdm import tqdm
 
 from frankenstein_tasks import contract
+from frankenstein_tasks.prompt_styles import prompt_style as style_named
+from frankenstein_tasks.prompt_styles import style_for_checkpoint
 from surgery.errors import FrankensteinError
 from surgery.prompts import DEFAULT_SYSTEM_PROMPT
 
 KNOWN_ARGS = (
     "pretrained", "in", "rl", "splice", "cuts", "device", "dtype", "attn_implementation", "probe", "layers",
-    "swap_mode", "window", "max_batch_rows", "max_new_tokens", "system_prompt", "min_pixels", "max_pixels",
-    "allow_pickle", "batch_size", "max_batch_size",
+    "swap_mode", "window", "scoring", "ablate", "prompt_style", "max_batch_rows", "max_new_tokens",
+    "system_prompt", "min_pixels", "max_pixels", "allow_pickle", "batch_size", "max_batch_size",
 )
+# Probes whose every item becomes 1 + len(layers) rows of a batch.
+SWEEPING_PROBES = ("visual_swap", "zero_ablation")
 
 
 class Frankenstein(lmms):
@@ -55,9 +64,12 @@ class Frankenstein(lmms):
         layers: str | int = "all",
         swap_mode: str = "from",
         window: int = 1,
+        scoring: str = "generate",
+        ablate: str | int | None = None,
+        prompt_style: str | None = None,
         max_batch_rows: int | None = None,
         max_new_tokens: int = 256,
-        system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+        system_prompt: str | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         allow_pickle: bool = False,
@@ -121,14 +133,23 @@ class Frankenstein(lmms):
                 layers=str(layers),
                 swap_mode=swap_mode,
                 window=int(window),
+                scoring=scoring,
+                ablate=None if ablate in (None, "") else str(ablate),
                 max_batch_rows=int(max_batch_rows or (128 if self._device.type == "cuda" else 16)),
                 default_max_new_tokens=int(max_new_tokens),
             )
         except ValidationError as e:
             err = e.errors()[0]
-            raise FrankensteinError(f"model arg {err['loc'][0]}: {err['msg']}") from None
-        self.runner = ProbeRunner(model, layout, processor, config, system_prompt=system_prompt or None)
+            where = f"model arg {err['loc'][0]}: " if err["loc"] else "model args: "
+            raise FrankensteinError(where + err["msg"].removeprefix("Value error, ")) from None
+        self.runner = ProbeRunner(model, layout, processor, config)
         self._model, self.layout, self.probe_config = model, layout, config
+        self.system_prompt = system_prompt  # None: each task's own (see _system_prompt)
+        if prompt_style:
+            self.prompt_style, why = style_named(prompt_style), f"prompt_style={prompt_style} given"
+        else:
+            self.prompt_style, why = style_for_checkpoint(pretrained or source_in)
+        eval_logger.info(f"frankenstein: reasoning tasks use the {self.prompt_style.name} prompt style ({why})")
 
     # -- lmms-eval plumbing --------------------------------------------------------------------
     @property
@@ -163,7 +184,7 @@ class Frankenstein(lmms):
 
     # -- generation ----------------------------------------------------------------------------
     def _rows_per_item(self) -> int:
-        return 1 + len(self.runner.layers) if self.probe_config.probe in ("visual_swap", "zero_ablation") else 1
+        return 1 + len(self.runner.layers) if self.probe_config.probe in SWEEPING_PROBES else 1
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         # Same generation settings batch together; within a group, similar lengths pad least.
@@ -206,10 +227,21 @@ class Frankenstein(lmms):
         until = gen_kwargs.get("until") or []
         until = [until] if isinstance(until, str) else list(until)
         source = [contract.source_visual(doc)] if self.probe_config.probe == "visual_swap" else None
+        reference = contract.reference_answer(doc) if self.probe_config.scoring == "logprob" else None
         return ProbeRequest(
             text=context.replace("<image>", "").strip(),
             images=[v.convert("RGB") for v in visuals],
             source_images=source,
             max_new_tokens=int(gen_kwargs["max_new_tokens"]) if gen_kwargs.get("max_new_tokens") else None,
             until=[u for u in until if u and u != "\n\n"],
+            reference_answer=reference,
+            system_prompt=self._system_prompt(doc),
         )
+
+    def _system_prompt(self, doc: Any) -> str | None:
+        """`system_prompt=` if given; the prompt style's for reasoning tasks; else the usual default."""
+        if self.system_prompt is not None:
+            return self.system_prompt or None
+        if contract.uses_prompt_style(doc):
+            return self.prompt_style.system_prompt
+        return DEFAULT_SYSTEM_PROMPT

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
-from frankenstein_tasks.contract import ProbeResult, aggregate_curve, changed_by_layer, decode, per_layer
+from frankenstein_tasks.contract import ProbeResult, aggregate_curve, changed_by_layer, count_skipped, decode, per_layer
 
 from .scoring import is_correct
 
@@ -60,8 +60,3 @@ def process_results(doc: Mapping[str, Any], results: list[str]) -> dict[str, Any
     if result is None:
         return plain_metrics(doc["task"], meta, response)
     return probe_metrics(doc["task"], meta, result)
-
-
-def count_skipped(items: Iterable[float]) -> int:
-    """Aggregation of `skipped`: how many items the probe could not run on."""
-    return int(sum(items))

@@ -1,0 +1,36 @@
+"""lmms-eval glue of the frank_reasoning tasks; the work lives in `frankenstein_tasks.reasoning`."""
+
+from __future__ import annotations
+
+from frankenstein_tasks.contract import aggregate_curve, count_skipped, pool_across_tasks  # noqa: F401  (named by the YAMLs)
+from frankenstein_tasks.prompt_styles import user_text
+from frankenstein_tasks.reasoning import PAPER_SUBSET, prepare_docs, process_results  # noqa: F401
+
+
+def process_docs_gsm8k(dataset):
+    return prepare_docs(dataset, "gsm8k", "frank_gsm8k")
+
+
+def process_docs_gsm8k_paper(dataset):
+    return prepare_docs(dataset, "gsm8k", "frank_gsm8k_paper", PAPER_SUBSET)
+
+
+def process_docs_math500(dataset):
+    return prepare_docs(dataset, "math500", "frank_math500")
+
+
+def process_docs_math500_paper(dataset):
+    return prepare_docs(dataset, "math500", "frank_math500_paper", PAPER_SUBSET)
+
+
+def doc_to_visual(doc):
+    return []  # text only
+
+
+def doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    style = (lmms_eval_specific_kwargs or {}).get("prompt_style", "base")
+    return user_text(style, doc["problem"])
+
+
+def doc_to_target(doc):
+    return doc["gold"]
