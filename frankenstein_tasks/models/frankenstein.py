@@ -37,16 +37,9 @@ from loguru import logger as eval_logger
 from tqdm import tqdm
 
 from frankenstein_tasks import contract
-from frankenstein_tasks.prompt_styles import prompt_style as style_named
-from frankenstein_tasks.prompt_styles import style_for_checkpoint
 from surgery.errors import FrankensteinError
 from surgery.prompts import DEFAULT_SYSTEM_PROMPT
 
-KNOWN_ARGS = (
-    "pretrained", "in", "rl", "splice", "cuts", "device", "dtype", "attn_implementation", "probe", "layers",
-    "swap_mode", "window", "scoring", "ablate", "prompt_style", "max_batch_rows", "max_new_tokens",
-    "system_prompt", "min_pixels", "max_pixels", "allow_pickle", "batch_size", "max_batch_size",
-)
 # Probes whose every item becomes 1 + len(layers) rows of a batch.
 SWEEPING_PROBES = ("visual_swap", "zero_ablation")
 
@@ -54,46 +47,17 @@ SWEEPING_PROBES = ("visual_swap", "zero_ablation")
 class Frankenstein(lmms):
     is_simple = True
 
-    def __init__(
-        self,
-        pretrained: str | None = None,
-        device: str | None = "auto",
-        dtype: str = "auto",
-        attn_implementation: str | None = None,
-        probe: str = "none",
-        layers: str | int = "all",
-        swap_mode: str = "from",
-        window: int = 1,
-        scoring: str = "generate",
-        ablate: str | int | None = None,
-        prompt_style: str | None = None,
-        max_batch_rows: int | None = None,
-        max_new_tokens: int = 256,
-        system_prompt: str | None = None,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        allow_pickle: bool = False,
-        splice: str | None = None,
-        cuts: str | None = None,
-        batch_size: int | str | None = 1,
-        max_batch_size: int | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, **model_args: Any) -> None:
         super().__init__()
         import torch
         from accelerate import Accelerator
-        from pydantic import ValidationError
 
-        from surgery.loading import load_model, load_processor, resolve_device
-        from surgery.probes import ProbeConfig, ProbeRunner
+        from frankenstein_tasks.models.model_args import ModelArgs, load_runner
+        from surgery.loading import resolve_device
 
-        source_in, source_rl = kwargs.pop("in", None), kwargs.pop("rl", None)
-        if kwargs:
-            raise FrankensteinError(
-                f"unknown model args for frankenstein: {', '.join(sorted(kwargs))}; known: {', '.join(KNOWN_ARGS)}"
-            )
-
+        args = ModelArgs.parse(**model_args)
         accelerator = Accelerator()
+        device = args.device
         if accelerator.num_processes > 1:
             # Data parallel (`accelerate launch`): lmms-eval gives each process its share of the
             # requests by rank; each process runs the whole model on its own device (one GPU each,
@@ -103,53 +67,11 @@ class Frankenstein(lmms):
                 device = str(accelerator.device)
         self.accelerator = accelerator
         self._device = torch.device(resolve_device(device))
-        if dtype in (None, "auto"):
-            dtype = "bfloat16" if self._device.type == "cuda" else "float32"
-
-        if splice:
-            if not (source_in and source_rl):
-                raise FrankensteinError("splice=... needs both in=PATH and rl=PATH")
-            from surgery.arch import parse_cuts
-            from surgery.splice import load_spliced
-
-            model, layout, processor_source = load_spliced(
-                source_in, source_rl, splice, cuts=parse_cuts(cuts), dtype=dtype, device=str(self._device),
-                attn_implementation=attn_implementation, allow_pickle=allow_pickle,
-            )
-        elif pretrained:
-            model, layout = load_model(
-                pretrained, dtype=dtype, device=str(self._device), attn_implementation=attn_implementation,
-                allow_pickle=allow_pickle,
-            )
-            processor_source = pretrained
-        else:
-            raise FrankensteinError("frankenstein needs pretrained=PATH (or in=..., rl=..., splice=VARIANT)")
-
-        processor_kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v}
-        processor = load_processor(processor_source, **processor_kwargs)
-        try:
-            config = ProbeConfig(
-                probe=probe,
-                layers=str(layers),
-                swap_mode=swap_mode,
-                window=int(window),
-                scoring=scoring,
-                ablate=None if ablate in (None, "") else str(ablate),
-                max_batch_rows=int(max_batch_rows or (128 if self._device.type == "cuda" else 16)),
-                default_max_new_tokens=int(max_new_tokens),
-            )
-        except ValidationError as e:
-            err = e.errors()[0]
-            where = f"model arg {err['loc'][0]}: " if err["loc"] else "model args: "
-            raise FrankensteinError(where + err["msg"].removeprefix("Value error, ")) from None
-        self.runner = ProbeRunner(model, layout, processor, config)
-        self._model, self.layout, self.probe_config = model, layout, config
-        self.system_prompt = system_prompt  # None: each task's own (see _system_prompt)
-        if prompt_style:
-            self.prompt_style, why = style_named(prompt_style), f"prompt_style={prompt_style} given"
-        else:
-            self.prompt_style, why = style_for_checkpoint(pretrained or source_in)
-        eval_logger.info(f"frankenstein: reasoning tasks use the {self.prompt_style.name} prompt style ({why})")
+        loaded = load_runner(args, str(self._device))
+        self.runner, self.prompt_style = loaded.runner, loaded.style
+        self._model, self.layout, self.probe_config = self.runner.model, self.runner.layout, self.runner.config
+        self.system_prompt = args.system_prompt  # None: each task's own (see _system_prompt)
+        eval_logger.info(f"frankenstein: reasoning tasks use the {loaded.style.name} prompt style ({loaded.style_reason})")
 
     # -- lmms-eval plumbing --------------------------------------------------------------------
     @property

@@ -1,0 +1,132 @@
+"""Model args of the `frankenstein` harness models, validated once, and the engine they build.
+
+The lmms-eval model (`frankenstein.py`) and the lm-eval model (`lm_eval_model.py`) take the same
+`--model_args`; both hand them to `ModelArgs` (pydantic: an unknown or malformed arg is one line naming
+it) and call `load_runner`, which loads the checkpoint (or an in-memory Frankenstein splice) and wraps
+it in the engine's `ProbeRunner`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from frankenstein_tasks.prompt_styles import PromptStyle, prompt_style, style_for_checkpoint
+from surgery.errors import FrankensteinError
+
+log = logging.getLogger(__name__)
+
+
+class ModelArgs(BaseModel):
+    """`--model_args` of the frankenstein models (see the lmms-eval model's docstring for each)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    pretrained: str | None = None
+    in_model: str | None = Field(None, alias="in")
+    rl_model: str | None = Field(None, alias="rl")
+    splice: str | None = None
+    cuts: str | None = None
+    device: str | None = "auto"
+    dtype: str = "auto"
+    attn_implementation: str | None = None
+    probe: str = "none"
+    layers: str = "all"
+    swap_mode: str = "from"
+    window: int = 1
+    scoring: str = "generate"
+    ablate: str | None = None
+    prompt_style: str | None = None
+    max_batch_rows: int | None = None
+    max_new_tokens: int = 256
+    system_prompt: str | None = None  # None: each task's own; "" for no system message
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    allow_pickle: bool = False
+    # Accepted for harness compatibility (`--batch_size`); batching is `max_batch_rows`.
+    batch_size: int | str | None = None
+    max_batch_size: int | None = None
+
+    @classmethod
+    def parse(cls, **kwargs: Any) -> "ModelArgs":
+        given = {k: v for k, v in kwargs.items() if v is not None}
+        for key in ("layers", "ablate", "cuts"):  # harnesses parse "5" as an int
+            if key in given:
+                given[key] = str(given[key])
+        try:
+            return cls.model_validate(given)
+        except ValidationError as e:
+            raise FrankensteinError(_one_line(e)) from None
+
+    @property
+    def checkpoint_id(self) -> str | None:
+        """What names the model (for its default prompt style): pretrained, or IN of a splice."""
+        return self.pretrained or self.in_model
+
+
+def _one_line(error: ValidationError) -> str:
+    err = error.errors()[0]
+    name = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        known = ", ".join(sorted(f.alias or n for n, f in ModelArgs.model_fields.items()))
+        return f"unknown model arg {name!r} for frankenstein; known: {known}"
+    where = f"model arg {name}: " if name else "model args: "
+    return where + err["msg"].removeprefix("Value error, ")
+
+
+@dataclass
+class LoadedRunner:
+    runner: Any  # surgery.probes.ProbeRunner
+    style: PromptStyle  # the prompt style of reasoning tasks
+    style_reason: str
+
+
+def load_runner(args: ModelArgs, device: str) -> LoadedRunner:
+    """Load the model args' checkpoint (or splice) on `device` and build the engine around it."""
+    from pydantic import ValidationError as PydanticError
+
+    from surgery.loading import load_processor
+    from surgery.probes import ProbeConfig, ProbeRunner
+
+    dtype = args.dtype if args.dtype not in (None, "auto") else ("bfloat16" if device.startswith("cuda") else "float32")
+    model, layout, processor_source = _load(args, dtype, device)
+    processor_kwargs = {k: v for k, v in (("min_pixels", args.min_pixels), ("max_pixels", args.max_pixels)) if v}
+    processor = load_processor(processor_source, **(processor_kwargs if layout.has_vision else {}))
+    try:
+        config = ProbeConfig(
+            probe=args.probe,
+            layers=args.layers,
+            swap_mode=args.swap_mode,
+            window=args.window,
+            scoring=args.scoring,
+            ablate=args.ablate or None,
+            max_batch_rows=args.max_batch_rows or (128 if device.startswith("cuda") else 16),
+            default_max_new_tokens=args.max_new_tokens,
+        )
+    except PydanticError as e:
+        raise FrankensteinError(_one_line(e)) from None
+    if args.prompt_style:
+        style, why = prompt_style(args.prompt_style), f"prompt_style={args.prompt_style} given"
+    else:
+        style, why = style_for_checkpoint(args.checkpoint_id)
+    return LoadedRunner(ProbeRunner(model, layout, processor, config), style, why)
+
+
+def _load(args: ModelArgs, dtype: str, device: str) -> tuple[Any, Any, Any]:
+    from surgery.loading import load_model
+
+    common = dict(dtype=dtype, device=device, attn_implementation=args.attn_implementation, allow_pickle=args.allow_pickle)
+    if args.splice:
+        if not (args.in_model and args.rl_model):
+            raise FrankensteinError("splice=... needs both in=PATH and rl=PATH")
+        from surgery.arch import parse_cuts
+        from surgery.splice import load_spliced
+
+        return load_spliced(args.in_model, args.rl_model, args.splice, cuts=parse_cuts(args.cuts), **common)
+    if not args.pretrained:
+        raise FrankensteinError("frankenstein needs pretrained=PATH (or in=..., rl=..., splice=VARIANT)")
+    model, layout = load_model(args.pretrained, **common)
+    return model, layout, args.pretrained
