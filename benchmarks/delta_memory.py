@@ -187,7 +187,7 @@ def mode_old_style(trio: dict[str, Path]) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from analysis.delta import SumsOfSquares
+    from analysis.delta.kernels import SumsOfSquares
 
     models = {r: AutoModelForCausalLM.from_pretrained(str(p), dtype=torch.bfloat16) for r, p in trio.items()}
     params = {r: dict(m.named_parameters()) for r, m in models.items()}
