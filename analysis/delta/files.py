@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.delta.schema import DeltaReport
+from surgery.arch import BLOCK_NAMES
 from surgery.atomic import atomic_dir, write_json
 
 DELTA_FIELDS = (
@@ -165,7 +166,7 @@ def write_plots(report: DeltaReport, folder: Path) -> list[Path]:
             panels.setdefault(t.block, {})[t.local_name] = report.spectra[t.name]
             names[t.block] = f"{t.block}: decoder layer {t.index}"
     if panels:
-        order = [b for b in ("early", "mid", "late") if b in panels]
+        order = [b for b in BLOCK_NAMES if b in panels]
         written.append(delta_spectra_figure({b: panels[b] for b in order}, folder / PLOTS[2], names))
     return written
 
