@@ -9,7 +9,6 @@ the hub cannot be reached and the id is not in the local cache; it never hangs.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import socket
@@ -104,10 +103,6 @@ class TensorEntry:
     file: Path
     shape: tuple[int, ...]
     dtype: str  # safetensors dtype name: "BF16", "F32", ...
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
 
 
 def tensor_index(path: Path) -> dict[str, TensorEntry]:
