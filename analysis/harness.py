@@ -3,8 +3,9 @@
 lmms-eval writes one `*_results.json` per run. Every metric whose value is a per-layer curve (the
 shape `frankenstein_tasks.contract.aggregate_curve` produces: `{"layers", "value", "stderr", "n"}`)
 is read into a `Curve`; `write_curves` turns a run's curves into `curves.csv` (one row per task,
-metric and layer) and one PNG per metric over the unified layer index (decoder layer i -> i + 1,
-vision / projector / LLM ranges shaded, bootstrap standard errors as a band).
+metric and layer) and one PNG per metric over the unified layer index (bootstrap standard errors as
+a band). Unified indices and blocks come from the probed model's `Layout`: the one given, or the
+one the run's `model_args` name (`pretrained=`, or `in=` of a splice, whose `cuts=` mark the blocks).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from analysis.plots import LayerAxis, pyplot, plot_layer_curves, save_figure
+from surgery.arch import layout_of_checkpoint, parse_cuts
 from surgery.atomic import write_text
 from surgery.errors import FrankensteinError
 
@@ -64,13 +66,13 @@ def read_curves(path: str | Path) -> list[Curve]:
     return curves
 
 
-def curves_csv(curves: Sequence[Curve]) -> str:
+def curves_csv(curves: Sequence[Curve], axis: LayerAxis) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["task", "metric", "layer", "unified_index", "value", "stderr", "n"])
     for c in curves:
         for layer, value, stderr in zip(c.layers, c.value, c.stderr):
-            writer.writerow([c.task, c.metric, layer, layer + 1, value, stderr, c.n])
+            writer.writerow([c.task, c.metric, layer, axis.decoder_layer(layer), value, stderr, c.n])
     return out.getvalue()
 
 
@@ -84,26 +86,51 @@ def plot_metric(curves: Sequence[Curve], axis: LayerAxis, path: str | Path, *, t
     for c in curves:
         # Curves over different layer subsets share the axis: place each value at its unified index.
         by_layer = dict(zip(c.layers, c.value))
-        series[c.task] = [by_layer.get(i) for i in range(axis.num_layers)]
-    plot_layer_curves(ax, axis, list(range(1, axis.num_layers + 1)), series, ylabel=metric.replace("_", " "), title=title)
+        series[c.task] = [by_layer.get(i) for i in range(axis.layout.num_layers)]
+    plot_layer_curves(ax, axis, axis.decoder_layer_positions, series, ylabel=metric.replace("_", " "), title=title)
     for i, c in enumerate(curves):
         lo = [v - s for v, s in zip(c.value, c.stderr)]
         hi = [v + s for v, s in zip(c.value, c.stderr)]
-        ax.fill_between([layer + 1 for layer in c.layers], lo, hi, alpha=0.15, color=f"C{i}", lw=0, zorder=2)
+        x = [axis.decoder_layer(layer) for layer in c.layers]
+        ax.fill_between(x, lo, hi, alpha=0.15, color=f"C{i}", lw=0, zorder=2)
     return save_figure(fig, path)
 
 
+def probed_axis(path: str | Path) -> LayerAxis:
+    """The probed model's axis, from the run's `model_args`: `pretrained=`, or `in=` (and `cuts=`) of a splice."""
+    f = results_file(path)
+    try:
+        model_args = json.loads(f.read_text())["config"]["model_args"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        model_args = None
+    if isinstance(model_args, str):
+        from lmms_eval.utils import simple_parse_args_string  # the parser lmms-eval read them with
+
+        model_args = simple_parse_args_string(model_args)
+    args = model_args if isinstance(model_args, dict) else {}
+    model = args.get("pretrained") or args.get("in")  # a splice has IN's layout
+    if not model:
+        raise FrankensteinError(f"{f} does not name the probed model (no pretrained= or in= in its model_args); pass --model")
+    try:
+        layout = layout_of_checkpoint(str(model))
+    except FrankensteinError as e:
+        raise FrankensteinError(f"cannot read the layout of the probed model: {e}; pass --model") from None
+    return LayerAxis.from_layout(layout, parse_cuts(str(args["cuts"])) if args.get("cuts") else None)
+
+
 def write_curves(path: str | Path, out: str | Path, axis: LayerAxis | None = None) -> dict[str, Path]:
-    """curves.csv and one PNG per metric under `out`; returns what was written."""
+    """curves.csv and one PNG per metric under `out`; returns what was written.
+
+    Without `axis`, the probed model named in the results file supplies it (`probed_axis`).
+    """
     curves = read_curves(path)
     if not curves:
         raise FrankensteinError(f"{results_file(path)} holds no per-layer curves (was a probe run?)")
     out = Path(out)
     if axis is None:
-        n = max(max(c.layers) for c in curves) + 1
-        axis = LayerAxis(0, n, {})
+        axis = probed_axis(path)
     written = {"csv": out / "curves.csv"}
-    write_text(written["csv"], curves_csv(curves))
+    write_text(written["csv"], curves_csv(curves, axis))
     for metric in sorted({c.metric for c in curves}):
         group = [c for c in curves if c.metric == metric]
         written[metric] = plot_metric(group, axis, out / f"{metric}.png", title=f"{metric.replace('_', ' ')} per layer")

@@ -9,9 +9,12 @@ results can use them the same way. Figures are saved atomically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from surgery.arch import Layout, Part, layout_from_description
+from surgery.errors import FrankensteinError
 
 SECTION_COLORS = {"vision": "#dbe9f6", "projector": "#fde4c8", "llm": "#e3f1df"}
 SERIES_COLORS = {"dIN": "#1f77b4", "dRL": "#d62728"}
@@ -19,39 +22,65 @@ SERIES_COLORS = {"dIN": "#1f77b4", "dRL": "#d62728"}
 
 @dataclass(frozen=True)
 class LayerAxis:
-    """Unified layer index: vision block j -> j - V, projector -> 0, decoder layer i -> i + 1."""
+    """The x axis of a whole-model plot: a model's `Layout` (which owns the unified layer index) and block cuts.
 
-    num_vision_blocks: int
-    num_layers: int
-    blocks: Mapping[str, tuple[int, int]]  # block -> decoder layers [start, stop)
+    Positions come from `Layout.unified_index`; this class only turns them into plot extents.
+    """
+
+    layout: Layout
+    cuts: tuple[int, int] | None = None  # None: thirds
+    decoder_layers_only: bool = False
 
     @classmethod
-    def from_layout(cls, layout: Any, cuts: Sequence[int] | None = None) -> "LayerAxis":
-        ranges = layout.partition(tuple(cuts) if cuts else None).ranges
-        return cls(layout.num_vision_blocks, layout.num_layers, {k: (r.start, r.stop) for k, r in ranges.items()})
+    def from_layout(cls, layout: Layout, cuts: Sequence[int] | None = None) -> "LayerAxis":
+        return cls(layout, (int(cuts[0]), int(cuts[1])) if cuts else None)
 
     @classmethod
     def from_description(cls, described: Mapping[str, Any]) -> "LayerAxis":
-        """From `Layout.describe()` (as stored in result files)."""
-        return cls(
-            int(described["num_vision_blocks"]),
-            int(described["num_decoder_layers"]),
-            {k: (int(v[0]), int(v[1])) for k, v in described["blocks"].items()},
-        )
+        """From `Layout.describe(cuts)` as stored in result files: the layout, and the cuts its blocks show."""
+        layout = layout_from_description(described)
+        try:
+            blocks = {name: (int(v[0]), int(v[1])) for name, v in described["blocks"].items()}
+            cuts = (blocks["mid"][0], blocks["late"][0])  # early [0, c1), mid [c1, c2), late [c2, n)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise FrankensteinError(f"layout description has no valid blocks ({type(e).__name__} {e})") from None
+        axis = cls(layout, cuts)
+        if axis.blocks != blocks:
+            raise FrankensteinError(f"layout description's blocks {blocks} are not a partition of {layout.num_layers} layers")
+        return axis
 
     def decoder_only(self) -> "LayerAxis":
         """The same axis restricted to the decoder layers (for curves that live there only, e.g. probes)."""
-        return LayerAxis(0, self.num_layers, self.blocks)
+        return replace(self, decoder_layers_only=True)
+
+    def decoder_layer(self, i: int) -> int:
+        """Unified index of decoder layer i."""
+        return self.layout.unified_index(Part.DECODER_LAYER, i)  # type: ignore[return-value]
+
+    @property
+    def decoder_layer_positions(self) -> list[int]:
+        """Unified index of every decoder layer, in layer order."""
+        return [self.decoder_layer(i) for i in range(self.layout.num_layers)]
+
+    @property
+    def blocks(self) -> dict[str, tuple[int, int]]:
+        """Block -> decoder layers [start, stop)."""
+        return {k: (r.start, r.stop) for k, r in self.layout.partition(self.cuts).ranges.items()}
 
     @property
     def sections(self) -> dict[str, tuple[float, float]]:
-        """Unified-index extent of each section (half-integer edges)."""
-        out = {}
-        if self.num_vision_blocks:
-            out["vision"] = (-self.num_vision_blocks - 0.5, -0.5)
-            out["projector"] = (-0.5, 0.5)
-        out["llm"] = (0.5, self.num_layers + 0.5)
-        return out
+        """Unified-index extent of each section shown (half-integer edges around its first and last member)."""
+        layout = self.layout
+        members: dict[str, tuple[int, int]] = {}
+        if layout.has_vision and not self.decoder_layers_only:
+            members["vision"] = (
+                layout.unified_index(Part.VISION_BLOCK, 0),
+                layout.unified_index(Part.VISION_BLOCK, layout.num_vision_blocks - 1),
+            )  # type: ignore[assignment]
+            projector = layout.unified_index(Part.PROJECTOR)
+            members["projector"] = (projector, projector)  # type: ignore[assignment]
+        members["llm"] = (self.decoder_layer(0), self.decoder_layer(layout.num_layers - 1))
+        return {name: (lo - 0.5, hi + 0.5) for name, (lo, hi) in members.items()}
 
 
 def pyplot():
@@ -79,12 +108,11 @@ def shade_sections(ax: Any, axis: LayerAxis, *, blocks: bool = True) -> None:
         )
     if blocks:
         for name, (start, stop) in axis.blocks.items():
+            first, last = axis.decoder_layer(start), axis.decoder_layer(stop - 1)
             if start > 0:
-                ax.axvline(
-                    start + 0.5, color="0.5", ls=":", lw=1, zorder=1
-                )  # unified index of layer start is start + 1
+                ax.axvline(first - 0.5, color="0.5", ls=":", lw=1, zorder=1)
             ax.text(
-                start + 0.5 + (stop - start) / 2,
+                (first + last) / 2,
                 0.02,
                 name,
                 transform=ax.get_xaxis_transform(),

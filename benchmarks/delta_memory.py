@@ -50,12 +50,14 @@ MODES = ("read", "stream-energy", "stream-svd", "old-style", "svd-routes")
 # ---------------------------------------------------------------------------------------------
 
 
-def tensor_shapes(layers: int = LAYERS) -> dict[str, tuple[int, ...]]:
+def tensor_shapes(layout) -> dict[str, tuple[int, ...]]:
+    """Qwen2-1.5B tensor shapes, named where the architecture adapter says each part lives."""
     head_dim = HIDDEN // HEADS
     kv = KV_HEADS * head_dim
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (VOCAB, HIDDEN)}
-    for i in range(layers):
-        p = f"model.layers.{i}."
+    naming = layout.naming
+    shapes: dict[str, tuple[int, ...]] = {naming.embed + "weight": (VOCAB, HIDDEN)}
+    for i in range(layout.num_layers):
+        p = layout.decoder_layer_prefix(i)
         shapes.update(
             {
                 p + "input_layernorm.weight": (HIDDEN,),
@@ -72,9 +74,16 @@ def tensor_shapes(layers: int = LAYERS) -> dict[str, tuple[int, ...]]:
                 p + "mlp.down_proj.weight": (HIDDEN, INTERMEDIATE),
             }
         )
-    shapes["model.norm.weight"] = (HIDDEN,)
-    shapes["lm_head.weight"] = (VOCAB, HIDDEN)
+    shapes[naming.final_norm + "weight"] = (HIDDEN,)
+    shapes[naming.lm_head + "weight"] = (VOCAB, HIDDEN)
     return shapes
+
+
+def trio_layout(layers: int = LAYERS):
+    """The adapter's layout of the trio (a text-only Qwen2): names, counts and blocks come from it."""
+    from surgery.arch import layout_from_config
+
+    return layout_from_config(config(layers))
 
 
 def config(layers: int = LAYERS) -> dict:
@@ -101,7 +110,9 @@ def build_trio(folder: Path, layers: int = LAYERS) -> dict[str, Path]:
     from safetensors.torch import save_file
     from tqdm import tqdm
 
-    shapes = tensor_shapes(layers)
+    layout = trio_layout(layers)
+    planted = layout.partition()  # RL's larger deltas go to the mid and late blocks
+    shapes = tensor_shapes(layout)
     shards: list[list[str]] = [[]]
     budget = sum(math.prod(s) for s in shapes.values()) / SHARDS
     for name, shape in shapes.items():  # consecutive names, about equal parameter counts
@@ -128,8 +139,7 @@ def build_trio(folder: Path, layers: int = LAYERS) -> dict[str, Path]:
                 )
                 scale = base.abs().mean().item()
                 inn = base + IN_REL * scale * torch.randn(shape, generator=g)
-                layer = int(name.split(".")[2]) if name.startswith("model.layers.") else -1
-                rl_rel = RL_PLANTED if layer >= layers // 3 else RL_REL
+                rl_rel = RL_PLANTED if _block(layout, planted, name) in ("mid", "late") else RL_REL
                 rl = inn + rl_rel * scale * torch.randn(shape, generator=g)
                 for role, t in (("base", base), ("in", inn), ("rl", rl)):
                     state[role][name] = t.to(torch.bfloat16).contiguous()
@@ -142,6 +152,14 @@ def build_trio(folder: Path, layers: int = LAYERS) -> dict[str, Path]:
     for path in roles.values():
         (path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     return roles
+
+
+def _block(layout, partition, name: str) -> str | None:
+    """early / mid / late for a decoder layer's tensor, None for the rest."""
+    from surgery.arch import Part
+
+    role = layout.classify(name)
+    return partition.block_of(role.index) if role.part is Part.DECODER_LAYER else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +205,7 @@ def mode_old_style(trio: dict[str, Path]) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from analysis.delta import SumsOfSquares
+    from analysis.delta.kernels import SumsOfSquares
 
     models = {r: AutoModelForCausalLM.from_pretrained(str(p), dtype=torch.bfloat16) for r, p in trio.items()}
     params = {r: dict(m.named_parameters()) for r, m in models.items()}
@@ -209,9 +227,10 @@ def mode_svd_routes(trio: dict[str, Path], layers: int) -> dict:
     from safetensors import safe_open
 
     from analysis.spectra import ZERO_RTOL, one_thread, singular_values
-    from surgery.sources import tensor_names
+    from surgery.sources import tensor_index
 
-    layer = f"model.layers.{layers // 2}."
+    layout = trio_layout(layers)
+    layer = layout.decoder_layer_prefix(layout.num_layers // 2)
     modules = (
         "self_attn.q_proj",
         "self_attn.k_proj",
@@ -221,13 +240,13 @@ def mode_svd_routes(trio: dict[str, Path], layers: int) -> dict:
         "mlp.up_proj",
         "mlp.down_proj",
     )
-    names = [f"{layer}{m}.weight" for m in modules] + ["lm_head.weight"]
-    files = {r: tensor_names(trio[r]) for r in ("in", "rl")}
+    names = [f"{layer}{m}.weight" for m in modules] + [layout.naming.lm_head + "weight"]
+    files = {r: tensor_index(trio[r]) for r in ("in", "rl")}
     rows = []
     for name in names:
         tensors = {}
         for r in ("in", "rl"):
-            with safe_open(str(files[r][name]), framework="pt") as fh:
+            with safe_open(str(files[r][name].file), framework="pt") as fh:
                 tensors[r] = fh.get_tensor(name).double()
         delta = tensors["rl"] - tensors["in"]
         del tensors
@@ -389,7 +408,7 @@ def main() -> int:
                 [sys.executable, __file__, "--build", str(trio_dir), "--layers", str(args.layers)], check=True
             )
             print(f"built the trio in {time.perf_counter() - t0:.0f}s")
-        shapes = tensor_shapes(args.layers)
+        shapes = tensor_shapes(trio_layout(args.layers))
         params = sum(math.prod(s) for s in shapes.values())
         largest = max(math.prod(s) * 2 for s in shapes.values())
         files = sum(f.stat().st_size for f in trio_dir.rglob("*.safetensors"))

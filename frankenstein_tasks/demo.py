@@ -155,7 +155,7 @@ def _stage_attention(ctx: DemoContext) -> str:
     axis = LayerAxis.from_layout(runner.layout).decoder_only()
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.6))
-    plot_layer_curves(ax, axis, [layer + 1 for layer in layers], curves, ylabel="attention mass on image",
+    plot_layer_curves(ax, axis, [axis.decoder_layer(layer) for layer in layers], curves, ylabel="attention mass on image",
                       title="attention of generated tokens on visual tokens")
     path = save_figure(fig, ctx.out / "attention" / "attention_in_vs_rl.png")
     shift = [r - i for r, i in zip(curves["RL"], curves["IN"])]

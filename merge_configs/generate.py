@@ -1,6 +1,7 @@
 """mergekit recipes for Frankenstein splices, generated from the one rule in `surgery.splice`.
 
-A recipe is mergekit's modular `passthrough` config (bfloat16) for Qwen2.5-VL: the
+A recipe is mergekit's own `MergeConfiguration` (no schema of ours), a modular `passthrough`
+config (bfloat16) for Qwen2.5-VL: the
 `text_decoder` module gets one slice per run of consecutive decoder layers from the same model,
 then an empty `[n, n]` slice from the early-block model, because mergekit takes the final norm and
 lm_head from the last slice's model (and the embeddings from the first slice's, which is already
@@ -16,9 +17,16 @@ checks that they are exactly what this module writes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import yaml
+from mergekit.common import ModelReference
+from mergekit.config import (
+    InputModelDefinition,
+    InputSliceDefinition,
+    MergeConfiguration,
+    OutputModuleDefinition,
+    OutputSliceDefinition,
+)
 from pydantic import BaseModel, ConfigDict
 
 from surgery.arch import BLOCK_NAMES
@@ -57,37 +65,51 @@ DEFAULT_MODEL_TYPE = "qwen2_5_vl"  # assumed when hub ids are given with --layer
 
 
 # ---------------------------------------------------------------------------------------------
-# The mergekit config we emit (a subset of mergekit.config.MergeConfiguration)
+# The recipe: mergekit's own MergeConfiguration
 # ---------------------------------------------------------------------------------------------
 
-
-class SliceSource(BaseModel):
-    model: str
-    layer_range: tuple[int, int]
+# Top-level keys in the order a reader wants them (what, in which dtype, from which base, then the modules).
+YAML_KEY_ORDER = ("merge_method", "dtype", "base_model", "modules")
 
 
-class OutputSlice(BaseModel):
-    sources: list[SliceSource]
+def build_recipe(plan: SplicePlan, models: dict[str, str], model_type: str = DEFAULT_MODEL_TYPE) -> MergeConfiguration:
+    """The mergekit config for `plan`; `models` maps "in"/"rl" to what mergekit should load."""
+    names = MERGEKIT_MODULES[model_type]
+    early = models[plan.early_source]
+    n = plan.num_layers
+    slices = [
+        OutputSliceDefinition(sources=[InputSliceDefinition(model=models[s], layer_range=(a, b))])
+        for s, a, b in plan.runs()
+    ]
+    # mergekit takes model.norm and lm_head from the last slice's model: end on the early-block model.
+    slices.append(OutputSliceDefinition(sources=[InputSliceDefinition(model=early, layer_range=(n, n))]))
+    modules = {names.text_decoder: OutputModuleDefinition(slices=slices)}
+    modules.update({m: OutputModuleDefinition(models=[InputModelDefinition(model=early)]) for m in names.taken_whole})
+    return MergeConfiguration(merge_method="passthrough", dtype="bfloat16", base_model=early, modules=modules)
 
 
-class InputModel(BaseModel):
-    model: str
+def _mergekit_models(models: dict[str, str]) -> None:
+    """Model locations mergekit cannot parse (its validators raise RuntimeError) as a one-line error now,
+    rather than from mergekit-yaml later."""
+    for role, location in models.items():
+        try:
+            ModelReference.model_validate(location)
+        except (RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise FrankensteinError(f"mergekit cannot read the {LABELS[role]} model location {location!r}: {first}") from None
 
 
-class OutputModule(BaseModel):
-    slices: list[OutputSlice] | None = None
-    models: list[InputModel] | None = None
+def recipe_yaml(config: MergeConfiguration) -> str:
+    """The config as YAML: mergekit's own dump of it, laid out for reading.
 
-
-class MergekitRecipe(BaseModel):
-    merge_method: Literal["passthrough"] = "passthrough"
-    dtype: Literal["bfloat16"] = "bfloat16"
-    base_model: str
-    modules: dict[str, OutputModule]
-
-    def to_yaml(self) -> str:
-        data = self.model_dump(mode="json", exclude_none=True)
-        return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000)
+    Not `MergeConfiguration.to_yaml()`: that sorts the keys alphabetically and does not indent
+    lists. And the dump is in Python mode: mergekit 0.1.5's ModelReference serialiser returns the
+    object itself for a path holding a space or a quote, which JSON mode reports as a circular
+    reference; `_Dumper` writes such a reference as its string, which mergekit parses back the same.
+    """
+    data = config.model_dump(mode="python", exclude_none=True)
+    ordered = {k: data[k] for k in YAML_KEY_ORDER if k in data} | {k: v for k, v in data.items() if k not in YAML_KEY_ORDER}
+    return yaml.dump(ordered, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -100,22 +122,13 @@ class _Dumper(yaml.SafeDumper):
         flow = all(isinstance(e, int) for e in data)
         return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
+    def represent_model_reference(self, ref: ModelReference):
+        return self.represent_str(str(ref))
+
 
 _Dumper.add_representer(list, _Dumper.represent_list)
 _Dumper.add_representer(tuple, _Dumper.represent_list)
-
-
-def build_recipe(plan: SplicePlan, models: dict[str, str], model_type: str = DEFAULT_MODEL_TYPE) -> MergekitRecipe:
-    """The mergekit config for `plan`; `models` maps "in"/"rl" to what mergekit should load."""
-    names = MERGEKIT_MODULES[model_type]
-    early = models[plan.early_source]
-    n = plan.num_layers
-    slices = [OutputSlice(sources=[SliceSource(model=models[s], layer_range=(a, b))]) for s, a, b in plan.runs()]
-    # mergekit takes model.norm and lm_head from the last slice's model: end on the early-block model.
-    slices.append(OutputSlice(sources=[SliceSource(model=early, layer_range=(n, n))]))
-    modules = {names.text_decoder: OutputModule(slices=slices)}
-    modules.update({m: OutputModule(models=[InputModel(model=early)]) for m in names.taken_whole})
-    return MergekitRecipe(base_model=early, modules=modules)
+_Dumper.add_representer(ModelReference, _Dumper.represent_model_reference)
 
 
 def header(plan: SplicePlan, models: dict[str, str], model_type: str, title: str | None = None) -> str:
@@ -153,7 +166,7 @@ def header(plan: SplicePlan, models: dict[str, str], model_type: str, title: str
 
 
 def recipe_text(plan: SplicePlan, models: dict[str, str], model_type: str = DEFAULT_MODEL_TYPE, title: str | None = None) -> str:
-    return header(plan, models, model_type, title) + build_recipe(plan, models, model_type).to_yaml()
+    return header(plan, models, model_type, title) + recipe_yaml(build_recipe(plan, models, model_type))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,6 +221,7 @@ def generate(
         model_type, num_layers, models = pair.layout.model_type, pair.layout.num_layers, pair.locations
     else:
         model_type, num_layers, models = DEFAULT_MODEL_TYPE, layers, {"in": str(in_source), "rl": str(rl_source)}
+    _mergekit_models(models)
     plans = {v: splice_plan(num_layers, v, cuts) for v in variants}
     return GeneratedRecipes(
         model_type=model_type,

@@ -646,3 +646,27 @@ def layout_of_checkpoint(
     config = sources.read_config(path)
     names = sources.tensor_names(path) if sources.has_safetensors(path) else None
     return layout_from_config(config, names, allowed_types=allowed_types, where=str(source))
+
+
+def layout_from_description(described: Mapping[str, Any]) -> Layout:
+    """Layout rebuilt from `Layout.describe()` as stored in result files, with no checkpoint at hand."""
+    try:
+        facts = facts_for(described.get("model_type"))
+        layout = Layout(
+            facts,
+            int(described["num_decoder_layers"]),
+            int(described["num_vision_blocks"]),
+            str(described["naming_scheme"]),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise FrankensteinError(f"not a layout description (from Layout.describe()): {type(e).__name__} {e}") from None
+    if layout.naming_scheme not in facts.namings:
+        raise FrankensteinError(
+            f"layout description names scheme {layout.naming_scheme!r}; {layout.model_type} has {', '.join(facts.namings)}"
+        )
+    if layout.has_vision != (layout.num_vision_blocks > 0) or layout.num_layers < 1:
+        raise FrankensteinError(
+            f"layout description of {layout.model_type} has {layout.num_layers} decoder layers and "
+            f"{layout.num_vision_blocks} vision blocks"
+        )
+    return layout

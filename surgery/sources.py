@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -95,23 +96,45 @@ def weight_files(path: Path) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor as its safetensors header describes it (no weights read)."""
+
+    file: Path
+    shape: tuple[int, ...]
+    dtype: str  # safetensors dtype name: "BF16", "F32", ...
+
+
+def tensor_index(path: Path) -> dict[str, TensorEntry]:
+    """Tensor name -> file, shape and dtype, from the safetensors headers (sharded or not; no weights read).
+
+    Entries are in disk order: files in index order, tensors by data offset inside each file, so
+    reading tensors in this order reads every file front to back.
+    """
+    from safetensors import safe_open
+
+    out: dict[str, TensorEntry] = {}
+    for f in weight_files(Path(path)):
+        try:
+            with safe_open(str(f), framework="pt") as handle:
+                # offset_keys (data order) is newer than keys (name order) in safetensors.
+                names = handle.offset_keys() if hasattr(handle, "offset_keys") else handle.keys()
+                for name in names:
+                    view = handle.get_slice(name)
+                    out[name] = TensorEntry(f, tuple(view.get_shape()), view.get_dtype())
+        except Exception as e:  # safetensors raises its own error types for corrupt headers
+            raise FrankensteinError(f"{f} is not a readable safetensors file ({e})") from None
+    return out
+
+
 def tensor_names(path: Path) -> dict[str, Path]:
-    """Tensor name -> file that holds it, read from the index or the file headers (no weights loaded)."""
+    """Tensor name -> file that holds it. A sharded checkpoint's index answers this without its shards
+    (a hub checkpoint resolved without weights has only the index); otherwise the headers do."""
     path = Path(path)
     index = path / SAFETENSORS_INDEX
     if index.is_file():
         return {name: path / f for name, f in _read_index(index).items()}
-    from safetensors import safe_open
-
-    out: dict[str, Path] = {}
-    for f in weight_files(path):
-        try:
-            with safe_open(f, framework="pt") as handle:
-                for name in handle.keys():
-                    out[name] = f
-        except Exception as e:  # safetensors raises its own error types for corrupt headers
-            raise FrankensteinError(f"{f} is not a readable safetensors file ({e})") from None
-    return out
+    return {name: entry.file for name, entry in tensor_index(path).items()}
 
 
 def _read_index(index: Path) -> dict[str, str]:

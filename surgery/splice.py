@@ -148,17 +148,7 @@ def _location(source: str | Path) -> str:
 
 def checkpoint_shapes(path: Path, layout: Layout) -> dict[str, tuple[int, ...]]:
     """Tensor shapes from safetensors headers (no weights read), keyed by hub (hf4) names."""
-    from safetensors import safe_open
-
-    by_file: dict[Path, list[str]] = {}
-    for name, f in sources.tensor_names(path).items():
-        by_file.setdefault(f, []).append(name)
-    shapes: dict[str, tuple[int, ...]] = {}
-    for f, names in by_file.items():
-        with safe_open(f, framework="pt") as handle:
-            for name in names:
-                shapes[layout.rename(name, "hf4")] = tuple(handle.get_slice(name).get_shape())
-    return shapes
+    return {layout.rename(name, "hf4"): entry.shape for name, entry in sources.tensor_index(path).items()}
 
 
 def check_pair(

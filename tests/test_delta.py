@@ -356,3 +356,62 @@ def test_cli_end_to_end(tiny_trio, tiny_report, tmp_path):
         ]
     )
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+# -- the header walk every reader of checkpoints goes through ------------------------------------------
+
+
+def _headers_by_hand(file):
+    """A safetensors header read by hand: 8-byte little-endian length, then JSON (names, dtypes, shapes, offsets)."""
+    import struct
+
+    with open(file, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(n))
+    header.pop("__metadata__", None)
+    return sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])  # data order
+
+
+def test_tensor_index_reads_headers_of_plain_and_sharded_checkpoints(tiny_trio, states, tmp_path):
+    from surgery.sources import tensor_index, tensor_names
+
+    names = sorted(states["rl"])
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    shutil.copy(tiny_trio["rl"] / "config.json", sharded / "config.json")
+    # Index order differs from file-name order; in the second shard the last name is float32, which
+    # safetensors stores before the bf16 ones, so data order differs from name order there.
+    parts = {"b-00001.safetensors": names[len(names) // 2 :], "a-00002.safetensors": names[: len(names) // 2]}
+    odd = parts["a-00002.safetensors"][-1]
+    state = {**states["rl"], odd: states["rl"][odd].float()}
+    for file, part in parts.items():
+        save_file({n: state[n] for n in part}, str(sharded / file), metadata={"format": "pt"})
+    weight_map = {n: file for file, part in parts.items() for n in part}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+    for folder, files in ((tiny_trio["rl"], ["model.safetensors"]), (sharded, list(parts))):
+        expected = [(n, (folder / f, tuple(h["shape"]), h["dtype"])) for f in files for n, h in _headers_by_hand(folder / f)]
+        got = [(n, (e.file, e.shape, e.dtype)) for n, e in tensor_index(folder).items()]
+        assert got == expected, folder  # same entries, in disk order
+        assert tensor_names(folder) == {n: f for n, (f, _, _) in expected}
+    assert [n for n, e in tensor_index(sharded).items() if e.file.name == "a-00002.safetensors"][0] == odd
+    assert tensor_index(sharded)[odd].dtype == "F32" and tensor_index(tiny_trio["rl"])[odd].dtype == "BF16"
+    assert {n: e.shape for n, e in tensor_index(sharded).items()} == {n: tuple(t.shape) for n, t in states["rl"].items()}
+
+    # A hub snapshot resolved without weights has the index only: names still come from it.
+    (sharded / "b-00001.safetensors").rename(tmp_path / "moved.safetensors")
+    assert set(tensor_names(sharded)) == set(names)
+    with pytest.raises(FrankensteinError, match=r"shard b-00001.safetensors named in model.safetensors.index.json is missing"):
+        tensor_index(sharded)
+
+
+def test_tensor_index_corrupt_header_is_one_line(tiny_trio, tmp_path):
+    from surgery.sources import tensor_index
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(tiny_trio["rl"] / "config.json", bad / "config.json")
+    (bad / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(FrankensteinError, match=r"model\.safetensors is not a readable safetensors file \(") as err:
+        tensor_index(bad)
+    assert "\n" not in str(err.value)

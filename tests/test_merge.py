@@ -208,6 +208,34 @@ def test_checked_in_recipes_are_what_the_generator_writes():
         assert on_disk[rel] == text, f"merge_configs/{rel} drifted; run `python -m merge_configs.generate`"
 
 
+def test_recipe_modules_are_mergekits_and_odd_paths_round_trip():
+    """Module names are those of mergekit's own architecture data; a recipe reads back as the config it was."""
+    from mergekit.architecture.json_definitions import JSON_ARCHITECTURES
+    from mergekit.config import MergeConfiguration
+
+    from merge_configs.generate import MERGEKIT_MODULES, build_recipe, recipe_yaml
+    from surgery.splice import splice_plan
+
+    for model_type, names in MERGEKIT_MODULES.items():
+        (arch,) = [a for a in JSON_ARCHITECTURES if a.expected_model_type == model_type]
+        assert {names.text_decoder, *names.taken_whole} == set(arch.modules), model_type
+    # A space and a quote (mergekit's JSON serialiser cannot write them), a revision, a LoRA.
+    models = {"in": '/data/my models/IN "sft"', "rl": "Org/RL@v2+Org/adapter"}
+    config = build_recipe(splice_plan(8, "early_late", (3, 6)), models)
+    text = recipe_yaml(config)
+    assert MergeConfiguration.model_validate(yaml.safe_load(text)) == config
+    assert yaml.safe_load(text)["modules"]["text_decoder"]["slices"][1] == {
+        "sources": [{"model": models["in"], "layer_range": [3, 6]}]
+    }
+
+
+def test_model_location_mergekit_cannot_read_is_one_line():
+    from merge_configs.generate import generate
+
+    with pytest.raises(FrankensteinError, match="mergekit cannot read the IN model location 'a@b@c'"):
+        generate("a@b@c", "Org/RL", ["mid"], layers=28)
+
+
 @pytest.mark.parametrize("rel", sorted(checked_in_files(layers=28)))
 def test_checked_in_recipe_is_valid_mergekit_and_follows_the_rule(rel):
     from mergekit.config import MergeConfiguration

@@ -9,12 +9,11 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from analysis.delta.schema import DeltaReport
+from surgery.arch import BLOCK_NAMES
 from surgery.atomic import atomic_dir, write_json
-
-if TYPE_CHECKING:  # pragma: no cover
-    from analysis.delta import DeltaReport
 
 DELTA_FIELDS = (
     "frobenius_norm",
@@ -56,7 +55,7 @@ GROUP_FIELDS = (
 PLOTS = ("energy_per_layer.png", "rank_per_layer.png", "spectra.png")
 
 
-def write_report(report: "DeltaReport", out: Path, *, overwrite: bool = False, plots: bool = True) -> Path:
+def write_report(report: DeltaReport, out: Path, *, overwrite: bool = False, plots: bool = True) -> Path:
     with atomic_dir(out, overwrite=overwrite) as tmp:
         write_json(tmp / "delta.json", report.to_json_dict())
         _write_csv(tmp / "tensors.csv", _tensor_rows(report))
@@ -88,7 +87,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             writer.writerow({k: _cell(v) for k, v in row.items()})
 
 
-def _tensor_rows(report: "DeltaReport") -> list[dict[str, Any]]:
+def _tensor_rows(report: DeltaReport) -> list[dict[str, Any]]:
     rows = []
     for t in report.tensors:
         row = {f: getattr(t, f) for f in TENSOR_FIELDS}
@@ -98,7 +97,7 @@ def _tensor_rows(report: "DeltaReport") -> list[dict[str, Any]]:
     return rows
 
 
-def _layer_rows(report: "DeltaReport") -> list[dict[str, Any]]:
+def _layer_rows(report: DeltaReport) -> list[dict[str, Any]]:
     where = {t.unified_index: (t.part, t.index, t.block) for t in report.tensors if t.unified_index is not None}
     rows = []
     for s in report.summaries["unified_layer"]:
@@ -117,7 +116,7 @@ def _layer_rows(report: "DeltaReport") -> list[dict[str, Any]]:
     return rows
 
 
-def _write_spectra(path: Path, report: "DeltaReport") -> None:
+def _write_spectra(path: Path, report: DeltaReport) -> None:
     import numpy as np
 
     arrays = {
@@ -127,7 +126,7 @@ def _write_spectra(path: Path, report: "DeltaReport") -> None:
         np.savez_compressed(fh, **arrays)
 
 
-def write_plots(report: "DeltaReport", folder: Path) -> list[Path]:
+def write_plots(report: DeltaReport, folder: Path) -> list[Path]:
     """The three figures of the issue, from the report alone."""
     from analysis.plots import LayerAxis, delta_energy_figure, delta_rank_figure, delta_spectra_figure
 
@@ -167,7 +166,7 @@ def write_plots(report: "DeltaReport", folder: Path) -> list[Path]:
             panels.setdefault(t.block, {})[t.local_name] = report.spectra[t.name]
             names[t.block] = f"{t.block}: decoder layer {t.index}"
     if panels:
-        order = [b for b in ("early", "mid", "late") if b in panels]
+        order = [b for b in BLOCK_NAMES if b in panels]
         written.append(delta_spectra_figure({b: panels[b] for b in order}, folder / PLOTS[2], names))
     return written
 
