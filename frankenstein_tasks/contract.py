@@ -84,6 +84,11 @@ class ProbeResult(BaseModel):
             raise ValueError(f"{value!r} is not a per-layer probe; probes are {', '.join(PROBES)}")
         return value
 
+    @classmethod
+    def from_output(cls, output: ProbeOutput) -> "ProbeResult":
+        """The engine's plain record, as the contract's model."""
+        return cls.model_validate(dataclasses.asdict(output))
+
     def answer_by_layer(self) -> dict[int, str]:
         if self.answers is None:
             return {}
@@ -98,7 +103,7 @@ class ProbeResult(BaseModel):
 def encode(result: ProbeResult | ProbeOutput) -> str:
     """The string a probing model returns from generate_until (the engine's ProbeOutput, or a ProbeResult)."""
     if isinstance(result, ProbeOutput):
-        result = ProbeResult.model_validate(dataclasses.asdict(result))
+        result = ProbeResult.from_output(result)
     return json.dumps({RESPONSE_KEY: result.model_dump()}, ensure_ascii=False)
 
 

@@ -138,7 +138,6 @@ def _probe_runner(ctx: DemoContext, role: str, probe: str):
 def _stage_attention(ctx: DemoContext) -> str:
     """METHOD.md 5: attention of generated tokens on the image, per layer, IN vs RL."""
     from analysis.plots import LayerAxis, plot_layer_curves, pyplot, save_figure
-    from frankenstein_tasks.contract import decode
     from frankenstein_tasks.vision.pairs import draw_pair
     from surgery.probes import ProbeRequest
 
@@ -149,7 +148,7 @@ def _stage_attention(ctx: DemoContext) -> str:
     curves = {}
     for role in ("in", "rl"):
         runner = _probe_runner(ctx, role, "attention")
-        results = [decode(r) for r in runner.run(requests)]
+        results = runner.run(requests)
         layers = results[0].layers
         curves[role.upper()] = [sum(r.values[j] for r in results) / len(results) for j in range(len(layers))]
     axis = LayerAxis.from_layout(runner.layout).decoder_only()
@@ -168,15 +167,16 @@ def _stage_attention(ctx: DemoContext) -> str:
 
 def _stage_ablation(ctx: DemoContext) -> str:
     """METHOD.md 1b on the engine: how often zero-ablating each layer changes the answer."""
-    from frankenstein_tasks.contract import decode
+    from frankenstein_tasks.contract import ProbeResult, changed_by_layer
     from surgery.probes import ProbeRequest
 
     instruction = 'Please solve the problem step by step and put your answer in one "\\boxed{}".\n\n'
     problems = ["What is 17 + 25?", "A box holds 6 eggs. How many eggs are in 7 boxes?", "Solve for x: 2x + 3 = 11."]
     runner = _probe_runner(ctx, "rl", "zero_ablation")
-    results = [decode(r) for r in runner.run([ProbeRequest(text=instruction + p) for p in problems])]
-    layers = results[0].layers
-    changed = [sum(r.answers[j] != r.baseline for r in results) / len(results) for j in range(len(layers))]
+    outputs = runner.run([ProbeRequest(text=instruction + p) for p in problems])
+    results = [changed_by_layer(ProbeResult.from_output(o)) for o in outputs]
+    layers = outputs[0].layers
+    changed = [sum(r[layer] for r in results) / len(results) for layer in layers]
     return "zero ablation on RL, share of answers changed per layer: " + " ".join(
         f"L{layer}={c:.2f}" for layer, c in zip(layers, changed)
     )
