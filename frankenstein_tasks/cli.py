@@ -23,7 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "freeze-params": ("freeze", "print the parameter names of one decoder block to freeze, as a list or a regex"),
     "curves": ("curves", "per-layer curves of an lmms-eval probe run as curves.csv and plots"),
     "delta": ("delta", "weight-delta energy and SVD per tensor and layer across Base -> IN -> RL (streaming)"),
+    "lm-eval": ("lm_eval_cmd", "lm-eval's own CLI with the frankenstein model registered (zero-ablation sweeps per layer)"),
 }
+
+# Commands that hand every argument after their name to another program's CLI, unparsed.
+PASS_THROUGH = {"lm-eval"}
 
 DESCRIPTION = """\
 Frankenstein analysis of what RL changes in a vision-language model (Qwen2.5-VL / Qwen2-VL).
@@ -54,11 +58,18 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in argv if not a.startswith("-")), None)
+    if selected in PASS_THROUGH and argv[0] == selected:
+        args = argparse.Namespace(command=selected, passed_args=argv[1:])
+        return _run(args)
     parser = build_parser(selected if selected in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(_command_module(args.command).run(args) or 0)
     except FrankensteinError as e:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from surgery.arch import Layout
 from surgery.errors import FrankensteinError
-from surgery.prompts import DEFAULT_SYSTEM_PROMPT, encode_prompt
+from surgery.prompts import DEFAULT_SYSTEM_PROMPT, encode_prompt, encode_text
 from surgery.stack import DecoderStack
 from surgery.swap import SwapMode
 
@@ -120,6 +120,7 @@ class ProbeRequest:
     until: list[str] = field(default_factory=list)
     reference_answer: str | None = None  # scoring=logprob: the text whose log-likelihood is measured
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT  # None: no system message (the template's default)
+    chat: bool = True  # False: `text` is the whole prompt already (e.g. lm-eval applied its own template)
 
 
 class ProbeRunner:
@@ -143,6 +144,8 @@ class ProbeRunner:
     # -- helpers -------------------------------------------------------------------------------
     def encode(self, request: ProbeRequest, images: Sequence[Any] | None = None) -> Any:
         """The request's prompt as the engine sees it (its own images, or `images` instead)."""
+        if not request.chat:
+            return encode_text(self.processor, self.model, self.layout, request.text)
         return encode_prompt(
             self.processor, self.model, self.layout, request.text,
             request.images if images is None else images, system_prompt=request.system_prompt,

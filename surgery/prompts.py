@@ -81,6 +81,12 @@ def encode_prompt(
     return encode_batch(batch, model, layout)
 
 
+def encode_text(processor: Any, model: Any, layout: Layout, text: str) -> EncodedPrompt:
+    """A prompt given as finished text (no chat template applied here, no images)."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    return encode_batch(tokenizer([text], return_tensors="pt"), model, layout)
+
+
 def encode_batch(batch: Any, model: Any, layout: Layout) -> EncodedPrompt:
     """EncodedPrompt from a processor output of ONE unpadded prompt."""
     input_ids = batch["input_ids"]
