@@ -54,15 +54,26 @@ def tiny_qwen2_vl(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_qwen2_text(tmp_path_factory) -> Path:
-    """A text-only Qwen2 checkpoint (the lm-eval path), 4 layers."""
+    """A text-only Qwen2 checkpoint (the lm-eval path), 4 layers, with the real Qwen tokenizer and chat template."""
+    import json
+
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from surgery.tiny import CHAT_TEMPLATE, tokenizer_dir
 
     torch.manual_seed(0)
     config = Qwen2Config(
         hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=512,
+        num_key_value_heads=2, vocab_size=151936, bos_token_id=151643, eos_token_id=151645,
+        tie_word_embeddings=False,
     )
     out = tmp_path_factory.mktemp("qwen2") / "text"
     Qwen2ForCausalLM(config).save_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir()))
+    tokenizer.chat_template = CHAT_TEMPLATE.read_text()
+    tokenizer.save_pretrained(out)
+    (out / "generation_config.json").write_text(
+        json.dumps({"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643})
+    )
     return out

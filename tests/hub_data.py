@@ -1,0 +1,39 @@
+"""Small local copies of the hub datasets the frank_* tasks load, in the datasets' own schemas.
+
+`hub_env(root, gsm8k=..., math500=...)` writes them as `datasets` cache entries
+(`frankenstein_tasks.hub_cache`) and returns the environment under which the unchanged task code
+(`dataset_path: openai/gsm8k` ...) loads them offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from frankenstein_tasks.hub_cache import OFFLINE_ENV, cache_dataset
+
+GSM8K = [
+    {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+                 "How many clips did Natalia sell altogether in April and May?",
+     "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether.\n#### 72"},
+    {"question": "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. "
+                 "How much did she earn?",
+     "answer": "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nWorking 50 minutes, she earned 0.2 x 50 = $<<0.2*50=10>>10.\n#### 10"},
+    {"question": "A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total does it take?",
+     "answer": "It takes 2/2=<<2/2=1>>1 bolt of white fiber\nSo the total amount of fabric is 2+1=<<2+1=3>>3 bolts\n#### 3"},
+]
+
+MATH500 = [
+    {"problem": "What is the value of $\\sqrt{36 \\times \\sqrt{16}}$?", "solution": "$\\sqrt{36\\cdot 4} = \\boxed{12}$.",
+     "answer": "12", "subject": "Prealgebra", "level": 1, "unique_id": "test/prealgebra/1.json"},
+    {"problem": "Simplify $\\frac{1}{5}\\cdot \\frac{8}{7}\\div \\frac{12}{20}$.", "solution": "... $=\\boxed{\\frac{8}{21}}$.",
+     "answer": "\\frac{8}{21}", "subject": "Prealgebra", "level": 2, "unique_id": "test/prealgebra/2.json"},
+]
+
+
+def hub_env(root: Path, *, gsm8k: list[dict] | None = None, math500: list[dict] | None = None) -> dict[str, str]:
+    """Cache the given rows (default: the samples above) under root; the env that makes tasks read them."""
+    cache = Path(root) / "datasets"
+    rows = GSM8K if gsm8k is None else gsm8k
+    cache_dataset("openai/gsm8k", "main", {"test": rows, "train": rows}, cache_dir=cache)  # lm-eval draws few-shot from train
+    cache_dataset("HuggingFaceH4/MATH-500", None, {"test": MATH500 if math500 is None else math500}, cache_dir=cache)
+    return {"HF_DATASETS_CACHE": str(cache), **OFFLINE_ENV}
