@@ -1,12 +1,23 @@
-"""Zero-ablation sweep: batched fast path vs the naive loop, in one run, on the same inputs.
+"""Zero-ablation sweeps: fast vs naive, in one run, on the same inputs; three cases.
 
-Naive: per prompt and per layer, one `model.generate` (batch 1) with a hook that makes the layer
-return its input. Fast: `surgery.ablation.ablation_sweep` (items x layers decoded as one batch with
-per-row layer masks, the prefill shared up to each ablated layer, finished rows leaving the batch).
-The script checks both give the same tokens and prints the speed ratio.
+--case engine (default): per prompt and per layer, one `model.generate` (batch 1) with a hook that
+    makes the layer return its input, vs `surgery.ablation.ablation_sweep` (items x layers decoded
+    as one batch with per-row layer masks, the prefill shared up to each ablated layer, finished
+    rows leaving the batch). Checks both give the same tokens and prints the speed ratio.
+--case task: the researcher's path through the harness. Fast: ONE `lmms_eval` run of frank_gsm8k
+    with `--model frankenstein,probe=zero_ablation`. Naive: one `lmms_eval` run per ablated layer
+    (`ablate=k`, the plain model with that layer zero-ablated) plus one unablated run. Checks every
+    item's answer per layer is the same and prints the ratio.
+--case logprob: teacher-forced scoring (`scoring=logprob`: the reference answer's log-likelihood per
+    ablated layer, no generation) vs the generative sweep on the same items: time ratio and how well
+    the two rank layers (Spearman correlation of per-layer accuracy drop and log-likelihood drop).
+    On a random model the generative drop is noise; pass --model with a trained checkpoint (e.g. the
+    model organism, `frankenstein make-tiny OUT --trained`).
 
     python benchmarks/ablation_sweep.py                   # CPU: 28-layer tiny model
     python benchmarks/ablation_sweep.py --shape 7b --device cuda --prompts 8 --new-tokens 128
+    python benchmarks/ablation_sweep.py --case task --layers 8
+    python benchmarks/ablation_sweep.py --case logprob --model ORGANISM/rl
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ INSTRUCTION = 'Please solve the problem step by step and put your answer in one 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--case", choices=["engine", "task", "logprob"], default="engine")
+    p.add_argument("--model", help="checkpoint folder for --case task / logprob (default: a fresh tiny model)")
     p.add_argument("--shape", choices=["tiny", "7b"], default="tiny")
     p.add_argument("--layers", type=int, default=28)
     p.add_argument("--prompts", type=int, default=4)
@@ -45,6 +58,10 @@ def main() -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     args = p.parse_args()
+    if args.case != "engine":
+        from ablation_cases import run_case
+
+        return run_case(args, PROBLEMS)
 
     torch.manual_seed(0)
     model, layout, processor = build_model(args.shape, args.layers, args.device, args.dtype)
