@@ -108,7 +108,7 @@ def _figure(group: Sequence[RunFolder], pairs: dict, rows: Sequence[Sequence[Any
 
 
 def _table(rows: Sequence[Sequence[Any]]) -> Table:
-    header = ["run", "task", "mean shift (all layers)", "largest shift", "at layer", "layers with interval above 0"]
+    header = ["run", "task", "mean shift (all layers)", "largest shift", "at decoder layer", "decoder layers with interval above 0"]
     out = []
     for key in dict.fromkeys((r[0], r[2]) for r in rows):
         mine = [r for r in rows if (r[0], r[2]) == key]

@@ -59,17 +59,17 @@ def fmt(value: float | int | None, digits: int = 3) -> str:
         return "–"
     if isinstance(value, int):
         return str(value)
-    if value != 0 and (abs(value) >= 1e5 or abs(value) < 10 ** -digits):
+    if digits > 0 and value != 0 and (abs(value) >= 1e5 or abs(value) < 10 ** -digits):
         return f"{value:.{digits}g}" if abs(value) < 1e5 else f"{value:.{digits}e}"
     return f"{value:.{digits}f}"
 
 
-def fmt_interval(value: float | None, low: float | None, high: float | None) -> str:
+def fmt_interval(value: float | None, low: float | None, high: float | None, digits: int = 3) -> str:
     if value is None:
         return "–"
     if low is None or high is None:
-        return fmt(value)
-    return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} [{fmt(low, digits)}, {fmt(high, digits)}]"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,9 +122,9 @@ figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 
 figcaption { font-size: .92em; color: #444; margin-top: .3em; }
 figcaption code, p code { background: #f4f4f4; padding: 0 .25em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .88em; }
-th, td { border: 1px solid #ccc; padding: .25em .55em; text-align: right; white-space: nowrap; }
+th, td { border: 1px solid #ccc; padding: .25em .55em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: .3em; }
+p.caption { font-style: italic; margin: 1.2em 0 .3em; }
 .note { color: #555; } .scroll { overflow-x: auto; }
 """
 
@@ -159,5 +159,5 @@ def _html_block(block: Block, root: Path) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in block.columns)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in block.rows)
     text = block.caption + (f" Numbers: {block.data.relative_to(root).as_posix()}." if block.data is not None else "")
-    caption = f"<caption>{html.escape(text.strip())}</caption>" if text.strip() else ""
-    return f'<div class="scroll"><table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
+    caption = f'<p class="caption">{html.escape(text.strip())}</p>' if text.strip() else ""
+    return f'{caption}<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'

@@ -86,18 +86,21 @@ def grid_figure(
     task_title: Callable[[str], str] = str,
     reference: Mapping[str, str] | None = None,
 ) -> Any:
-    """Rows = metrics (name -> y label), columns = tasks; one line per run and role with a +-1 stderr band.
+    """One panel per metric (name -> y label) and task, one line per run and role with a +-1 stderr band.
 
-    `reference` maps a drawn metric to the scalar metric drawn as a thin horizontal line in its panels.
+    Tasks are columns when there are at most two (metrics are rows), else rows (metrics are columns), so
+    the figure stays readable at the report's width. `reference` maps a drawn metric to the scalar metric
+    drawn as a thin horizontal line in its panels.
     """
     axis = sets[0].run.axis.decoder_only()
     tasks = sorted({t for s in sets for t in s.tasks})
     metrics = {m: label for m, label in metrics.items() if any(m == k[0] for s in sets for k in s.curves)}
-    fig, axes = subplots(len(metrics), len(tasks), width=4.2 if len(tasks) > 1 else 9, height=3.0, sharex=True)
-    for r, (metric, ylabel) in enumerate(metrics.items()):
-        for c, task in enumerate(tasks):
+    cells = [[(m, t) for t in tasks] for m in metrics] if len(tasks) <= 2 else [[(m, t) for m in metrics] for t in tasks]
+    fig, axes = subplots(len(cells), len(cells[0]), width=5.0, height=2.8, sharex=True)
+    for r, row in enumerate(cells):
+        for c, (metric, task) in enumerate(row):
             ax = axes[r, c]
-            layer_panel(ax, axis, ylabel=ylabel if c == 0 else "", title=task_title(task) if r == 0 else None)
+            layer_panel(ax, axis, ylabel=metrics[metric], title=task_title(task))
             for s in sets:
                 curve = s.curves.get((metric, task))
                 if curve is None:
@@ -108,7 +111,7 @@ def grid_figure(
                 ref = s.references.get(((reference or {}).get(metric, ""), task))
                 if ref is not None:
                     ax.axhline(ref[0], color=s.run.color, ls=style, lw=0.9, alpha=0.6, zorder=2)
-            if r == len(metrics) - 1:
+            if r == len(cells) - 1:
                 decoder_xlabel(ax)
     figure_legend(fig, axes.ravel())
     return fig

@@ -56,7 +56,7 @@ def build(runs: Sequence[RunFolder], folder: Path) -> Section:
 
 
 def summary_table(sets: Sequence[RoleCurves], folder: Path) -> Table:
-    header = ["run", "role", "dataset", "n", "accuracy (unablated)", "lowest ablated accuracy", "at layer", "largest drop"]
+    header = ["run", "role", "dataset", "n", "accuracy (unablated)", "lowest ablated accuracy", "at decoder layer", "largest drop"]
     rows = []
     for s in sets:
         for task in s.tasks:

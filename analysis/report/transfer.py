@@ -21,6 +21,7 @@ STAGE = "transfer"
 LABELS = ("in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late")
 LABEL_NAME = {"in": "IN", "rl": "RL"}
 M_METRICS = {"m_vis": "M_vis (perception)", "m_v2r": "M_v2r (vision → reasoning)", "m_rea": "M_rea (reasoning)"}
+M_SHORT = {"m_vis": "M_vis", "m_v2r": "M_v2r", "m_rea": "M_rea"}
 CONDITIONS = {  # task name prefix -> (condition A, condition B) of its transitions
     "frank_general_vqa": ("image", "black image"),
     "frank_math_vqa": ("image", "black image + description"),
@@ -33,8 +34,15 @@ class ModelResults:
 
     run: RunFolder
     label: str
-    estimates: dict[str, TaskEstimate]  # metric -> estimate (metric names are unique across the transfer tasks)
+    estimates: list[TaskEstimate]  # every estimate of every task (accuracy_a and accuracy_b occur in several)
     transitions: list[TaskTransitions]
+
+    def get(self, metric: str) -> TaskEstimate | None:
+        """The estimate of an M metric (each is reported by one task), or None."""
+        return next((e for e in self.estimates if e.metric == metric), None)
+
+    def of(self, task: str, metric: str) -> TaskEstimate | None:
+        return next((e for e in self.estimates if (e.task, e.metric) == (task, metric)), None)
 
 
 def gather(runs: Sequence[RunFolder]) -> tuple[list[ModelResults], list[str]]:
@@ -44,7 +52,7 @@ def gather(runs: Sequence[RunFolder]) -> tuple[list[ModelResults], list[str]]:
         for label in run.members(STAGE, LABELS):
             lmms = run.lmms(STAGE, label)
             if lmms is not None:
-                got.append(ModelResults(run, label, {e.metric: e for e in estimates(lmms)}, transitions(lmms)))
+                got.append(ModelResults(run, label, estimates(lmms), transitions(lmms)))
         if not got:
             missing.append(f"{run.label}: {STAGE} {run.stage_missing(STAGE) or f'not run (no results under {run.path / STAGE})'}.")
         found += got
@@ -79,39 +87,39 @@ def build_metrics(runs: Sequence[RunFolder], folder: Path) -> Section:
     return section.add(*_metric_tables(models))
 
 
-def _in_value(models: Sequence[ModelResults], m: ModelResults, metric: str) -> float | None:
-    ref = next((x for x in models if x.run is m.run and x.label == "in"), None)
-    est = ref.estimates.get(metric) if ref else None
-    return est.estimate.value if est else None
+def _in_model(models: Sequence[ModelResults], m: ModelResults) -> ModelResults | None:
+    return next((x for x in models if x.run is m.run and x.label == "in"), None)
 
 
-def _difference(models: Sequence[ModelResults], m: ModelResults, metric: str) -> float | None:
-    est, base = m.estimates.get(metric), _in_value(models, m, metric)
-    if est is None or est.estimate.value is None or base is None or m.label == "in":
+def _difference(models: Sequence[ModelResults], e: TaskEstimate | None, m: ModelResults) -> float | None:
+    """Point difference of one task's metric from the same run's IN; None for IN itself or when undefined."""
+    base = _in_model(models, m)
+    ref = base.of(e.task, e.metric) if base is not None and e is not None else None
+    if m.label == "in" or ref is None or ref.estimate.value is None or e.estimate.value is None:
         return None
-    return est.estimate.value - base
+    return e.estimate.value - ref.estimate.value
 
 
 def _metric_rows(models: Sequence[ModelResults]) -> list[list[Any]]:
     rows = []
     for m in models:
-        for metric, e in sorted(m.estimates.items()):
+        for e in sorted(m.estimates, key=lambda e: (e.task, e.metric)):
             est = e.estimate
-            rows.append([m.run.label, m.run.recipe, m.label, e.task, metric, est.value, est.low, est.high, e.n, _difference(models, m, metric)])
+            rows.append([m.run.label, m.run.recipe, m.label, e.task, e.metric, est.value, est.low, est.high, e.n, _difference(models, e, m)])
     return rows
 
 
 def _metric_tables(models: Sequence[ModelResults]) -> list[Table]:
-    header = ["run", "model", *M_METRICS]
+    header = ["run", "model", *M_SHORT.values()]
     values, diffs = [], []
     for m in models:
-        cells = [m.estimates.get(k) for k in M_METRICS]
+        cells = [m.get(k) for k in M_METRICS]
         values.append([m.run.label, label_name(m.label), *(fmt_interval(c.estimate.value, c.estimate.low, c.estimate.high) if c else "–" for c in cells)])
         if m.label != "in":
-            diffs.append([m.run.label, label_name(m.label), *(_signed(_difference(models, m, k)) for k in M_METRICS)])
+            diffs.append([m.run.label, label_name(m.label), *(_signed(_difference(models, m.get(k), m)) for k in M_METRICS)])
     return [
         Table(header, values, caption="Value [95 % interval] per model; n per task in transfer_metrics.csv."),
-        Table(header, diffs, caption="Difference from the same run's IN (point estimates; the intervals above are per model, not paired)."),
+        Table(["run", "model", *(f"{v} − IN" for v in M_SHORT.values())], diffs, caption="Difference from the same run's IN (point estimates; the intervals above are per model, not paired)."),
     ]
 
 
@@ -122,7 +130,7 @@ def _signed(value: float | None) -> str:
 def _interval_figure(models: Sequence[ModelResults]) -> Any:
     runs = list(dict.fromkeys(m.run for m in models))
     labels = [lab for lab in LABELS if any(m.label == lab for m in models)] + sorted({m.label for m in models} - set(LABELS))
-    metrics = [k for k in M_METRICS if any(k in m.estimates for m in models)] or list(M_METRICS)
+    metrics = [k for k in M_METRICS if any(m.get(k) for m in models)] or list(M_METRICS)
     fig, axes = subplots(1, len(metrics), width=4.2, height=0.42 * len(labels) + 1.4, sharey=True)
     step = 0.6 / max(len(runs), 1)
     for ax, metric in zip(axes[0], metrics):
@@ -130,11 +138,11 @@ def _interval_figure(models: Sequence[ModelResults]) -> Any:
             offset = (r - (len(runs) - 1) / 2) * step
             for y, label in enumerate(labels):
                 m = next((x for x in models if x.run is run and x.label == label), None)
-                e = m.estimates.get(metric) if m else None
+                e = m.get(metric) if m else None
                 if e is None or e.estimate.value is None:
                     continue
                 _dot(ax, e.estimate, y + offset, run.color, run.label)
-            base = next((x.estimates.get(metric) for x in models if x.run is run and x.label == "in"), None)
+            base = next((x.get(metric) for x in models if x.run is run and x.label == "in"), None)
             if base is not None and base.estimate.value is not None:
                 ax.axvline(base.estimate.value, color=run.color, ls=":", lw=1)
         ax.set_title(M_METRICS[metric], fontsize=10)
@@ -194,23 +202,28 @@ def _conditions(task: str) -> tuple[str, str]:
     return next((c for prefix, c in CONDITIONS.items() if task.startswith(prefix)), ("condition A", "condition B"))
 
 
-def _matrix_figure(models: Sequence[ModelResults]) -> Any:
+def _matrix_figure(models: Sequence[ModelResults], per_row: int = 4) -> Any:
+    """Per task, the models' 2x2 matrices, `per_row` to a row so the counts stay legible."""
     tasks = sorted({t.task for m in models for t in m.transitions})
-    fig, axes = subplots(len(tasks), len(models), width=1.9, height=2.2)
+    lines = -(-len(models) // per_row)
+    cols = min(per_row, len(models))
+    fig, axes = subplots(len(tasks) * lines, cols, width=2.3, height=2.3)
+    for ax in axes.ravel():
+        ax.axis("off")
     for r, task in enumerate(tasks):
         a, b = _conditions(task)
-        for c, m in enumerate(models):
-            ax = axes[r, c]
+        for k, m in enumerate(models):
+            ax = axes[r * lines + k // per_row, k % per_row]
             t = next((x for x in m.transitions if x.task == task), None)
             if t is None:
-                ax.axis("off")
                 continue
+            ax.axis("on")
             _matrix(ax, t)
             net = t.stats["net_gain"].value
             net = t.cells["FT"] - t.cells["TF"] if net is None else net
-            ax.set_title(f"{label_name(m.label)}  (net {net:+g})", fontsize=9)
-            if c == 0:
-                ax.set_ylabel(f"{task.removeprefix('frank_')}\nrows A: {a}\ncolumns B: {b}", fontsize=8)
+            ax.set_title(f"{task.removeprefix('frank_')}: {label_name(m.label)}  (net {net:+g})", fontsize=8)
+            ax.set_ylabel(f"A: {a}", fontsize=7)
+            ax.set_xlabel(f"B: {b}", fontsize=7)
     return fig
 
 
@@ -231,6 +244,6 @@ def _transition_table(models: Sequence[ModelResults]) -> Table:
     rows = []
     for m in models:
         for t in m.transitions:
-            stats = [fmt_interval(t.stats[s].value, t.stats[s].low, t.stats[s].high) for s in TRANSITION_STATS]
+            stats = [fmt_interval(t.stats[s].value, t.stats[s].low, t.stats[s].high, digits=0 if s == "net_gain" else 3) for s in TRANSITION_STATS]
             rows.append([m.run.label, label_name(m.label), t.task, str(t.n), *(str(t.cells[c]) for c in CELLS), *stats])
     return Table(header, rows, caption="Counts per cell; net gain FT − TF, side-effect rate TF / (TT + TF), lift rate FT / (FF + FT), with 95 % intervals.")

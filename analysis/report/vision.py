@@ -39,7 +39,7 @@ def build(runs: Sequence[RunFolder], folder: Path) -> Section:
 
 
 def summary_table(sets: Sequence[RoleCurves], folder: Path) -> Table:
-    header = ["run", "role", "task", "n", "accuracy (no swap)", "change rate peak", "at layer", "first layer below half peak"]
+    header = ["run", "role", "task", "n", "accuracy (no swap)", "change rate peak", "at decoder layer", "first decoder layer below half peak"]
     rows = []
     for s in sets:
         for task in s.tasks:
