@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import cli_path, run_cli
 from report_fixtures import TRANSFER_LABELS, TWO_CONDITION, FakeRun, make_run
 
@@ -392,7 +391,7 @@ def headless(chromium: str, profile: Path, *args: str) -> subprocess.CompletedPr
         "--disable-sync", "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
         "--enable-logging=stderr", "--v=0",
     ]
-    return subprocess.run([chromium, *flags, *args], capture_output=True, text=True, timeout=180)
+    return subprocess.run([chromium, *flags, *args], capture_output=True, text=True, timeout=180, check=False)
 
 
 def test_html_renders_in_headless_chromium(one_run_report, tmp_path):
@@ -403,7 +402,7 @@ def test_html_renders_in_headless_chromium(one_run_report, tmp_path):
     probe.write_text(page.replace("<head>", "<head>" + PROBE, 1))
     result = headless(chromium, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
     assert result.returncode == 0, result.stderr[-2000:]
-    found = re.search(r'<pre id="__probe">(.*?)</pre>', result.stdout, re.S)
+    found = re.search(r'<pre id="__probe">(.*?)</pre>', result.stdout, re.DOTALL)
     assert found, f"the page did not finish loading: {result.stderr[-2000:]}"
     state: dict[str, Any] = json.loads(html.unescape(found.group(1)))
     assert state["problems"] == []
@@ -425,6 +424,18 @@ def test_chromium_probe_catches_a_broken_image(tmp_path):
         '<img src="data:image/png;base64,AAAA"><img src="http://example.invalid/x.png"></body></html>'
     )
     result = headless(chromium, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom", page.as_uri())
-    state = json.loads(html.unescape(re.search(r'<pre id="__probe">(.*?)</pre>', result.stdout, re.S).group(1)))
+    state = json.loads(html.unescape(re.search(r'<pre id="__probe">(.*?)</pre>', result.stdout, re.DOTALL).group(1)))
     assert [i["width"] for i in state["images"]] == [0, 0]
     assert any(p.startswith("blocked: img-src") for p in state["problems"])
+
+
+def test_vision_caption_names_the_swap_mode_of_the_run(tmp_path):
+    from analysis.report import write_report
+
+    fake = make_run(tmp_path / "run", stages=("vision_swap",), old_results=False)
+    for results in (fake.path / "vision_swap").rglob("*_results.json"):
+        data = json.loads(results.read_text())
+        data["config"]["model_args"] = "pretrained=/models/rl,probe=visual_swap,swap_mode=only"
+        results.write_text(json.dumps(data))
+    md = (write_report([fake.path], tmp_path / "report", progress=False).markdown).read_text()
+    assert "visual tokens of layer L alone are swapped" in md

@@ -24,9 +24,9 @@ Modules, in the order the data flows:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from analysis.report import attention, overview, reasoning, transfer, vision, weights
 from analysis.report.document import Section, render_html, render_markdown

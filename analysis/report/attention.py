@@ -9,8 +9,9 @@ is wider than a paired interval over items would be (a paired version reads the 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from analysis.harness import Curve
 from analysis.report.document import Note, Section, Table, fmt

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Note:
     text: str
 
 
-Block = Union[Figure, Table, Note]
+Block = Figure | Table | Note
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Section:
     title: str
     blocks: list[Block] = field(default_factory=list)
 
-    def add(self, *blocks: Block) -> "Section":
+    def add(self, *blocks: Block) -> Section:
         self.blocks.extend(blocks)
         return self
 
@@ -53,7 +53,7 @@ class Section:
         return [b for b in self.blocks if isinstance(b, Figure)]
 
 
-def fmt(value: float | int | None, digits: int = 3) -> str:
+def fmt(value: float | None, digits: int = 3) -> str:
     """Numbers as tables show them; None (undefined) as an en dash."""
     if value is None:
         return "–"
@@ -91,7 +91,7 @@ def _md_block(block: Block, root: Path) -> list[str]:
         return [block.text]
     if isinstance(block, Figure):
         rel, data = block.path.relative_to(root).as_posix(), block.data.relative_to(root).as_posix()
-        return [f"![{_md_cell(block.caption)}]({rel})", "", f"{block.caption} Numbers: [{data}]({data})."]
+        return [f"![{block.path.stem}]({rel})", "", f"{block.caption} Numbers: [{data}]({data})."]
     text = block.caption
     if block.data is not None:
         data = block.data.relative_to(root).as_posix()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from analysis.plots import LayerAxis, pyplot, save_figure, shade_sections
 from analysis.report.document import Figure

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from analysis.report.document import Note, Section, Table
 from analysis.report.runs import STAGES, RunFolder
+from surgery.arch import BLOCK_NAMES
 
 
 def build(runs: Sequence[RunFolder], folder: Path) -> Section:
@@ -30,7 +31,7 @@ def build(runs: Sequence[RunFolder], folder: Path) -> Section:
 
 def _model_row(run: RunFolder) -> list[str]:
     layout, blocks = run.axis.layout, run.axis.blocks
-    spans = " / ".join(f"{a}–{b - 1}" for a, b in (blocks[k] for k in ("early", "mid", "late")))
+    spans = " / ".join(f"{a}–{b - 1}" for a, b in (blocks[k] for k in BLOCK_NAMES))
     m = run.manifest.models
     return [run.label, str(run.path), m.get("base", "–"), m.get("in", "–"), m.get("rl", "–"), str(layout.num_layers), str(layout.num_vision_blocks), spans]
 

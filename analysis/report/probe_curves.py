@@ -7,13 +7,22 @@ folders, writes their CSV rows (with the unified index from the run's `Layout`) 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from analysis.harness import Curve
 from analysis.report.document import Note
-from analysis.report.drawing import ROLE_NAME, ROLE_STYLE, decoder_xlabel, draw_curve, figure_legend, layer_panel, subplots
-from analysis.report.runs import RunFolder
+from analysis.report.drawing import (
+    ROLE_NAME,
+    ROLE_STYLE,
+    decoder_xlabel,
+    draw_curve,
+    figure_legend,
+    layer_panel,
+    subplots,
+)
+from analysis.report.runs import LmmsRun, RunFolder
 from analysis.report.shapes import curves, scalar
 
 CURVE_HEADER = ["run", "recipe", "role", "task", "metric", "layer", "unified_index", "value", "stderr", "n"]
@@ -25,6 +34,7 @@ class RoleCurves:
 
     run: RunFolder
     role: str
+    lmms: LmmsRun  # the results file they came from
     curves: dict[tuple[str, str], Curve]  # (metric, task) -> curve
     references: dict[tuple[str, str], tuple[float, float | None, int | None]]  # (metric, task) -> value, stderr, n
 
@@ -59,7 +69,7 @@ def gather(
                         n = ((lmms.data.get("n-samples") or {}).get(task) or {}).get("effective")
                         refs[(metric, task)] = (value, stderr, n)
             if by_task:
-                got.append(RoleCurves(run, role, by_task, refs))
+                got.append(RoleCurves(run, role, lmms, by_task, refs))
         if not got:
             notes.append(Note(f"{run.label}: {stage} {why or f'not run (no curves under {run.path / stage})'}."))
         found += got
@@ -85,17 +95,18 @@ def grid_figure(
     *,
     task_title: Callable[[str], str] = str,
     reference: Mapping[str, str] | None = None,
+    tasks_in_rows: bool = False,
 ) -> Any:
     """One panel per metric (name -> y label) and task, one line per run and role with a +-1 stderr band.
 
-    Tasks are columns when there are at most two (metrics are rows), else rows (metrics are columns), so
-    the figure stays readable at the report's width. `reference` maps a drawn metric to the scalar metric
-    drawn as a thin horizontal line in its panels.
+    Metrics are rows and tasks columns, or the other way round with `tasks_in_rows` (for many tasks, so
+    the figure stays readable at the report's width). `reference` maps a drawn metric to the scalar
+    metric drawn as a thin horizontal line in its panels.
     """
     axis = sets[0].run.axis.decoder_only()
     tasks = sorted({t for s in sets for t in s.tasks})
     metrics = {m: label for m, label in metrics.items() if any(m == k[0] for s in sets for k in s.curves)}
-    cells = [[(m, t) for t in tasks] for m in metrics] if len(tasks) <= 2 else [[(m, t) for m in metrics] for t in tasks]
+    cells = [[(m, t) for m in metrics] for t in tasks] if tasks_in_rows else [[(m, t) for t in tasks] for m in metrics]
     fig, axes = subplots(len(cells), len(cells[0]), width=5.0, height=2.8, sharex=True)
     for r, row in enumerate(cells):
         for c, (metric, task) in enumerate(row):

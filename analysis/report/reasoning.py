@@ -7,16 +7,38 @@ answer's log-likelihood per ablated layer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from analysis.report.document import Section, Table, fmt
-from analysis.report.drawing import group_note, group_suffix, layout_groups, save_with_data, write_csv
-from analysis.report.probe_curves import CURVE_HEADER, RoleCurves, curve_rows, gather, grid_figure
+from analysis.report.drawing import (
+    group_note,
+    group_suffix,
+    layout_groups,
+    save_with_data,
+    write_csv,
+)
+from analysis.report.probe_curves import (
+    CURVE_HEADER,
+    RoleCurves,
+    curve_rows,
+    gather,
+    grid_figure,
+)
 from analysis.report.runs import RunFolder
 
-FIGURES = {  # stage -> (figure name, metrics drawn, scalar reference per metric, caption)
-    "reasoning": (
+
+@dataclass(frozen=True)
+class CurveFigure:
+    name: str
+    metrics: dict[str, str]  # metric -> y label
+    reference: dict[str, str]  # drawn metric -> scalar metric drawn as its reference line
+    caption: str
+
+
+FIGURES = {  # stage -> its figure
+    "reasoning": CurveFigure(
         "reasoning_ablation",
         {"accuracy_by_layer": "accuracy, layer ablated"},
         {"accuracy_by_layer": "accuracy"},
@@ -24,7 +46,7 @@ FIGURES = {  # stage -> (figure name, metrics drawn, scalar reference per metric
         "(markers, ±1 standard error band) against the unablated accuracy (thin horizontal line of the same colour "
         "and style); the deeper a curve dips below its line, the more that layer is needed.",
     ),
-    "reasoning_logprob": (
+    "reasoning_logprob": CurveFigure(
         "reasoning_logprob",
         {"answer_logprob_drop": "log-prob drop (answer)", "answer_logprob_per_token_drop": "log-prob drop per token"},
         {},
@@ -38,8 +60,8 @@ FIGURES = {  # stage -> (figure name, metrics drawn, scalar reference per metric
 def build(runs: Sequence[RunFolder], folder: Path) -> Section:
     section = Section("reasoning", "Reasoning: zero ablation per layer")
     accuracy_sets: list[RoleCurves] = []
-    for stage, (name, metrics, reference, caption) in FIGURES.items():
-        sets, notes = gather(runs, stage, list(metrics), references=sorted(set(reference.values())))
+    for stage, spec in FIGURES.items():
+        sets, notes = gather(runs, stage, list(spec.metrics), references=sorted(set(spec.reference.values())))
         section.add(*notes)
         if stage == "reasoning":
             accuracy_sets = sets
@@ -48,8 +70,9 @@ def build(runs: Sequence[RunFolder], folder: Path) -> Section:
         groups = layout_groups([r for r in runs if any(s.run is r for s in sets)])
         for i, group in enumerate(groups):
             mine = [s for s in sets if s.run in group]
-            fig = grid_figure(mine, metrics, task_title=_task_title, reference=reference)
-            section.add(save_with_data(fig, folder, name + group_suffix(groups, i), caption + group_note(groups, group), CURVE_HEADER, curve_rows(mine)))
+            fig = grid_figure(mine, spec.metrics, task_title=_task_title, reference=spec.reference)
+            caption = spec.caption + group_note(groups, group)
+            section.add(save_with_data(fig, folder, spec.name + group_suffix(groups, i), caption, CURVE_HEADER, curve_rows(mine)))
     if accuracy_sets:
         section.add(summary_table(accuracy_sets, folder))
     return section

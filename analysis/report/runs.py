@@ -123,6 +123,8 @@ class RunFolder:
 def read_run(path: str | Path) -> RunManifest:
     """run.json of a run folder, validated; a one-line error when the folder is not a run folder."""
     path = Path(path)
+    if not path.exists():
+        raise FrankensteinError(f"{path} is not a frankenstein run folder: it does not exist")
     if not path.is_dir():
         raise FrankensteinError(f"{path} is not a frankenstein run folder: not a folder")
     manifest = path / RUN_FILE
@@ -151,7 +153,7 @@ def open_runs(paths: list[str | Path]) -> list[RunFolder]:
     if len(set(labels)) != len(labels):
         raise FrankensteinError(f"run folders {', '.join(map(str, paths))} repeat a recipe and a folder name; rename one")
     for run in runs:
-        run.axis  # a bad layout is an error now, not halfway through the figures
+        _ = run.axis  # a bad layout is an error now, not halfway through the figures
     return runs
 
 

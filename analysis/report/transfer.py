@@ -7,14 +7,22 @@ transition matrices (right/wrong under condition A, then B) of the two-condition
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from analysis.report.document import Note, Section, Table, fmt, fmt_interval
-from analysis.report.drawing import figure_legend, save_with_data, subplots, write_csv
+from analysis.report.drawing import figure_legend, save_with_data, subplots
 from analysis.report.runs import RunFolder
-from analysis.report.shapes import CELLS, TRANSITION_STATS, TaskEstimate, TaskTransitions, estimates, transitions
+from analysis.report.shapes import (
+    CELLS,
+    TRANSITION_STATS,
+    TaskEstimate,
+    TaskTransitions,
+    estimates,
+    transitions,
+)
 from analysis.transitions import Estimate
 
 STAGE = "transfer"

@@ -6,21 +6,39 @@ per swapped layer L, for each role the stage probed (RL, and IN when it was run)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from analysis.report.document import Section, Table, fmt
-from analysis.report.drawing import group_note, group_suffix, layout_groups, save_with_data, write_csv
-from analysis.report.probe_curves import CURVE_HEADER, RoleCurves, curve_rows, gather, grid_figure
-from analysis.report.runs import RunFolder
+from analysis.report.drawing import (
+    group_note,
+    group_suffix,
+    layout_groups,
+    save_with_data,
+    write_csv,
+)
+from analysis.report.probe_curves import (
+    CURVE_HEADER,
+    RoleCurves,
+    curve_rows,
+    gather,
+    grid_figure,
+)
+from analysis.report.runs import LmmsRun, RunFolder
 
 STAGE = "vision_swap"
 METRICS = {"change_rate": "change rate", "source_adoption_rate": "source-adoption rate"}
+SWAPPED = {  # swap_mode of the frankenstein model -> which layers a point at L swapped (METHOD.md 1a)
+    "from": "layer L and every later layer",
+    "only": "layer L alone",
+    "window": "a window of layers starting at L",
+}
 CAPTION = (
-    "Where each visual function is read from the image: the share of answers that change (top) and that match the "
-    "source image (bottom) when the visual tokens of layer L and every later layer are swapped for another image's, "
-    "per vision task, with ±1 standard error bands; a curve that falls from high to low marks the layers after which "
-    "the swap no longer matters, i.e. where that function has already been read."
+    "Where each visual function is read from the image: per vision task (rows), the share of answers that change "
+    "(left) and that match the source image (right) when the visual tokens of {swapped} are swapped for another "
+    "image's, with ±1 standard error bands; where a curve falls from high to low, the swap stops mattering, i.e. the "
+    "model has already read that function from the image."
 )
 
 
@@ -33,8 +51,9 @@ def build(runs: Sequence[RunFolder], folder: Path) -> Section:
     groups = layout_groups([r for r in runs if any(s.run is r for s in sets)])
     for i, group in enumerate(groups):
         mine = [s for s in sets if s.run in group]
-        fig = grid_figure(mine, METRICS, task_title=_task_title)
-        section.add(save_with_data(fig, folder, "vision_swap" + group_suffix(groups, i), CAPTION + group_note(groups, group), CURVE_HEADER, curve_rows(mine)))
+        fig = grid_figure(mine, METRICS, task_title=_task_title, tasks_in_rows=True)
+        caption = CAPTION.format(swapped=_swapped(mine)) + group_note(groups, group)
+        section.add(save_with_data(fig, folder, "vision_swap" + group_suffix(groups, i), caption, CURVE_HEADER, curve_rows(mine)))
     return section.add(summary_table(sets, folder))
 
 
@@ -59,6 +78,26 @@ def _peak(curve: Any) -> tuple[float | None, int | None, int | None]:
     peak = curve.value[j]
     half = next((curve.layers[k] for k in range(j + 1, len(curve.value)) if curve.value[k] < peak / 2), None)
     return peak, curve.layers[j], half
+
+
+def swap_mode(run: LmmsRun) -> str:
+    """The swap mode the probe ran with, from the results file's model_args (the model's default: from)."""
+    args = (run.data.get("config") or {}).get("model_args") or {}
+    if isinstance(args, str):
+        from lmms_eval.utils import (
+            simple_parse_args_string,  # the parser lmms-eval read them with
+        )
+
+        args = simple_parse_args_string(args)
+    return str(args.get("swap_mode", "from")) if isinstance(args, dict) else "from"
+
+
+def _swapped(sets: Sequence[RoleCurves]) -> str:
+    modes = {s.run.label: swap_mode(s.lmms) for s in sets}
+    if len(set(modes.values())) == 1:
+        mode = next(iter(modes.values()))
+        return SWAPPED.get(mode, f"layer L (swap mode {mode})")
+    return "layer L (swap mode per run: " + ", ".join(f"{k} {v}" for k, v in modes.items()) + ")"
 
 
 def _task_title(task: str) -> str:

@@ -8,8 +8,9 @@ mean stable and effective rank. A table gives each section's and block's share o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
