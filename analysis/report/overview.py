@@ -1,0 +1,44 @@
+"""Report section 0: what was run, on which models, with which blocks, and which stages finished."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from analysis.report.document import Note, Section, Table
+from analysis.report.runs import STAGES, RunFolder
+from surgery.arch import BLOCK_NAMES
+
+
+def build(runs: Sequence[RunFolder], folder: Path) -> Section:
+    section = Section("overview", "Runs and stages")
+    models = Table(
+        ["run", "folder", "Base", "IN", "RL", "decoder layers", "vision blocks", "blocks early / mid / late"],
+        [_model_row(r) for r in runs],
+        caption="The models of each run and the decoder blocks every figure shades.",
+    )
+    stages = Table(
+        ["stage", *(r.label for r in runs)],
+        [[stage, *(_stage_cell(r, stage) for r in runs)] for stage in STAGES],
+        caption="Stage status from run.json; a stage that is not done shows as \"not run\" in its section.",
+    )
+    return section.add(
+        Note("Each run folder is one recipe; in every figure a run keeps one colour, named by its recipe in the legends."),
+        models,
+        stages,
+    )
+
+
+def _model_row(run: RunFolder) -> list[str]:
+    layout, blocks = run.axis.layout, run.axis.blocks
+    spans = " / ".join(f"{a}–{b - 1}" for a, b in (blocks[k] for k in BLOCK_NAMES))
+    m = run.manifest.models
+    return [run.label, str(run.path), m.get("base", "–"), m.get("in", "–"), m.get("rl", "–"), str(layout.num_layers), str(layout.num_vision_blocks), spans]
+
+
+def _stage_cell(run: RunFolder, stage: str) -> str:
+    missing = run.stage_missing(stage)
+    if missing:
+        return missing
+    seconds = run.manifest.stages[stage].seconds
+    return "done" if seconds is None else f"done ({seconds:.0f} s)"

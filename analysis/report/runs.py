@@ -1,0 +1,179 @@
+"""A run folder as the report sees it: its manifest (`run.json`), its stages, and the result files inside.
+
+`frankenstein run` writes one folder per recipe (the layout is the contract below); the report reads
+nothing else, so it can be regenerated from the folder alone, on any machine, without the models.
+
+    RUN/run.json                   recipe, models, cuts, layout (Layout.describe()), stages and their status
+    RUN/delta/delta.json           analysis.delta.write_report output
+    RUN/<stage>/<role or label>/   an lmms-eval --output_path: <model>/<timestamp>_results.json (+ samples)
+
+A stage that is absent, or whose status is not "done", is "not run" for the report, never an error.
+A file that exists but cannot be read is bad input: one line naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from analysis.plots import LayerAxis
+from surgery.errors import FrankensteinError
+
+RUN_FILE = "run.json"
+STAGES = ("delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "attention")
+ROLE_ORDER = ("base", "in", "rl")  # roles a probe stage may hold, in reading order
+GROUP_TASKS = frozenset({"frank_vision", "frank_reasoning", "frank_transfer"})
+
+
+class StageRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: str  # "done", "failed", "not run"; anything but "done" shows as not run, with the status
+    seconds: float | None = None
+    outputs: list[str] = []
+
+
+class RunManifest(BaseModel):
+    """run.json, validated once here; fields the report does not use are kept but not checked."""
+
+    model_config = ConfigDict(extra="allow")
+
+    recipe: str
+    models: dict[str, str]
+    cuts: tuple[int, int] | None = None
+    layout: dict[str, Any]
+    stages: dict[str, StageRecord] = {}
+
+
+@dataclass(frozen=True)
+class LmmsRun:
+    """One lmms-eval output: the newest results file of an --output_path folder, parsed."""
+
+    path: Path  # the *_results.json
+    data: dict[str, Any]
+
+    @property
+    def results(self) -> dict[str, dict[str, Any]]:
+        return self.data.get("results") or {}
+
+    def tasks(self) -> list[str]:
+        """Leaf tasks (group rows such as frank_vision are left out), sorted."""
+        subtasks = self.data.get("group_subtasks") or {}
+        groups = GROUP_TASKS | {k for k, v in subtasks.items() if v}
+        return sorted(t for t in self.results if t not in groups)
+
+    def metric(self, task: str, name: str) -> Any:
+        """`results[task]["<name>,none"]` (lmms-eval's key for the unfiltered metric), or None."""
+        row = self.results.get(task) or {}
+        return row.get(f"{name},none", row.get(name))
+
+
+@dataclass(eq=False)  # a run is itself: compared by identity
+class RunFolder:
+    path: Path
+    manifest: RunManifest
+    label: str  # what legends call this run: the recipe, made unique across the report
+    color: str = "C0"
+    _cache: dict[tuple[str, str], LmmsRun | None] = field(default_factory=dict, repr=False)
+
+    @property
+    def recipe(self) -> str:
+        return self.manifest.recipe
+
+    @cached_property
+    def axis(self) -> LayerAxis:
+        """The recipe's models' layer axis, from the layout stored in run.json (blocks from its cuts)."""
+        try:
+            return LayerAxis.from_description(self.manifest.layout)
+        except FrankensteinError as e:
+            raise FrankensteinError(f"{self.path / RUN_FILE}: {e}") from None
+
+    def stage_missing(self, stage: str) -> str | None:
+        """Why `stage` has nothing to show ("not run", "failed"), or None when it is done."""
+        record = self.manifest.stages.get(stage)
+        if record is None or record.status == "not run":
+            return "not run"
+        if record.status != "done":
+            return f"not run (stage {record.status})"
+        return None
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.path / stage
+
+    def members(self, stage: str, order: tuple[str, ...] = ROLE_ORDER) -> list[str]:
+        """Sub-folders of a done stage (roles or variant labels): those of `order` first, then the rest sorted."""
+        if self.stage_missing(stage) is not None or not self.stage_dir(stage).is_dir():
+            return []
+        found = {p.name for p in self.stage_dir(stage).iterdir() if p.is_dir() and not p.name.startswith(".")}
+        return [m for m in order if m in found] + sorted(found - set(order))
+
+    def lmms(self, stage: str, member: str) -> LmmsRun | None:
+        """The newest lmms-eval results under RUN/stage/member, or None when the stage or file is absent."""
+        key = (stage, member)
+        if key not in self._cache:
+            self._cache[key] = None if self.stage_missing(stage) else read_lmms_output(self.stage_dir(stage) / member)
+        return self._cache[key]
+
+
+def read_run(path: str | Path) -> RunManifest:
+    """run.json of a run folder, validated; a one-line error when the folder is not a run folder."""
+    path = Path(path)
+    if not path.exists():
+        raise FrankensteinError(f"{path} is not a frankenstein run folder: it does not exist")
+    if not path.is_dir():
+        raise FrankensteinError(f"{path} is not a frankenstein run folder: not a folder")
+    manifest = path / RUN_FILE
+    if not manifest.is_file():
+        raise FrankensteinError(f"{path} is not a frankenstein run folder: no {RUN_FILE}")
+    data = read_json(manifest)
+    try:
+        return RunManifest.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise FrankensteinError(f"{manifest}: {where}: {first['msg']} ({e.error_count()} problem(s))") from None
+
+
+def open_runs(paths: list[str | Path]) -> list[RunFolder]:
+    """Every run folder, validated, labelled by recipe (a folder name added where recipes repeat), one colour each."""
+    if not paths:
+        raise FrankensteinError("no run folder given")
+    manifests = [(Path(p), read_run(p)) for p in paths]
+    recipes = [m.recipe for _, m in manifests]
+    runs = []
+    for i, (path, manifest) in enumerate(manifests):
+        label = manifest.recipe if recipes.count(manifest.recipe) == 1 else f"{manifest.recipe} ({path.name})"
+        runs.append(RunFolder(path, manifest, label, color=f"C{i % 10}"))
+    labels = [r.label for r in runs]
+    if len(set(labels)) != len(labels):
+        raise FrankensteinError(f"run folders {', '.join(map(str, paths))} repeat a recipe and a folder name; rename one")
+    for run in runs:
+        _ = run.axis  # a bad layout is an error now, not halfway through the figures
+    return runs
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise FrankensteinError(f"cannot read {path}: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FrankensteinError(f"{path} is not valid JSON ({e})") from None
+
+
+def read_lmms_output(folder: Path) -> LmmsRun | None:
+    """The newest `*_results.json` under an lmms-eval --output_path folder (timestamped names sort in time)."""
+    if not folder.is_dir():
+        return None
+    found = sorted(folder.rglob("*_results.json"), key=lambda p: (p.name, p.stat().st_mtime))
+    if not found:
+        return None
+    data = read_json(found[-1])
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise FrankensteinError(f"{found[-1]} is not an lmms-eval results file (no 'results' table)")
+    return LmmsRun(found[-1], data)

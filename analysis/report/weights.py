@@ -1,0 +1,150 @@
+"""Report section: what changed in the weights (METHOD.md 2), from each run's delta/delta.json.
+
+dIN (IN - Base) and dRL (RL - IN) per unified layer over the whole model, vision tower, projector and
+decoder, with the sections and blocks shaded: energy and relative norm, and (with the svd metric) the
+mean stable and effective rank. A table gives each section's and block's share of the energy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from analysis.delta.schema import DELTAS, DeltaReport, GroupSummary
+from analysis.plots import LayerAxis
+from analysis.report.document import Note, Section, Table, fmt
+from analysis.report.drawing import (
+    DELTA_NAME,
+    DELTA_STYLE,
+    draw_curve,
+    figure_legend,
+    group_note,
+    group_suffix,
+    layer_panel,
+    layout_groups,
+    save_with_data,
+    subplots,
+    write_csv,
+)
+from analysis.report.runs import RunFolder, read_json
+from surgery.arch import Part
+from surgery.errors import FrankensteinError
+
+STAGE = "delta"
+DELTA_FILE = Path("delta") / "delta.json"
+PANELS = {  # figure -> the two rows it draws: (GroupStats field, y label, log scale)
+    "weights_energy": (
+        ("energy", "energy ||Δ||²_F (sum over the layer)", True),
+        ("relative_norm", "relative norm ||Δ||_F / ||W||_F", True),
+    ),
+    "weights_rank": (
+        ("mean_stable_rank", "stable rank ||Δ||²_F / σ1² (mean)", False),
+        ("mean_effective_rank", "effective rank exp H(σ/Σσ) (mean)", False),
+    ),
+}
+CAPTIONS = {
+    "weights_energy": "How much each layer's weights moved: energy (top) and relative norm (bottom) of dIN = IN − Base "
+    "(dashed) and dRL = RL − IN (solid) per unified layer, log scale, over the vision tower, projector and decoder "
+    "(shaded) with the early / mid / late blocks marked; a solid line far above its dashed one is a layer RL changed "
+    "more than the cold start did.",
+    "weights_rank": "How many directions each layer's update spans: mean stable rank (top) and effective rank (bottom) "
+    "of the layer's matrices, dIN dashed and dRL solid; lower means the update is concentrated in fewer directions.",
+}
+CSV_HEADER = ["run", "recipe", "delta", "unified_index", "part", "index", "block", "energy", "relative_norm", "mean_stable_rank", "mean_effective_rank"]
+
+
+def build(runs: Sequence[RunFolder], folder: Path) -> Section:
+    section = Section("weights", "What changed in the weights (dIN vs dRL)")
+    reports: dict[str, DeltaReport] = {}
+    for run in runs:
+        why = run.stage_missing(STAGE) or (None if (run.path / DELTA_FILE).is_file() else f"not run (no {DELTA_FILE})")
+        if why:
+            section.add(Note(f"{run.label}: {STAGE} {why}."))
+        else:
+            reports[run.label] = read_delta(run)
+    shown = [r for r in runs if r.label in reports]
+    if not shown:
+        return section
+    groups = layout_groups(shown)
+    for i, group in enumerate(groups):
+        for name, rows in PANELS.items():
+            if name == "weights_rank" and not any(_has(reports[r.label], "mean_stable_rank") for r in group):
+                continue  # energy-only analyses carry no spectra
+            fig = _figure(group, reports, rows)
+            caption = CAPTIONS[name] + group_note(groups, group)
+            section.add(save_with_data(fig, folder, name + group_suffix(groups, i), caption, CSV_HEADER, _rows(group, reports)))
+    return section.add(_share_table(shown, reports, folder))
+
+
+def read_delta(run: RunFolder) -> DeltaReport:
+    path = run.path / DELTA_FILE
+    try:
+        report = DeltaReport.model_validate(read_json(path))
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise FrankensteinError(f"{path} is not a delta report: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    stored = report.meta.get("layout", {})
+    expected = run.axis.layout
+    if (stored.get("num_decoder_layers"), stored.get("num_vision_blocks")) != (expected.num_layers, expected.num_vision_blocks):
+        raise FrankensteinError(f"{path} describes a model with a different layout than {run.path / 'run.json'}")
+    return report
+
+
+def _has(report: DeltaReport, field: str) -> bool:
+    return any(getattr(s.deltas[d], field) is not None for s in report.summaries.get("unified_layer", []) for d in DELTAS)
+
+
+def _layers(report: DeltaReport) -> list[GroupSummary]:
+    return [s for s in report.summaries.get("unified_layer", []) if isinstance(s.key, int)]
+
+
+def _figure(group: Sequence[RunFolder], reports: dict[str, DeltaReport], rows: Sequence[tuple[str, str, bool]]) -> Any:
+    axis: LayerAxis = group[0].axis
+    fig, axes = subplots(len(rows), 1, width=11, height=3.3, sharex=True)
+    for (field, ylabel, log), ax in zip(rows, axes[:, 0]):
+        layer_panel(ax, axis, ylabel=ylabel)
+        for run in group:
+            layers = _layers(reports[run.label])
+            for d in DELTAS:
+                values = [_plottable(getattr(s.deltas[d], field), log) for s in layers]
+                draw_curve(ax, [s.key for s in layers], values, None, color=run.color, style=DELTA_STYLE[d], label=f"{run.label} {DELTA_NAME[d]}")
+        if log and ax.lines:
+            ax.set_yscale("log")
+    axes[-1, 0].set_xlabel("unified layer index (vision block j − V, projector 0, decoder layer i + 1)", fontsize=9)
+    figure_legend(fig, axes[:, 0])
+    return fig
+
+
+def _plottable(value: float | None, log: bool) -> float | None:
+    if value is None or math.isinf(value) or (log and value <= 0):
+        return None
+    return value
+
+
+def _rows(group: Sequence[RunFolder], reports: dict[str, DeltaReport]) -> list[list[Any]]:
+    rows = []
+    for run in group:
+        layout, blocks = run.axis.layout, run.axis.blocks
+        for d in DELTAS:
+            for s in _layers(reports[run.label]):
+                part, index = layout.part_of_unified(s.key)
+                block = next((b for b, (lo, hi) in blocks.items() if part is Part.DECODER_LAYER and lo <= index < hi), None)
+                st = s.deltas[d]
+                rows.append([run.label, run.recipe, DELTA_NAME[d], s.key, part.value, index, block, st.energy, st.relative_norm, st.mean_stable_rank, st.mean_effective_rank])
+    return rows
+
+
+def _share_table(runs: Sequence[RunFolder], reports: dict[str, DeltaReport], folder: Path) -> Table:
+    header = ["run", "group", "name", "dIN energy share", "dRL energy share", "dIN relative norm", "dRL relative norm"]
+    rows = []
+    for run in runs:
+        for group in ("section", "block"):
+            for s in reports[run.label].summaries.get(group, []):
+                rows.append([run.label, group, str(s.key), *(s.deltas[d].energy_share for d in DELTAS), *(s.deltas[d].relative_norm for d in DELTAS)])
+    data = write_csv(folder / "weights_groups.csv", header, rows)
+    shown = [[*r[:3], *(fmt(v) for v in r[3:])] for r in rows]
+    return Table(header, shown, caption="Share of each delta's energy and relative norm per section and per decoder block.", data=data)

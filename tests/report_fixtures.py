@@ -1,0 +1,228 @@
+"""Fake run folders for the report tests: the files `frankenstein run` writes, with chosen numbers.
+
+`make_run(root, ...)` writes run.json, delta/delta.json and lmms-eval output folders (results JSON in
+the exact shapes the frank_* tasks produce, plus a samples log) for the stages asked for, and returns
+a `FakeRun` holding every number it wrote, so tests compare the report's CSVs with the sources.
+Numbers come from a seeded generator, rounded so that they survive JSON and CSV unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analysis.delta.schema import DeltaReport, GroupStats, GroupSummary
+from surgery.arch import Layout, facts_for
+
+ALL_STAGES = ("delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "attention")
+VISION_TASKS = ("frank_vision_counting", "frank_vision_ocr", "frank_vision_grounding", "frank_vision_recognition")
+REASONING_TASKS = ("frank_gsm8k", "frank_math500")
+TRANSFER_LABELS = ("in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late")
+TRANSFER_TASKS = {  # task -> estimate metrics it reports; two-condition tasks also report transitions
+    "frank_general_vqa": ("m_vis", "accuracy_a", "accuracy_b"),
+    "frank_math_vqa": ("m_v2r", "accuracy_a", "accuracy_b"),
+    "frank_math500_rea": ("m_rea", "accuracy_a"),
+}
+TWO_CONDITION = ("frank_general_vqa", "frank_math_vqa")
+NEW_STAMP, OLD_STAMP = "20260301_120000", "20260101_090000"
+
+
+@dataclass
+class FakeRun:
+    path: Path
+    recipe: str
+    layers: int
+    vision_blocks: int
+    # unified index -> delta ("in"/"rl") -> {energy, relative_norm, mean_stable_rank, mean_effective_rank}
+    delta: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # stage -> role -> task -> metric -> {"layers", "value", "stderr", "n"} (curves) or {"value", "stderr", "n"} (scalars)
+    curves: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    # label -> task -> metric -> {"value", "low", "high", "n"}; and label -> task -> transitions dict
+    estimates: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    transitions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+def layout_description(layers: int, vision_blocks: int, cuts: tuple[int, int] | None) -> dict[str, Any]:
+    return Layout(facts_for("qwen2_5_vl"), layers, vision_blocks, "hf4").describe(cuts)
+
+
+def make_run(
+    root: Path,
+    *,
+    recipe: str = "OpenMMReasoner",
+    layers: int = 8,
+    vision_blocks: int = 2,
+    cuts: tuple[int, int] | None = (2, 5),
+    stages: tuple[str, ...] = ALL_STAGES,
+    status: dict[str, str] | None = None,
+    seed: int = 0,
+    old_results: bool = True,
+) -> FakeRun:
+    """A run folder under `root` with the given stages done (others "not run"; `status` overrides)."""
+    rng = np.random.RandomState(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    fake = FakeRun(root, recipe, layers, vision_blocks)
+    describe = layout_description(layers, vision_blocks, cuts)
+    writers = {
+        "delta": lambda: _write_delta(fake, describe, rng),
+        "vision_swap": lambda: _write_curves(fake, "vision_swap", ("rl", "in"), VISION_TASKS, ("change_rate", "source_adoption_rate"), "accuracy", rng, old_results),
+        "reasoning": lambda: _write_curves(fake, "reasoning", ("in", "rl"), REASONING_TASKS, ("accuracy_by_layer", "accuracy_drop"), "accuracy", rng, old_results),
+        "reasoning_logprob": lambda: _write_curves(fake, "reasoning_logprob", ("in", "rl"), REASONING_TASKS, ("answer_logprob_drop", "answer_logprob_per_token_drop"), "answer_logprob", rng, old_results),
+        "attention": lambda: _write_curves(fake, "attention", ("in", "rl"), ("frank_attention_shift",), ("visual_attention",), None, rng, old_results),
+        "transfer": lambda: _write_transfer(fake, rng),
+    }
+    for stage in stages:
+        if stage in writers:
+            writers[stage]()
+    states = {s: ("done" if s in stages else "not run") for s in ALL_STAGES} | (status or {})
+    manifest = {
+        "recipe": recipe,
+        "models": {"base": "Qwen/Qwen2.5-VL-7B-Instruct", "in": f"{recipe}/ColdStart", "rl": f"{recipe}/RL"},
+        "cuts": list(cuts) if cuts else None,
+        "layout": describe,
+        "stages": {s: {"status": st, "seconds": 12.5 if st == "done" else None, "outputs": [s] if st == "done" else []} for s, st in states.items()},
+    }
+    (root / "run.json").write_text(json.dumps(manifest, indent=2))
+    return fake
+
+
+def _r(x: float) -> float:
+    return float(round(float(x), 4))
+
+
+def _write_delta(fake: FakeRun, describe: dict[str, Any], rng: np.random.RandomState) -> None:
+    layout = Layout(facts_for("qwen2_5_vl"), fake.layers, fake.vision_blocks, "hf4")
+    summaries = []
+    for u in layout.unified_range:
+        stats = {}
+        for d in ("in", "rl"):
+            values = {
+                "energy": _r(rng.uniform(0.01, 5.0)),
+                "relative_norm": _r(rng.uniform(0.001, 0.05)),
+                "mean_stable_rank": _r(rng.uniform(1, 20)),
+                "mean_effective_rank": _r(rng.uniform(5, 60)),
+            }
+            fake.delta.setdefault(u, {})[d] = values
+            stats[d] = GroupStats(reference_energy=100.0, energy_share=0.01, energy_per_param=1e-6, max_spectral_norm=1.0, **values)
+        summaries.append(GroupSummary(key=u, n_tensors=6, numel=1000, deltas=stats))
+
+    def group(keys: tuple[str, ...]) -> list[GroupSummary]:
+        return [
+            GroupSummary(key=k, n_tensors=10, numel=5000, deltas={d: GroupStats(energy=1.0, reference_energy=100.0, relative_norm=0.1, energy_share=_r(rng.uniform(0, 1)), energy_per_param=1e-4) for d in ("in", "rl")})
+            for k in keys
+        ]
+
+    report = DeltaReport(
+        meta={"tool": "frankenstein delta", "layout": describe, "representative_layers": {}, "models": {r: {"source": f"{fake.recipe}-{r}"} for r in ("base", "in", "rl")}},
+        tensors=[],
+        skipped=[],
+        mismatched=[],
+        summaries={"unified_layer": summaries, "section": group(("vision", "projector", "llm")), "block": group(("early", "mid", "late"))},
+        block_ranking={"in": ["early", "mid", "late"], "rl": ["late", "mid", "early"]},
+    )
+    (fake.path / "delta").mkdir(parents=True, exist_ok=True)
+    (fake.path / "delta" / "delta.json").write_text(json.dumps(report.to_json_dict(), indent=2))
+
+
+def _curve(layers: int, rng: np.random.RandomState, n: int) -> dict[str, Any]:
+    return {
+        "layers": list(range(layers)),
+        "value": [_r(v) for v in rng.uniform(0, 1, layers)],
+        "stderr": [_r(v) for v in rng.uniform(0.005, 0.05, layers)],
+        "n": n,
+    }
+
+
+def _write_curves(
+    fake: FakeRun,
+    stage: str,
+    roles: tuple[str, ...],
+    tasks: tuple[str, ...],
+    metrics: tuple[str, ...],
+    scalar: str | None,
+    rng: np.random.RandomState,
+    old_results: bool,
+) -> None:
+    for role in roles:
+        results, written = {}, {}
+        for task in tasks:
+            n = int(rng.randint(20, 60))
+            row: dict[str, Any] = {"alias": task}
+            written[task] = {}
+            for metric in metrics:
+                curve = _curve(fake.layers, rng, n)
+                row[f"{metric},none"] = curve
+                row[f"{metric}_stderr,none"] = "N/A"
+                written[task][metric] = curve
+            if scalar:
+                value, stderr = _r(rng.uniform(0, 1)), _r(rng.uniform(0.01, 0.05))
+                row[f"{scalar},none"], row[f"{scalar}_stderr,none"] = value, stderr
+                written[task][scalar] = {"value": value, "stderr": stderr, "n": n}
+            row["skipped,none"] = 0
+            results[task] = row
+        fake.curves.setdefault(stage, {})[role] = written
+        out = fake.path / stage / role
+        _write_lmms(out, results, tasks, NEW_STAMP)
+        if old_results:  # an earlier attempt with other numbers: the report must read the newest
+            stale = {t: {k: (_curve(fake.layers, rng, 1) if isinstance(v, dict) else v) for k, v in r.items()} for t, r in results.items()}
+            _write_lmms(out, stale, tasks, OLD_STAMP)
+
+
+def _estimate(rng: np.random.RandomState, n: int) -> dict[str, Any]:
+    value = _r(rng.uniform(0.1, 0.9))
+    return {"value": value, "low": _r(value - rng.uniform(0.02, 0.1)), "high": _r(value + rng.uniform(0.02, 0.1)), "n": n}
+
+
+def _write_transfer(fake: FakeRun, rng: np.random.RandomState) -> None:
+    for label in TRANSFER_LABELS:
+        results: dict[str, Any] = {"frank_transfer": {"alias": "frank_transfer"}}  # the group row
+        fake.estimates[label], fake.transitions[label] = {}, {}
+        for task, metrics in TRANSFER_TASKS.items():
+            n = 100
+            row: dict[str, Any] = {"alias": task}
+            fake.estimates[label][task] = {}
+            for metric in metrics:
+                est = _estimate(rng, n)
+                row[f"{metric},none"] = est
+                row[f"{metric}_stderr,none"] = "N/A"
+                fake.estimates[label][task][metric] = est
+            if task in TWO_CONDITION:
+                cuts = np.sort(rng.randint(0, n + 1, 3))
+                tt, tf, ft, ff = int(cuts[0]), int(cuts[1] - cuts[0]), int(cuts[2] - cuts[1]), int(n - cuts[2])
+                trans = {"n": n, "TT": tt, "TF": tf, "FT": ft, "FF": ff, **{s: _estimate(rng, n) for s in ("net_gain", "side_effect_rate", "lift_rate")}}
+                for s in ("net_gain", "side_effect_rate", "lift_rate"):
+                    del trans[s]["n"]
+                trans["net_gain"] = {"value": float(ft - tf), "low": float(ft - tf - 5), "high": float(ft - tf + 5)}
+                row["transitions,none"] = trans
+                fake.transitions[label][task] = trans
+            results[task] = row
+        _write_lmms(fake.path / "transfer" / label, results, tuple(TRANSFER_TASKS), NEW_STAMP, group="frank_transfer")
+
+
+def _write_lmms(out: Path, results: dict[str, Any], tasks: tuple[str, ...], stamp: str, group: str | None = None) -> None:
+    """An lmms-eval --output_path folder: <model>/<stamp>_results.json and one samples log per task."""
+    folder = out / "frankenstein"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {
+        "results": results,
+        "group_subtasks": ({group: list(tasks)} if group else {}) | {t: [] for t in tasks},
+        "configs": {t: {"task": t} for t in tasks},
+        "versions": {t: 1.0 for t in tasks},
+        "n-shot": {t: 0 for t in tasks},
+        "higher_is_better": {t: {} for t in tasks},
+        "n-samples": {t: {"original": 100, "effective": (results[t].get("n") or 100)} for t in tasks},
+        "config": {"model": "frankenstein", "model_args": "pretrained=/models/rl,probe=visual_swap", "batch_size": "1"},
+        "git_hash": None,
+        "date": stamp,
+    }
+    for t in tasks:  # the effective sample count lmms-eval logs: take it from the curves' n
+        ns = [v["n"] for v in results[t].values() if isinstance(v, dict) and "n" in v]
+        data["n-samples"][t]["effective"] = ns[0] if ns else 100
+    (folder / f"{stamp}_results.json").write_text(json.dumps(data, indent=2))
+    for t in tasks:
+        sample = {"doc_id": 0, "target": "3", "filtered_resps": ["3"], "doc_hash": "x"}
+        (folder / f"{stamp}_samples_{t}.jsonl").write_text(json.dumps(sample) + "\n")
