@@ -19,6 +19,7 @@ Model args (all optional except the checkpoint):
     max_batch_rows=N         rows decoded together (default 128 on GPU, 16 on CPU; a swept item takes 1 + len(layers) rows)
     max_new_tokens=N         used when the task's generation_kwargs give none (default 256)
     system_prompt=TEXT       overrides every task's system prompt ("" for none)
+    response_cache=DIR       keep every finished response in DIR; a rerun (e.g. after a kill) reuses them
     min_pixels=N, max_pixels=N, allow_pickle=true
 
 Decoding is greedy (the method's setting); a task asking for sampling is refused. The engine
@@ -71,6 +72,11 @@ class Frankenstein(lmms):
         self.runner, self.prompt_style = loaded.runner, loaded.style
         self._model, self.layout, self.probe_config = self.runner.model, self.runner.layout, self.runner.config
         self.system_prompt = args.system_prompt  # None: each task's own (see _system_prompt)
+        self.store = None
+        if args.response_cache:
+            from frankenstein_tasks.models.response_store import ResponseStore
+
+            self.store = ResponseStore.for_model_args(args.response_cache, args.model_dump(), self._rank)
         eval_logger.info(f"frankenstein: reasoning tasks use the {loaded.style.name} prompt style ({loaded.style_reason})")
 
     # -- lmms-eval plumbing --------------------------------------------------------------------
@@ -109,14 +115,19 @@ class Frankenstein(lmms):
         return 1 + len(self.runner.layers) if self.probe_config.probe in SWEEPING_PROBES else 1
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
+        responses: list[str | None] = [None] * len(requests)
+        keys = [self._store_key(r) for r in requests]
+        todo = [i for i, key in enumerate(keys) if not self._reuse(key, i, responses)]
+        if self.store is not None and self.store.reused:
+            eval_logger.info(f"frankenstein: {self.store.reused} finished responses reused from {self.store.folder}")
         # Same generation settings batch together; within a group, similar lengths pad least.
         groups: dict[str, list[int]] = {}
-        for i, req in enumerate(requests):
-            groups.setdefault(json.dumps(req.args[1], sort_keys=True, default=str), []).append(i)
-        items_per_call = max(1, self.probe_config.max_batch_rows // self._rows_per_item())
-        responses: list[str | None] = [None] * len(requests)
-        desc = f"frankenstein ({self.probe_config.probe})"
-        with tqdm(total=len(requests), disable=self.rank != 0, desc=desc, unit="item") as bar:
+        for i in todo:
+            groups.setdefault(json.dumps(requests[i].args[1], sort_keys=True, default=str), []).append(i)
+        rows = self._rows_per_item()
+        items_per_call = max(1, self.probe_config.max_batch_rows // rows)
+        desc = f"frankenstein ({self.probe_config.probe}" + (f", {rows} rows/item)" if rows > 1 else ")")
+        with tqdm(total=len(requests), initial=len(requests) - len(todo), disable=self.rank != 0, desc=desc, unit="item") as bar:
             for indices in groups.values():
                 indices.sort(key=lambda i: len(requests[i].args[0]))
                 for start in range(0, len(indices), items_per_call):
@@ -124,12 +135,22 @@ class Frankenstein(lmms):
                     # Images are read per chunk, so a large task never sits in memory at once.
                     batch = [self._probe_request(requests[i]) for i in chunk]
                     for i, output in zip(chunk, self.runner.run(batch)):
-                        text = output.baseline if output.probe == "none" else contract.encode(output)
-                        responses[i] = text
-                        context, gen_kwargs = requests[i].args[0], requests[i].args[1]
-                        self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+                        responses[i] = output.baseline if output.probe == "none" else contract.encode(output)
+                    if self.store is not None:
+                        self.store.put_many((keys[i], responses[i]) for i in chunk)
                     bar.update(len(chunk))
         return responses  # type: ignore[return-value]
+
+    def _store_key(self, request: Instance) -> str | None:
+        if self.store is None:
+            return None
+        context, gen_kwargs, _, doc_id, task, split = request.args[:6]
+        return self.store.key(task, self.task_dict[task][split][doc_id], context, gen_kwargs or {})
+
+    def _reuse(self, key: str | None, i: int, responses: list[str | None]) -> bool:
+        found = self.store.get(key) if key is not None else None
+        responses[i] = found
+        return found is not None
 
     def _probe_request(self, request: Instance) -> Any:
         from PIL import Image

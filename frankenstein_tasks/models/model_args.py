@@ -46,6 +46,7 @@ class ModelArgs(BaseModel):
     min_pixels: int | None = None
     max_pixels: int | None = None
     allow_pickle: bool = False
+    response_cache: str | None = None  # folder: finished responses kept there, reused by a rerun
     # Accepted for harness compatibility (`--batch_size`); batching is `max_batch_rows`.
     batch_size: int | str | None = None
     max_batch_size: int | None = None
