@@ -10,22 +10,19 @@ prompt are identical up to their ablated layer, so it runs one trunk per prompt 
 that ablates layer k off the trunk at layer k (about half the prefill work of running every row
 through every layer).
 
-Reference path (`ablation_generate_naive`): a forward hook makes the layer return its input, and an
-ordinary `model.generate` runs per layer and prompt (batch 1).
+Reference path (`surgery.reference.ablation_generate_naive`): a forward hook makes the layer return
+its input, and an ordinary `model.generate` runs per layer and prompt (batch 1).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from surgery.arch import Layout
 from surgery.prompts import EncodedPrompt
 from surgery.stack import DecoderStack, Rows
-from surgery.swap import generate_greedy
 
 
 @dataclass
@@ -148,47 +145,3 @@ def _prefill_shared(stack: DecoderStack, prompts: Sequence[EncodedPrompt], varia
         slots=list(range(g * R)),
         skip=_skip_masks(variants, g, stack.device),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Reference path: a hook that makes the layer return its input, and model.generate (batch 1)
-# ---------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def zero_ablation(model: Any, layout: Layout, layers: Sequence[int]) -> Iterator[None]:
-    """Inside the block, the given decoder layers return their input unchanged."""
-
-    def hook(module, args, kwargs, output):
-        hidden = args[0] if args else kwargs["hidden_states"]
-        if isinstance(output, tuple):
-            return (hidden, *output[1:])
-        return hidden
-
-    handles = []
-    try:
-        decoder_layers = layout.decoder_layers(model)
-        for i in layers:
-            handles.append(decoder_layers[i].register_forward_hook(hook, with_kwargs=True))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def ablation_generate_naive(
-    model: Any,
-    layout: Layout,
-    prompt: EncodedPrompt,
-    layers: Sequence[int],
-    *,
-    max_new_tokens: int,
-    eos_token_ids: Sequence[int],
-) -> AblationOutcome:
-    """The old way: one `model.generate` per ablated layer, batch 1."""
-    by_layer = {}
-    for layer in layers:
-        with zero_ablation(model, layout, [layer]):
-            by_layer[layer] = generate_greedy(model, prompt, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
-    baseline = generate_greedy(model, prompt, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
-    return AblationOutcome(baseline=baseline, by_layer=by_layer)
