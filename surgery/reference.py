@@ -215,6 +215,9 @@ def cache_edit_swap_generate(
     target's in exactly `swapped_layers`; `model.generate` then continues from that cache with the
     rest of the prompt (the question) and decodes. With no layer swapped this is `generate_greedy`.
     """
+    err = pair_error(pair)
+    if err is not None:
+        raise ValueError(err)
     target, source = pair.target, pair.source
     device = _device(model)
     boundary = target.visual_span[1]
