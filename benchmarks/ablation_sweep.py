@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from _common import build_model, report, timed  # noqa: E402
 
-from surgery.ablation import ablation_generate_naive, ablation_sweep  # noqa: E402
+from surgery.ablation import ablation_sweep  # noqa: E402
 from surgery.probes import eos_token_ids  # noqa: E402
 from surgery.prompts import encode_prompt  # noqa: E402
+from surgery.reference import ablation_generate_naive  # noqa: E402
 from surgery.stack import DecoderStack  # noqa: E402
 
 PROBLEMS = [

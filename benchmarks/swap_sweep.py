@@ -22,8 +22,9 @@ from _common import QUESTIONS, build_model, dots, report, timed  # noqa: E402
 
 from surgery.probes import eos_token_ids  # noqa: E402
 from surgery.prompts import encode_prompt  # noqa: E402
+from surgery.reference import swap_generate_naive  # noqa: E402
 from surgery.stack import DecoderStack  # noqa: E402
-from surgery.swap import SwapPair, swap_generate_naive, swap_sweep  # noqa: E402
+from surgery.swap import SwapPair, swap_sweep  # noqa: E402
 
 
 def main() -> int:

@@ -14,22 +14,19 @@ Teacher-forced mode (`ablation_logprob_sweep`): instead of generating, the log-l
 reference answer after the prompt, per ablated layer, from one pass of the same tree over
 prompt + answer. It ranks layers without decoding thousands of tokens per row.
 
-Reference path (`ablation_generate_naive`): a forward hook makes the layer return its input, and an
-ordinary `model.generate` runs per layer and prompt (batch 1).
+Reference path (`surgery.reference.ablation_generate_naive`): a forward hook makes the layer return
+its input, and an ordinary `model.generate` runs per layer and prompt (batch 1).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from surgery.arch import Layout
 from surgery.prompts import EncodedPrompt
 from surgery.stack import DecoderStack, Rows
-from surgery.swap import generate_greedy
 
 
 @dataclass
@@ -253,47 +250,3 @@ def _answer_logprobs(
         targets = sequences[i].input_ids[-n:].to(logits.device)
         totals.append(float(torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).sum()))
     return totals
-
-
-# ---------------------------------------------------------------------------------------------
-# Reference path: a hook that makes the layer return its input, and model.generate (batch 1)
-# ---------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def zero_ablation(model: Any, layout: Layout, layers: Sequence[int]) -> Iterator[None]:
-    """Inside the block, the given decoder layers return their input unchanged."""
-
-    def hook(module, args, kwargs, output):
-        hidden = args[0] if args else kwargs["hidden_states"]
-        if isinstance(output, tuple):
-            return (hidden, *output[1:])
-        return hidden
-
-    handles = []
-    try:
-        decoder_layers = layout.decoder_layers(model)
-        for i in layers:
-            handles.append(decoder_layers[i].register_forward_hook(hook, with_kwargs=True))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def ablation_generate_naive(
-    model: Any,
-    layout: Layout,
-    prompt: EncodedPrompt,
-    layers: Sequence[int],
-    *,
-    max_new_tokens: int,
-    eos_token_ids: Sequence[int],
-) -> AblationOutcome:
-    """The old way: one `model.generate` per ablated layer, batch 1."""
-    by_layer = {}
-    for layer in layers:
-        with zero_ablation(model, layout, [layer]):
-            by_layer[layer] = generate_greedy(model, prompt, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
-    baseline = generate_greedy(model, prompt, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
-    return AblationOutcome(baseline=baseline, by_layer=by_layer)

@@ -14,9 +14,8 @@ out of attention and never change a position id.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -225,8 +224,14 @@ class DecoderStack:
         *,
         max_new_tokens: int,
         eos_token_ids: Sequence[int],
+        feed_last_token: bool = False,
     ) -> dict[int, list[int]]:
-        """Greedy tokens per output slot (EOS excluded). Finished rows leave the batch."""
+        """Greedy tokens per output slot (EOS excluded). Finished rows leave the batch.
+
+        With `feed_last_token`, rows that stop at `max_new_tokens` also run the forward of their last
+        token (its logits are unused): attention capture needs that token's attention, plain
+        decoding does not pay for it.
+        """
         from surgery.cache import reserve
 
         eos = torch.tensor(sorted(set(eos_token_ids)), device=self.device)
@@ -238,7 +243,7 @@ class DecoderStack:
             for slot, token, done in zip(rows.slots, tokens.tolist(), finished.tolist()):
                 if not done:
                     outputs[slot].append(token)
-            if step == max_new_tokens - 1:
+            if step == max_new_tokens - 1 and not feed_last_token:
                 break
             if bool(finished.any()):
                 if bool(finished.all()):
@@ -279,77 +284,3 @@ def generate_batched(
         if progress is not None:
             progress.update(len(group))
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Attention capture (METHOD.md section 5)
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class AttentionRecord:
-    """Per output slot and layer: summed attention mass on visual columns, and the step count."""
-
-    visual_mass: dict[int, torch.Tensor] = field(default_factory=dict)  # slot -> (layers,) sum over heads & steps
-    steps: dict[int, int] = field(default_factory=dict)  # slot -> decode steps recorded
-    heads: int = 0
-    per_step: list[dict] | None = None  # with keep_steps: {"slot","layer","visual","text"} per head
-
-    def mean_visual_mass(self, slot: int) -> list[float]:
-        n = self.steps.get(slot, 0) * self.heads
-        if n == 0:
-            return []
-        return (self.visual_mass[slot] / n).tolist()
-
-
-@contextlib.contextmanager
-def capture_decode_attention(stack: DecoderStack, *, keep_steps: bool = False) -> Iterator[AttentionRecord]:
-    """Record, for every decode step (one query per row), the attention each layer puts on visual columns.
-
-    Needs attention weights, so the model runs with eager attention inside the block (and goes back
-    to its own implementation afterwards). Rows map to output slots, and columns to visual / text,
-    through the batch being decoded (`stack.active_rows`).
-    """
-    model = stack.model
-    previous = model.config._attn_implementation
-    record = AttentionRecord(per_step=[] if keep_steps else None)
-    handles = []
-
-    def make_hook(layer_index: int):
-        def hook(module, args, output):
-            weights = output[1] if isinstance(output, tuple) else None
-            if weights is None or weights.shape[2] != 1:
-                return  # prefill (many queries) or an implementation without weights
-            rows = stack.active_rows
-            w = weights[:, :, 0, :].float()  # (B, heads, L)
-            visual = rows.visual.to(w.device)
-            text = rows.attention_mask.bool() & ~visual
-            vis_mass = (w * visual[:, None, :]).sum(-1)  # (B, heads)
-            record.heads = w.shape[1]
-            for b, slot in enumerate(rows.slots):
-                if slot not in record.visual_mass:
-                    record.visual_mass[slot] = torch.zeros(stack.num_layers, dtype=torch.float64)
-                record.visual_mass[slot][layer_index] += float(vis_mass[b].sum())
-                if layer_index == 0:
-                    record.steps[slot] = record.steps.get(slot, 0) + 1
-            if record.per_step is not None:
-                text_mass = (w * text[:, None, :]).sum(-1)
-                for b, slot in enumerate(rows.slots):
-                    record.per_step.append(
-                        {"slot": slot, "layer": layer_index, "visual": vis_mass[b].tolist(), "text": text_mass[b].tolist()}
-                    )
-
-        return hook
-
-    try:
-        if previous != "eager":
-            model.set_attn_implementation("eager")
-        for i, layer in enumerate(stack.layers):
-            attention = stack.layout.layer_attention(layer)
-            handles.append(attention.register_forward_hook(make_hook(i)))
-        yield record
-    finally:
-        for h in handles:
-            h.remove()
-        if previous != "eager":
-            model.set_attn_implementation(previous)

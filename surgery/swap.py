@@ -12,23 +12,20 @@ from the target and the visual columns of the swapped layers overwritten with th
 the question (chunk 2) and the decode run for all variants of several pairs as one batch, finished
 rows leaving the batch.
 
-Reference path (`swap_generate_naive`): the definition itself, with forward hooks on the key/value
-projections of the swapped layers that substitute the source's visual keys/values inside attention
-during the prefill, and an ordinary `model.generate` per layer and pair (batch 1). For `from` both
-paths agree exactly; for `only` and `window` the definition is the cache view (METHOD.md), which only
-the fast path implements.
+Reference paths (`surgery.reference`): `swap_generate_naive` hooks the source's visual keys/values
+into attention during the prefill (`from`, the definition), and `cache_edit_swap_generate` edits the
+cache of a plain `model.generate` by hand at exactly the swapped layers (the cache view, which
+defines `only` and `window`). The fast path agrees with both token for token.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, Field
 
-from surgery.arch import Layout
 from surgery.prompts import EncodedPrompt
 from surgery.stack import DecoderStack, Rows
 
@@ -165,120 +162,3 @@ def _swap_group(
     rows = stack.extend(rows, chunk2)
     tokens = stack.greedy_decode(rows, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
     return [{variants[r]: tokens[k * R + r] for r in range(R)} for k in range(g)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Reference path: the definition, with hooks and model.generate (batch 1)
-# ---------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def capture_visual_kv(model: Any, layout: Layout, prompt: EncodedPrompt) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Per decoder layer, the key / value projection outputs at the visual positions of `prompt`."""
-    captured: dict[int, list[torch.Tensor]] = {}
-    visual = prompt.visual_mask
-
-    def make_hook(layer_index: int):
-        def hook(module, args, output):
-            captured.setdefault(layer_index, []).append(output[0, visual.to(output.device)].clone())
-
-        return hook
-
-    handles = []
-    try:
-        for i, layer in enumerate(layout.decoder_layers(model)):
-            for proj in layout.key_value_projections(layer):
-                handles.append(proj.register_forward_hook(make_hook(i)))
-        device = next(model.parameters()).device
-        model(**_model_inputs(prompt, device))
-    finally:
-        for h in handles:
-            h.remove()
-    return {i: (kv[0], kv[1]) for i, kv in captured.items()}
-
-
-@contextlib.contextmanager
-def visual_kv_swap(
-    model: Any,
-    layout: Layout,
-    source_kv: dict[int, tuple[torch.Tensor, torch.Tensor]],
-    visual_mask: torch.Tensor,
-    layers: Sequence[int],
-) -> Iterator[None]:
-    """Inside the block, the prefill of a prompt sees `source_kv` at its visual positions in `layers`."""
-
-    def make_hook(replacement: torch.Tensor):
-        def hook(module, args, output):
-            if output.shape[1] != visual_mask.shape[0]:
-                return None  # a decode step (or another prompt): leave it alone
-            output = output.clone()
-            output[:, visual_mask.to(output.device)] = replacement.to(output.dtype)
-            return output
-
-        return hook
-
-    handles = []
-    try:
-        decoder_layers = layout.decoder_layers(model)
-        for i in layers:
-            k_proj, v_proj = layout.key_value_projections(decoder_layers[i])
-            handles.append(k_proj.register_forward_hook(make_hook(source_kv[i][0])))
-            handles.append(v_proj.register_forward_hook(make_hook(source_kv[i][1])))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _model_inputs(prompt: EncodedPrompt, device: Any) -> dict[str, Any]:
-    inputs = {
-        "input_ids": prompt.input_ids[None].to(device),
-        "attention_mask": torch.ones(1, prompt.length, dtype=torch.long, device=device),
-    }
-    if prompt.pixel_values is not None:
-        inputs["mm_token_type_ids"] = prompt.visual_mask.long()[None].to(device)
-        inputs["pixel_values"] = prompt.pixel_values.to(device)
-        inputs["image_grid_thw"] = prompt.image_grid_thw.to(device)
-    return inputs
-
-
-@torch.no_grad()
-def generate_greedy(model: Any, prompt: EncodedPrompt, *, max_new_tokens: int, eos_token_ids: Sequence[int]) -> list[int]:
-    """`model.generate`, greedy, batch 1; returns the new tokens without the final EOS."""
-    device = next(model.parameters()).device
-    out = model.generate(
-        **_model_inputs(prompt, device),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=list(eos_token_ids),
-        pad_token_id=list(eos_token_ids)[0],
-    )
-    new = out[0, prompt.length :].tolist()
-    eos = set(eos_token_ids)
-    for k, token in enumerate(new):
-        if token in eos:
-            return new[:k]
-    return new
-
-
-def swap_generate_naive(
-    model: Any,
-    layout: Layout,
-    pair: SwapPair,
-    layers: Sequence[int],
-    *,
-    max_new_tokens: int,
-    eos_token_ids: Sequence[int],
-) -> SwapOutcome:
-    """The old way: per layer, one `model.generate` with the swap hooked into attention (`from` mode)."""
-    err = pair_error(pair)
-    if err is not None:
-        return SwapOutcome(baseline=None, by_layer={}, error=err)
-    source_kv = capture_visual_kv(model, layout, pair.source)
-    n = len(layout.decoder_layers(model))
-    by_layer = {}
-    for layer in layers:
-        with visual_kv_swap(model, layout, source_kv, pair.target.visual_mask, range(layer, n)):
-            by_layer[layer] = generate_greedy(model, pair.target, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
-    baseline = generate_greedy(model, pair.target, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
-    return SwapOutcome(baseline=baseline, by_layer=by_layer)

@@ -160,6 +160,23 @@ def test_config_and_weights_disagree(tiny_trio, tmp_path):
         layout_of_checkpoint(str(tmp_path))
 
 
-def test_layout_of_model_matches_loaded(tiny_trio):
-    model, layout = load_model(str(tiny_trio["base"]), dtype="float32")
-    assert layout_of_model(model).describe() == layout.describe()
+def test_layout_of_model_matches_its_checkpoint(tiny_trio):
+    """A model built by plain transformers (not `load_model`): `layout_of_model` reads from the modules
+    and config what `layout_of_checkpoint` reads from the files, names them in the transformers 5 scheme,
+    and refuses a model whose modules disagree with its config."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_trio["base"], dtype=torch.float32)
+    from_model = layout_of_model(model).describe()
+    from_disk = layout_of_checkpoint(str(tiny_trio["base"])).describe()
+    same = ["model_type", "num_decoder_layers", "num_vision_blocks", "blocks", "block_sizes", "unified_index_range"]
+    assert {k: from_model[k] for k in same} == {k: from_disk[k] for k in same}
+    assert (from_model["num_decoder_layers"], from_model["num_vision_blocks"]) == (8, 2)  # make_tiny's spec
+    assert from_model["naming_scheme"] == "hf5" and from_disk["naming_scheme"] == "hf4"
+    prefixes = [from_model[k] for k in ("decoder_layer_prefix", "vision_block_prefix", "projector_prefix")]
+    assert prefixes == ["model.language_model.layers.{i}.", "model.visual.blocks.{i}.", "model.visual.merger."]
+    names = [n for n, _ in model.named_parameters()]
+    assert all(any(n.startswith(p.format(i=1)) for n in names) for p in prefixes)  # they name real parameters
+    del model.model.language_model.layers[7]
+    with pytest.raises(FrankensteinError, match="config says 8 decoder layers but the model has 7"):
+        layout_of_model(model)

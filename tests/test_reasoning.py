@@ -18,11 +18,11 @@ from frankenstein_tasks import contract
 from frankenstein_tasks.grading import grade
 from frankenstein_tasks.prompt_styles import user_text
 from frankenstein_tasks.reasoning import process_results
-from surgery.ablation import ablation_logprob_sweep, with_answer, zero_ablation
+from surgery.ablation import ablation_logprob_sweep, with_answer
 from surgery.loading import load_model, load_processor
 from surgery.prompts import encode_prompt
 from surgery.stack import DecoderStack
-from surgery.swap import generate_greedy
+from surgery.reference import generate_greedy, zero_ablation
 
 from conftest import cli_path, run_cli
 from hub_data import GSM8K, MATH500, hub_env

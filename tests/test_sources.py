@@ -71,9 +71,17 @@ def test_offline_hub_id_not_cached(tmp_path, monkeypatch):
         resolve("OpenMMReasoner/OpenMMReasoner-RL")
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    for args in (["layout", str(tmp_path / "missing")], ["layout", "Org/Model", "--cuts", "3", "2"]):
-        result = run_cli([cli_path("frankenstein"), *args], env={"HF_HOME": str(tmp_path / "hf")})
-        assert result.returncode == 2
+def test_cli_errors_are_one_line(tmp_path, tiny_trio):
+    """Each bad input reaches the check it is about (bad cuts on a real checkpoint, not on a hub id that
+    fails first), and says so in one line."""
+    cases = [
+        (["layout", str(tmp_path / "missing")], "no checkpoint folder at"),
+        (["layout", "Org/Model"], "Org/Model is not in the local Hugging Face cache"),
+        (["layout", str(tiny_trio["base"]), "--cuts", "3", "2"], "0 < c1 < c2 < 8 (the number of decoder layers); got c1=3, c2=2"),
+    ]
+    for args, message in cases:
+        result = run_cli([cli_path("frankenstein"), *args], env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+        assert result.returncode == 2, args
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("frankenstein: error:"), result.stderr
+        assert message in lines[0], (args, lines[0])

@@ -1,4 +1,8 @@
-"""Invariants of the surgery engine: visual-token swap, zero ablation, attention capture."""
+"""Invariants of the surgery engine: visual-token swap, zero ablation, attention capture.
+
+Expected values come from `surgery.reference` (plain `model.generate`, batch 1, hooks or a hand-edited
+cache) or from plain Hugging Face calls written out here, never from the fast paths under test.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,21 @@ import copy
 
 import pytest
 
-from surgery.ablation import ablation_generate_naive, ablation_sweep, zero_ablation
+from surgery.ablation import ablation_sweep
 from surgery.attention import attention_sweep
 from surgery.errors import FrankensteinError
 from surgery.loading import load_model, load_processor
 from surgery.probes import parse_layers
 from surgery.prompts import encode_prompt
+from surgery.reference import (
+    ablation_generate_naive,
+    cache_edit_swap_generate,
+    generate_greedy,
+    swap_generate_naive,
+    zero_ablation,
+)
 from surgery.stack import DecoderStack, generate_batched
-from surgery.swap import SwapPair, SwapSpec, generate_greedy, swap_generate_naive, swap_sweep
+from surgery.swap import SwapPair, SwapSpec, swap_sweep
 
 from lmms_tasks import dots
 
@@ -88,6 +99,65 @@ def test_fast_swap_equals_in_attention_definition(engine):
         assert naive.by_layer == out.by_layer
 
 
+def test_swapped_layers_at_the_edges():
+    n = 8
+    assert SwapSpec(mode="from").swapped_layers(0, n) == list(range(8))
+    assert SwapSpec(mode="from").swapped_layers(7, n) == [7]
+    assert SwapSpec(mode="only").swapped_layers(0, n) == [0]
+    assert SwapSpec(mode="only").swapped_layers(7, n) == [7]
+    assert SwapSpec(mode="window", window=3).swapped_layers(0, n) == [0, 1, 2]
+    assert SwapSpec(mode="window", window=3).swapped_layers(6, n) == [6, 7]  # runs past the end: cut at n
+    assert SwapSpec(mode="window", window=3).swapped_layers(7, n) == [7]
+    assert SwapSpec(mode="window", window=20).swapped_layers(0, n) == list(range(8))  # as wide as `from` at 0
+    for layer in range(n):
+        assert SwapSpec(mode="window", window=1).swapped_layers(layer, n) == SwapSpec(mode="only").swapped_layers(layer, n)
+    with pytest.raises(ValueError):
+        SwapSpec(mode="window", window=0)
+    with pytest.raises(ValueError):
+        SwapSpec(mode="before")
+
+
+def _hand_swapped_layers(mode: str, layer: int, window: int, n: int) -> list[int]:
+    """METHOD.md 1a written out again for the test: `only` is L; a window is L .. L+window-1, inside the model."""
+    return [layer] if mode == "only" else [i for i in range(layer, layer + window) if i < n]
+
+
+@pytest.mark.parametrize("mode, window", [("only", 1), ("window", 2), ("window", 3)], ids=["only", "window2", "window3"])
+def test_only_and_window_equal_a_hand_edited_cache(engine, mode, window):
+    """`only` / `window` are defined by the cache view (METHOD.md 1a); the reference builds that cache by hand.
+
+    Independent of the fast path: the reference (`cache_edit_swap_generate`) prefills target and source
+    one at a time with the plain Hugging Face model, copies the source's cached visual keys/values into
+    the target's cache with plain indexing at the layers listed here (not `SwapSpec.swapped_layers`),
+    and continues with `model.generate` (batch 1). It shares no code with `swap_sweep`: not the decoder
+    stack, its masks, padding, batching, cache class or the choice of layers. Window 3 at the last
+    layers runs past the end of the 8-layer model.
+    """
+    pairs = engine.pairs()
+    fast = swap_sweep(engine.stack, pairs, range(engine.n), SwapSpec(mode=mode, window=window),
+                      max_new_tokens=NEW, eos_token_ids=EOS)
+    changed = 0
+    for pair, out in zip(pairs, fast):
+        for layer in range(engine.n):
+            swapped = _hand_swapped_layers(mode, layer, window, engine.n)
+            expected = cache_edit_swap_generate(engine.model, pair, swapped, max_new_tokens=NEW, eos_token_ids=EOS)
+            assert out.by_layer[layer] == expected, (mode, window, layer)
+            changed += expected != out.baseline
+    assert changed > 0  # the swaps change answers on this model, so equality is informative
+
+
+def test_hand_edited_cache_reference_is_the_definition(engine):
+    """The cache-edit reference itself: no layer edited gives plain `generate`; layers >= L edited
+    gives what hooking the swap into attention gives (`from`), METHOD.md's equivalence of the two views."""
+    for pair in engine.pairs():
+        plain = generate_greedy(engine.model, pair.target, max_new_tokens=NEW, eos_token_ids=EOS)
+        assert cache_edit_swap_generate(engine.model, pair, [], max_new_tokens=NEW, eos_token_ids=EOS) == plain
+        hooked = swap_generate_naive(engine.model, engine.layout, pair, range(engine.n), max_new_tokens=NEW, eos_token_ids=EOS)
+        for layer in range(engine.n):
+            edited = cache_edit_swap_generate(engine.model, pair, range(layer, engine.n), max_new_tokens=NEW, eos_token_ids=EOS)
+            assert edited == hooked.by_layer[layer], layer
+
+
 def test_swap_from_layer_zero_equals_source_prompt(engine):
     pairs = engine.pairs()
     out = swap_sweep(engine.stack, pairs, [0], max_new_tokens=NEW, eos_token_ids=EOS)
@@ -126,18 +196,65 @@ def test_ablation_shared_prefill_equals_rowwise_and_naive(engine):
         assert small_batches[i].by_layer == {1: naive.by_layer[1], 4: naive.by_layer[4]}
 
 
-def test_attention_masses_are_distributions(engine):
-    prompts = [p.target for p in engine.pairs()]
-    outcomes, records = attention_sweep(engine.stack, prompts, max_new_tokens=NEW, eos_token_ids=EOS, keep_steps=True)
-    steps = records[0].per_step
-    assert steps, "no decode steps were recorded"
-    for entry in steps:
-        for visual, text in zip(entry["visual"], entry["text"]):
-            assert 0.0 <= visual <= 1.0 + 1e-6
-            assert abs(visual + text - 1.0) < 1e-5
-    for o, p in zip(outcomes, prompts):
-        assert len(o.visual_mass) == engine.n and all(0.0 < m < 1.0 for m in o.visual_mass)
-        assert o.tokens == generate_greedy(engine.model, p, max_new_tokens=NEW, eos_token_ids=EOS)
+@pytest.fixture(scope="module")
+def hf_eager(tiny_trio):
+    """The IN checkpoint loaded with plain transformers, eager attention (the one that returns weights)."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    return Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        tiny_trio["in"], dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+
+
+def _hf_visual_attention(model, prompt, max_new_tokens, eos):
+    """Plain Hugging Face, batch 1: greedy tokens, and per layer the mean over heads and generated tokens of
+    the attention each generated token (EOS excluded) puts on the image-token columns, read from
+    `output_attentions` of one forward over prompt + answer (causal, so each row is that token's decode step)."""
+    import torch
+
+    ids = prompt.input_ids[None]
+    images = {} if prompt.pixel_values is None else {"pixel_values": prompt.pixel_values, "image_grid_thw": prompt.image_grid_thw}
+    image_columns = lambda t: t == model.config.image_token_id  # noqa: E731
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=image_columns(ids).long(),
+                             **images, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=eos[0])
+        new = out[0, prompt.length :].tolist()
+        new = new[: next((k for k, t in enumerate(new) if t in eos), len(new))]
+        full = torch.cat([ids, torch.tensor([new], dtype=ids.dtype)], dim=1)
+        visual = image_columns(full[0])
+        attentions = model(input_ids=full, attention_mask=torch.ones_like(full), mm_token_type_ids=visual.long()[None],
+                           **images, output_attentions=True).attentions
+    queries = slice(prompt.length, full.shape[1])  # one row per generated token
+    return new, [float(a[0, :, queries][..., visual].sum(-1).mean()) for a in attentions]
+
+
+def test_attention_mass_equals_hf_output_attentions(engine, hf_eager):
+    """METHOD.md 5, pinned by plain `output_attentions`: per layer, the mass the generated tokens put on
+    visual columns, mean over heads and generated tokens, the last token included.
+
+    One batch mixes image sizes (padding), a text-only prompt (mass 0), rows that stop at EOS (they
+    leave the batch mid-decode) and rows that stop at max_new_tokens (whose last token needs one more
+    forward). A visual mask misaligned with the rows or columns, or a dropped last token, shows here."""
+    prompts = [engine.prompt("Count the dots in this picture, please.", [dots(2, "red", (112, 112))]),
+               engine.prompt("What color are the dots?", [dots(4, "red", (84, 140))]),
+               engine.prompt("How many circles?", [dots(5, "blue", (112, 112))]),
+               engine.prompt("What is 2 + 3?")]
+    plain = generate_batched(engine.stack, prompts, max_new_tokens=NEW, eos_token_ids=EOS)
+    # An extra stop token that ends some answers early (after >= 1 token) and leaves others running.
+    stops = [t for t in {t for row in plain for t in row}
+             if all(row[:1] != [t] for row in plain) and any(t in row for row in plain) and any(t not in row for row in plain)]
+    assert stops, plain
+    eos = EOS + [min(stops)]
+    outcomes, records = attention_sweep(engine.stack, prompts, max_new_tokens=NEW, eos_token_ids=eos)
+    lengths = [len(o.tokens) for o in outcomes]
+    assert NEW in lengths and any(0 < n < NEW for n in lengths), lengths  # both ways of stopping occur
+    for slot, (p, o) in enumerate(zip(prompts, outcomes)):
+        tokens, expected = _hf_visual_attention(hf_eager, p, NEW, eos)
+        assert o.tokens == tokens
+        assert records[0].steps[slot] == len(tokens)
+        assert o.visual_mass == pytest.approx(expected, abs=1e-5), slot
+    assert all(m > 0 for m in outcomes[0].visual_mass) and outcomes[3].visual_mass == [0.0] * engine.n
 
 
 def test_no_state_leaks_between_calls(engine):

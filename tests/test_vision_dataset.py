@@ -149,15 +149,32 @@ def test_data_env_selects_the_folder(shared, monkeypatch, tmp_path):
         pair_folder("ocr")
 
 
+def _file_identity(path: Path) -> tuple[int, int]:
+    """(inode, mtime): changes when the file is rewritten or another file is renamed over it."""
+    st = os.stat(path)
+    return st.st_ino, st.st_mtime_ns
+
+
 def test_default_set_is_generated_once_into_the_cache(monkeypatch, tmp_path):
+    from frankenstein_tasks.vision import pairs
+
     monkeypatch.delenv(DATA_ENV, raising=False)
     monkeypatch.setenv("FRANKENSTEIN_CACHE", str(tmp_path / "cache"))
+    generated = []
+    original = pairs.write_pairs
+
+    def counted(task, out, **kw):
+        generated.append(task)
+        return original(task, out, **kw)
+
+    monkeypatch.setattr(pairs, "write_pairs", counted)
     folder = dataset.default_pairs("recognition", n=3)
     assert folder == tmp_path / "cache" / "vision_pairs" / f"recognition-n3-seed0-size448-v{GENERATOR_VERSION}"
-    stamp = os.stat(folder / "data.jsonl").st_mtime_ns
+    first = _file_identity(folder / "data.jsonl")
     assert len(load_pairs(folder, "recognition").pairs) == 3
     assert dataset.default_pairs("recognition", n=3) == folder
-    assert os.stat(folder / "data.jsonl").st_mtime_ns == stamp  # reused, not regenerated
+    assert generated == ["recognition"]  # reused, not regenerated
+    assert _file_identity(folder / "data.jsonl") == first  # and the file in place was left alone
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary leftovers
     # the tasks' default (n=100) goes to the same cache
     assert pair_folder("ocr").parent == folder.parent
@@ -176,16 +193,18 @@ def test_default_set_race_keeps_the_first_complete_set(monkeypatch, tmp_path):
     monkeypatch.setenv("FRANKENSTEIN_CACHE", str(tmp_path))
     folder = tmp_path / "vision_pairs" / f"ocr-n2-seed0-size448-v{GENERATOR_VERSION}"
     original = pairs.write_pairs
+    theirs = []
 
     def other_process_finishes_first(task, out, **kw):
         original(task, folder, **kw)  # the other rank's complete set lands while we draw ours
+        theirs.append(_file_identity(folder / "data.jsonl"))
         return original(task, out, **kw)
 
     monkeypatch.setattr(pairs, "write_pairs", other_process_finishes_first)
     assert pairs.default_pairs("ocr", n=2) == folder
-    stamp = os.stat(folder / "data.jsonl").st_mtime_ns
+    assert [_file_identity(folder / "data.jsonl")] == theirs  # the other rank's file is the one in place
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # ours was dropped, no staging left
-    assert os.stat(folder / "data.jsonl").st_mtime_ns == stamp and len(load_pairs(folder).pairs) == 2
+    assert len(load_pairs(folder).pairs) == 2
     # a damaged cache folder is reported, not silently mixed with a new set
     monkeypatch.setattr(pairs, "write_pairs", original)
     (folder / "data.jsonl").unlink()

@@ -118,11 +118,26 @@ def test_swap_curves_per_task():
     assert rec["change_rate"] == {"0": 0.0, "1": 1.0} and rec["source_adoption_rate"] == {"0": 0.0, "1": 1.0}
 
 
-def test_swap_with_source_equal_to_target_changes_nothing():
-    # METHOD 1a invariant: swapping in the target's own tokens leaves every layer's answer as the baseline
-    m = process_results(_doc("counting", {"target_answer": 3, "source_answer": 3}), [_swap("3", ["3"] * 6)])
-    assert aggregate_curve([m["change_rate"]])["value"] == [0.0] * 6
-    assert aggregate_curve([m["source_adoption_rate"]])["value"] == [1.0] * 6
+def test_swap_with_source_equal_to_target_changes_nothing(tiny_trio):
+    """METHOD 1a invariant, end to end: the visual_swap probe on the tiny model with the target image as its
+    own source, encoded as the harness encodes it and scored: change rate 0 at every layer. In the same
+    batch an item with a different source changes some answers, so the zero is not built into the path."""
+    from lmms_tasks import dots
+
+    from surgery.loading import load_model, load_processor
+    from surgery.probes import ProbeConfig, ProbeRequest, ProbeRunner
+
+    model, layout = load_model(str(tiny_trio["in"]), dtype="float32")
+    config = ProbeConfig(probe="visual_swap", default_max_new_tokens=6)
+    runner = ProbeRunner(model, layout, load_processor(str(tiny_trio["in"])), config)
+    target = dots(2, "red")
+    same, other = runner.run([ProbeRequest("How many circles?", [target], source_images=[target]),
+                              ProbeRequest("How many circles?", [target], source_images=[dots(5, "blue")])])
+    doc = _doc("counting", COUNTING)
+    layers = [str(i) for i in range(layout.num_layers)]
+    assert process_results(doc, [encode(same)])["change_rate"] == dict.fromkeys(layers, 0.0)
+    changed = process_results(doc, [encode(other)])["change_rate"]
+    assert list(changed) == layers and changed["0"] == 1.0
 
 
 def test_probe_errors_are_counted_as_skipped():
