@@ -1,0 +1,190 @@
+"""The config of `frankenstein run`: one YAML file names a whole Frankenstein analysis of a recipe.
+
+Validated once, here, with pydantic: every section forbids unknown keys, so a typo is one line that
+names the field (`frankenstein: error: config.yaml: stages.2: unknown stage 'vison_swap' ...`).
+Example configs for the seed recipes live in `examples/` (`frankenstein run --print-config NAME`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from frankenstein_tasks.subset import parse_subset
+from surgery.errors import FrankensteinError
+from surgery.splice import VARIANTS
+
+EXAMPLES = Path(__file__).with_name("examples")
+ROLES = ("base", "in", "rl")
+TRANSFER_MODELS = ("in", "rl", *VARIANTS)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Models(Section):
+    """Checkpoints as hub ids or local folders."""
+
+    base: str
+    in_model: str = Field(alias="in")
+    rl: str
+
+    def by_role(self) -> dict[str, str]:
+        return {"base": self.base, "in": self.in_model, "rl": self.rl}
+
+
+def _subset(value: str) -> str:
+    parse_subset(value)  # "all", "K" or "K:SEED"; one-line error otherwise
+    return value
+
+
+class DeltaSettings(Section):
+    metrics: str = "energy,svd"  # "energy" for the fast norms-only pass
+
+
+class MergesSettings(Section):
+    checkpoints: bool = False  # write the six merged checkpoints with mergekit (else splice in memory)
+
+
+class VisionSwapSettings(Section):
+    tasks: list[Literal["counting", "ocr", "grounding", "recognition"]] = ["counting", "ocr", "grounding", "recognition"]
+    n: int = Field(100, ge=1)  # pairs per task (generated, deterministic per seed)
+    seed: int = 0
+    size: int = 448
+    roles: list[Literal["base", "in", "rl"]] = ["rl"]
+    swap_mode: Literal["from", "only", "window"] = "from"
+    window: int = Field(1, ge=1)
+    layers: str = "all"
+    max_new_tokens: int | None = None  # None: each task's own budget
+
+
+class ReasoningSettings(Section):
+    tasks: list[Literal["gsm8k", "math500"]] = ["gsm8k", "math500"]
+    subset: str = "100:123"  # the paper's: 100 items, seed 123
+    roles: list[Literal["base", "in", "rl"]] = ["rl"]
+    layers: str = "all"
+    max_new_tokens: int = Field(2048, ge=1)
+
+    _check_subset = field_validator("subset")(classmethod(lambda cls, v: _subset(v)))
+
+
+class TransferSettings(Section):
+    subset: str = "100:123"
+    models: list[Literal["in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late"]] = list(TRANSFER_MODELS)
+    max_new_tokens: int = Field(2048, ge=1)
+    descriptions: Path | None = None  # JSON item id -> description for frank_math_vqa (else an endpoint)
+
+    _check_subset = field_validator("subset")(classmethod(lambda cls, v: _subset(v)))
+
+
+class AttentionSettings(Section):
+    subset: str = "100:123"
+    roles: list[Literal["base", "in", "rl"]] = ["in", "rl"]
+    max_new_tokens: int = Field(2048, ge=1)
+
+    _check_subset = field_validator("subset")(classmethod(lambda cls, v: _subset(v)))
+
+
+class LocalData(Section):
+    """Local copies of the datasets, in the hub datasets' schemas (JSONL), for machines without the hub."""
+
+    gsm8k: Path | None = None  # openai/gsm8k rows: question, answer ("... #### N")
+    math500: Path | None = None  # HuggingFaceH4/MATH-500 rows: problem, solution, answer, subject, level, unique_id
+    mathvista: Path | None = None  # AI4Math/MathVista testmini rows; decoded_image as a path relative to the file
+    vision_pairs: Path | None = None  # a pair folder with counting/ ocr/ grounding/ recognition/ (else generated)
+
+    @field_validator("gsm8k", "math500", "mathvista", "vision_pairs")
+    @classmethod
+    def _exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not Path(path).expanduser().exists():
+            raise ValueError(f"{path} does not exist")
+        return path
+
+
+class RunConfig(Section):
+    recipe: str  # a label for reports and plots, e.g. "OpenMMReasoner"
+    models: Models
+    out: Path | None = None  # default: frankenstein_runs/<recipe>
+    stages: list[str] = Field(default_factory=lambda: list(_stage_names()))
+    prompt_style: Literal["base", "reasoner", "revisual"] | None = None  # default: from the checkpoint ids
+    cuts: tuple[int, int] | None = None  # block cuts; default thirds
+    device: str = "auto"
+    dtype: str = "auto"
+    attn_implementation: str | None = None
+    max_batch_rows: int | None = Field(None, ge=1)
+    offline: bool = False  # never contact a hub (datasets and models must be local or cached)
+    delta: DeltaSettings = DeltaSettings()
+    merges: MergesSettings = MergesSettings()
+    vision_swap: VisionSwapSettings = VisionSwapSettings()
+    reasoning: ReasoningSettings = ReasoningSettings()
+    reasoning_logprob: ReasoningSettings = ReasoningSettings()
+    transfer: TransferSettings = TransferSettings()
+    attention: AttentionSettings = AttentionSettings()
+    data: LocalData = LocalData()
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, stages: list[str]) -> list[str]:
+        known = _stage_names()
+        for name in stages:
+            if name not in known:
+                raise ValueError(f"unknown stage {name!r}; stages are {', '.join(known)}")
+        return stages
+
+    def output_folder(self) -> Path:
+        return Path(self.out) if self.out else Path("frankenstein_runs") / re.sub(r"[^\w.-]+", "-", self.recipe).lower()
+
+
+def _stage_names() -> tuple[str, ...]:
+    from frankenstein_tasks.run.stages import STAGES
+
+    return tuple(STAGES)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config; relative paths in it are relative to the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FrankensteinError(f"no config file at {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise FrankensteinError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise FrankensteinError(f"{path}: a run config is a mapping (recipe:, models:, stages: ...)")
+    _resolve_paths(data, path.parent)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        raise FrankensteinError(f"{path}: {where}: {message}") from None
+
+
+def _resolve_paths(data: dict, base: Path) -> None:
+    """Make the file's relative paths (out, data.*, transfer.descriptions) relative to its folder."""
+    def fix(section: dict | None, key: str) -> None:
+        if isinstance(section, dict) and isinstance(section.get(key), str) and not Path(section[key]).expanduser().is_absolute():
+            section[key] = str(base / section[key])
+
+    fix(data, "out")
+    for key in ("gsm8k", "math500", "mathvista", "vision_pairs"):
+        fix(data.get("data"), key)
+    fix(data.get("transfer"), "descriptions")
+
+
+def example_names() -> list[str]:
+    return sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
+
+
+def example_text(name: str) -> str:
+    path = EXAMPLES / f"{name}.yaml"
+    if not path.is_file():
+        raise FrankensteinError(f"no example config {name!r}; examples are {', '.join(example_names())}")
+    return path.read_text()

@@ -1,0 +1,59 @@
+"""Local copies of the benchmark datasets, made visible to the unchanged tasks for one run.
+
+A run config may give local JSONL files in the hub datasets' schemas (`data:` section). They are
+written once into the run's own datasets cache (`hub_cache.cache_dataset`), under the hub names the
+task YAMLs use, and every lmms-eval call of the run points `HF_DATASETS_CACHE` there.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from frankenstein_tasks.hub_cache import cache_dataset
+from surgery.errors import FrankensteinError
+
+# data field -> (hub repo, config, the split(s) the tasks read)
+HUB_DATASETS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
+    "gsm8k": ("openai/gsm8k", "main", ("test", "train")),
+    "math500": ("HuggingFaceH4/MATH-500", None, ("test",)),
+    "mathvista": ("AI4Math/MathVista", None, ("testmini",)),
+}
+IMAGE_FIELDS = {"mathvista": "decoded_image"}
+
+
+def cache_local_data(data: Any, cache_dir: Path) -> dict[str, str]:
+    """Cache every local file of `data` (a LocalData); returns the env the lmms-eval calls need."""
+    given = {name: getattr(data, name) for name in HUB_DATASETS if getattr(data, name) is not None}
+    if not given:
+        return {}
+    for name, path in given.items():
+        repo, config, splits = HUB_DATASETS[name]
+        rows = read_rows(Path(path), IMAGE_FIELDS.get(name))
+        cache_dataset(repo, config, {split: rows for split in splits}, cache_dir=cache_dir)
+    return {"HF_DATASETS_CACHE": str(cache_dir)}
+
+
+def read_rows(path: Path, image_field: str | None = None) -> list[dict[str, Any]]:
+    """JSONL rows; `image_field` holds an image path (relative to the file), loaded as a PIL image."""
+    from PIL import Image
+
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FrankensteinError(f"{path}:{number}: not a JSON line ({e.msg})") from None
+        if image_field and isinstance(row.get(image_field), str):
+            image = path.parent / row[image_field]
+            if not image.is_file():
+                raise FrankensteinError(f"{path}:{number}: {image_field} {image} does not exist")
+            with Image.open(image) as img:
+                row[image_field] = img.convert("RGB")
+        rows.append(row)
+    if not rows:
+        raise FrankensteinError(f"{path} holds no rows")
+    return rows

@@ -1,0 +1,159 @@
+"""`frankenstein run`: the stages of a config in order, resumable, then the report.
+
+The run folder holds `run.json` (what ran, with which settings, how long) and one folder per finished
+stage. A stage writes into a hidden `.<stage>.partial/` folder that is renamed into place only when
+the stage has finished, so a killed run never leaves a result that looks complete. Started again,
+the run skips every stage recorded as done with the same settings (`--force STAGE` reruns one), and
+inside an unfinished stage the `frankenstein` model reuses every response it had finished
+(`.cache/responses/`, see `models/response_store.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from frankenstein_tasks.run.config import RunConfig
+from frankenstein_tasks.run.data import HUB_DATASETS, cache_local_data
+from frankenstein_tasks.run.stages import STAGES, RunContext
+from surgery.atomic import write_json
+from surgery.errors import FrankensteinError
+
+MANIFEST = "run.json"
+# Datasets each stage reads, by the `data:` field that can replace them with a local copy.
+STAGE_DATASETS: dict[str, Callable[[RunConfig], list[str]]] = {
+    "reasoning": lambda c: list(c.reasoning.tasks),
+    "reasoning_logprob": lambda c: list(c.reasoning_logprob.tasks),
+    "transfer": lambda c: ["mathvista", "math500"],
+    "attention": lambda c: ["mathvista"],
+}
+
+
+def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, say: Callable[[str], None] = print) -> Path:
+    """Run the config's stages (skipping finished ones), then write the report; returns the run folder."""
+    force = set(force)
+    unknown = force - set(STAGES)
+    if unknown:
+        raise FrankensteinError(f"--force: unknown stage {sorted(unknown)[0]!r}; stages are {', '.join(STAGES)}")
+    out = config.output_folder()
+    models = config.models.by_role()
+    layout = preflight(config, models)
+    manifest = _open_manifest(out, config, models, layout)
+    env = cache_local_data(config.data, out / ".cache" / "datasets")
+    check_datasets(config, env)
+    ctx = RunContext(config=config, out=out, models=models, env=env, say=say)
+    chosen = [name for name in STAGES if name in config.stages]
+    for number, name in enumerate(chosen, 1):
+        _run_stage(ctx, manifest, name, f"[{number}/{len(chosen)}]", force=name in force)
+    for name in STAGES:
+        if name not in chosen:
+            manifest["stages"][name] = {"status": "not run", "seconds": None, "outputs": []}
+    write_json(out / MANIFEST, manifest)
+    if report:
+        from analysis.report import write_report
+
+        written = write_report([out], out / "report", progress=False)
+        say(f"report: {written.html}")
+    return out
+
+
+def preflight(config: RunConfig, models: dict[str, str]) -> dict[str, Any]:
+    """Every checkpoint reachable (config and tensor names, no weights) and the layout, or one clear line."""
+    from surgery import sources
+    from surgery.arch import layout_of_checkpoint
+    from surgery.splice import check_pair
+
+    for role, source in models.items():
+        try:
+            sources.resolve(source, weights=False)
+        except FrankensteinError as e:
+            raise FrankensteinError(f"models.{role}: {e}") from None
+    check_pair(models["in"], models["rl"])
+    return layout_of_checkpoint(models["rl"]).describe(config.cuts)
+
+
+def check_datasets(config: RunConfig, env: dict[str, str]) -> None:
+    """Each dataset a chosen stage reads is local, cached, or (online) downloadable; else one clear line."""
+    from frankenstein_tasks.hub_cache import datasets_cache_dir, entry_root
+    from surgery.sources import _hub_reachable
+
+    needed = {name for stage in config.stages if stage in STAGE_DATASETS for name in STAGE_DATASETS[stage](config)}
+    cache = Path(env.get("HF_DATASETS_CACHE") or datasets_cache_dir())
+    missing = [name for name in sorted(needed) if not entry_root(HUB_DATASETS[name][0], cache).is_dir()]
+    if not missing:
+        return
+    reason = "offline: true in the config" if config.offline else _hub_reachable()
+    if reason is not None:
+        repo = HUB_DATASETS[missing[0]][0]
+        raise FrankensteinError(
+            f"the stages need {repo}, which is not in the datasets cache ({cache}) and cannot be downloaded "
+            f"({reason}); give a local copy as data.{missing[0]}: in the config"
+        )
+
+
+def _open_manifest(out: Path, config: RunConfig, models: dict[str, str], layout: dict[str, Any]) -> dict[str, Any]:
+    path = out / MANIFEST
+    if path.is_file():
+        manifest = json.loads(path.read_text())
+        if manifest.get("models") != models:
+            raise FrankensteinError(
+                f"{out} holds a run of other models ({manifest.get('models')}); choose another out: or delete the folder"
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = {"stages": {}}
+    manifest.update(recipe=config.recipe, models=models, cuts=list(config.cuts) if config.cuts else None, layout=layout,
+                    config=config.model_dump(mode="json", by_alias=True))
+    return manifest
+
+
+def _settings_hash(config: RunConfig, name: str) -> str:
+    """What decides a stage's results: its own section plus the run-wide model settings."""
+    section = STAGES[name].settings(config)
+    decided = {
+        "section": section.model_dump(mode="json") if section is not None else None,
+        "models": config.models.by_role(), "cuts": config.cuts, "prompt_style": config.prompt_style,
+        "dtype": config.dtype, "attn": config.attn_implementation, "data": config.data.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _run_stage(ctx: RunContext, manifest: dict[str, Any], name: str, counter: str, *, force: bool) -> None:
+    stage, out = STAGES[name], ctx.out
+    settings = _settings_hash(ctx.config, name)
+    record = manifest["stages"].get(name, {})
+    if not force and record.get("status") == "done" and record.get("settings") == settings and (out / name).is_dir():
+        ctx.say(f"{counter} {name}: done earlier ({record.get('seconds')} s); skipped (--force {name} reruns it)")
+        return
+    ctx.say(f"{counter} {name}: {stage.description} ...")
+    partial = out / f".{name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    start = time.perf_counter()
+    try:
+        outputs = stage.run(ctx, partial)
+    except BaseException as e:
+        message = str(e) if isinstance(e, FrankensteinError) else f"{type(e).__name__}: {e}".splitlines()[0]
+        manifest["stages"][name] = {"status": "failed", "seconds": None, "outputs": [], "error": message}
+        write_json(out / MANIFEST, manifest)
+        if isinstance(e, FrankensteinError):
+            raise FrankensteinError(f"stage {name}: {e}") from None
+        raise
+    _replace(partial, out / name)
+    seconds = round(time.perf_counter() - start, 1)
+    manifest["stages"][name] = {"status": "done", "seconds": seconds, "outputs": outputs, "settings": settings}
+    write_json(out / MANIFEST, manifest)
+    ctx.say(f"      done in {seconds} s")
+
+
+def _replace(partial: Path, final: Path) -> None:
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    partial.rename(final)
+    shutil.rmtree(old, ignore_errors=True)

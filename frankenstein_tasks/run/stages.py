@@ -1,0 +1,151 @@
+"""The stages of `frankenstein run`, as a table: name -> what it does and where its results go.
+
+Each stage writes into the folder it is given (the runner renames it into place when the stage
+finishes) and returns the result files it wrote, relative to that folder. The probe stages run
+lmms-eval in this process (`harness.evaluate`) with the `frankenstein` model; the folder layout is
+the one `frankenstein report` reads (`analysis/report/runs.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from frankenstein_tasks.run import harness
+from surgery.splice import VARIANTS
+
+
+@dataclass
+class RunContext:
+    """What every stage may read: the validated config and what the runner resolved from it."""
+
+    config: Any  # RunConfig
+    out: Path
+    models: dict[str, str]  # role -> checkpoint (hub id or folder)
+    env: dict[str, str] = field(default_factory=dict)  # datasets cache etc., for every lmms-eval call
+    say: Callable[[str], None] = print
+
+    def model_args(self, role_or_label: str, **probe: Any) -> dict[str, Any]:
+        """lmms-eval model args for a role (base/in/rl) or a splice variant, with the run's settings."""
+        c = self.config
+        if role_or_label in VARIANTS:
+            merged = self.out / "merges" / role_or_label
+            source: dict[str, Any] = (
+                {"pretrained": str(merged)} if (merged / "config.json").is_file() else
+                {"in": self.models["in"], "rl": self.models["rl"], "splice": role_or_label,
+                 "cuts": f"{c.cuts[0]}:{c.cuts[1]}" if c.cuts else None}
+            )
+        else:
+            source = {"pretrained": self.models[role_or_label]}
+        return {
+            **source, "device": c.device, "dtype": c.dtype, "attn_implementation": c.attn_implementation,
+            "max_batch_rows": c.max_batch_rows, "prompt_style": c.prompt_style,
+            "response_cache": str(self.out / ".cache" / "responses"), **probe,
+        }
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    description: str
+    run: Callable[[RunContext, Path], list[str]]
+    settings: Callable[[Any], Any] = lambda config: None  # the config section whose change reruns the stage
+
+
+def _budget(tokens: int | None) -> str | None:
+    return f"max_new_tokens={tokens}" if tokens else None
+
+
+def _lmms_stage(ctx: RunContext, folder: Path, members: list[str], tasks: list[str], probe: dict[str, Any],
+                budget: int | None, env: dict[str, str | None]) -> list[str]:
+    written = []
+    for k, member in enumerate(members, 1):
+        ctx.say(f"      model {k}/{len(members)}: {member} ({ctx.model_args(member).get('splice') or 'checkpoint'})")
+        harness.evaluate(tasks, ctx.model_args(member, **probe), folder / member, gen_kwargs=_budget(budget),
+                         env={**ctx.env, **env})
+        written += [str(p.relative_to(folder)) for p in sorted((folder / member).rglob("*.json*"))]
+    return written
+
+
+def run_delta(ctx: RunContext, folder: Path) -> list[str]:
+    from analysis.delta import analyze_deltas
+
+    m = ctx.models
+    analyze_deltas(m["base"], m["in"], m["rl"], folder, metrics=ctx.config.delta.metrics, cuts=ctx.config.cuts,
+                   device=ctx.config.device, overwrite=True)
+    return sorted(str(p.relative_to(folder)) for p in folder.iterdir())
+
+
+def run_merges(ctx: RunContext, folder: Path) -> list[str]:
+    from merge_configs.generate import generate
+    from merge_configs.mergekit_run import run_mergekit
+    from surgery.atomic import write_text
+
+    recipes = generate(ctx.models["in"], ctx.models["rl"], list(VARIANTS), cuts=ctx.config.cuts, title=ctx.config.recipe)
+    for variant, text in recipes.texts.items():
+        write_text(folder / "recipes" / f"{variant}.yaml", text)
+    if ctx.config.merges.checkpoints:
+        for k, variant in enumerate(VARIANTS, 1):
+            ctx.say(f"      mergekit {k}/{len(VARIANTS)}: {variant}")
+            run_mergekit(recipes.texts[variant], folder / variant, early_model=recipes.early_models[variant], overwrite=True, quiet=True)
+    return sorted(str(p.relative_to(folder)) for p in (folder / "recipes").iterdir())
+
+
+def run_vision_swap(ctx: RunContext, folder: Path) -> list[str]:
+    from frankenstein_tasks.vision.pairs import write_pair_sets
+
+    s = ctx.config.vision_swap
+    pairs = ctx.config.data.vision_pairs
+    if pairs is None:  # generated once per setting, outside the stage folder so a rerun reuses it
+        pairs = ctx.out / ".cache" / f"vision_pairs-n{s.n}-seed{s.seed}-size{s.size}"
+        if not pairs.is_dir():
+            write_pair_sets(s.tasks, pairs, n=s.n, seed=s.seed, size=s.size, overwrite=True, progress=False)
+    probe = {"probe": "visual_swap", "layers": s.layers, "swap_mode": s.swap_mode, "window": s.window}
+    return _lmms_stage(ctx, folder, s.roles, [f"frank_vision_{t}" for t in s.tasks], probe, s.max_new_tokens,
+                       {"FRANKENSTEIN_VISION_DATA": str(pairs)})
+
+
+def run_reasoning(ctx: RunContext, folder: Path) -> list[str]:
+    s = ctx.config.reasoning
+    return _lmms_stage(ctx, folder, s.roles, [f"frank_{t}" for t in s.tasks], {"probe": "zero_ablation", "layers": s.layers},
+                       s.max_new_tokens, {"FRANKENSTEIN_SUBSET": s.subset})
+
+
+def run_reasoning_logprob(ctx: RunContext, folder: Path) -> list[str]:
+    s = ctx.config.reasoning_logprob
+    probe = {"probe": "zero_ablation", "scoring": "logprob", "layers": s.layers}
+    return _lmms_stage(ctx, folder, s.roles, [f"frank_{t}" for t in s.tasks], probe, None, {"FRANKENSTEIN_SUBSET": s.subset})
+
+
+def run_transfer(ctx: RunContext, folder: Path) -> list[str]:
+    s = ctx.config.transfer
+    env = {"FRANKENSTEIN_SUBSET": s.subset}
+    if s.descriptions:
+        env["FRANKENSTEIN_DESCRIPTIONS"] = str(s.descriptions)
+    return _lmms_stage(ctx, folder, list(s.models), ["frank_transfer"], {}, s.max_new_tokens, env)
+
+
+def run_attention(ctx: RunContext, folder: Path) -> list[str]:
+    s = ctx.config.attention
+    return _lmms_stage(ctx, folder, s.roles, ["frank_attention_shift"], {"probe": "attention"}, s.max_new_tokens,
+                       {"FRANKENSTEIN_SUBSET": s.subset})
+
+
+# Name -> stage, in the order they run.
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (
+        Stage("delta", "weight-delta energy and SVD across Base -> IN -> RL", run_delta, lambda c: c.delta),
+        Stage("merges", "mergekit recipes of the six splices (and checkpoints, if asked)", run_merges, lambda c: c.merges),
+        Stage("vision_swap", "visual-token swap per layer on frank_vision", run_vision_swap, lambda c: c.vision_swap),
+        Stage("reasoning", "zero ablation per layer on frank_reasoning (generated answers)", run_reasoning,
+              lambda c: c.reasoning),
+        Stage("reasoning_logprob", "zero ablation per layer, teacher-forced log-likelihood of the answers",
+              run_reasoning_logprob, lambda c: c.reasoning_logprob),
+        Stage("transfer", "frank_transfer on IN, RL and the six splices (M_vis, M_v2r, M_rea)", run_transfer,
+              lambda c: c.transfer),
+        Stage("attention", "attention of generated tokens on the image per layer, IN vs RL", run_attention,
+              lambda c: c.attention),
+    )
+}
