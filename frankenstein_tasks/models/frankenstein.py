@@ -30,6 +30,7 @@ as `frankenstein_tasks.contract` describes.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from lmms_eval.api.instance import Instance
@@ -118,8 +119,9 @@ class Frankenstein(lmms):
         responses: list[str | None] = [None] * len(requests)
         keys = [self._store_key(r) for r in requests]
         todo = [i for i, key in enumerate(keys) if not self._reuse(key, i, responses)]
-        if self.store is not None and self.store.reused:
-            eval_logger.info(f"frankenstein: {self.store.reused} finished responses reused from {self.store.folder}")
+        if self.store is not None and self.store.reused and self.rank == 0:
+            # Printed, not logged: harness log levels differ, and a resumed run should always say so.
+            tqdm.write(f"frankenstein: {self.store.reused} finished responses reused from {self.store.folder}", file=sys.stderr)
         # Same generation settings batch together; within a group, similar lengths pad least.
         groups: dict[str, list[int]] = {}
         for i in todo:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from frankenstein_tasks.subset import parse_subset
 from surgery.errors import FrankensteinError
@@ -39,8 +39,14 @@ class Models(Section):
 
 
 def _subset(value: str) -> str:
-    parse_subset(value)  # "all", "K" or "K:SEED"; one-line error otherwise
+    try:
+        parse_subset(value)  # "all", "K" or "K:SEED"
+    except FrankensteinError as e:
+        raise ValueError(str(e)) from None
     return value
+
+
+Subset = Annotated[str, AfterValidator(_subset)]  # the paper's: "100:123" (100 items, seed 123)
 
 
 class DeltaSettings(Section):
@@ -65,29 +71,23 @@ class VisionSwapSettings(Section):
 
 class ReasoningSettings(Section):
     tasks: list[Literal["gsm8k", "math500"]] = ["gsm8k", "math500"]
-    subset: str = "100:123"  # the paper's: 100 items, seed 123
+    subset: Subset = "100:123"
     roles: list[Literal["base", "in", "rl"]] = ["rl"]
     layers: str = "all"
     max_new_tokens: int = Field(2048, ge=1)
 
-    _check_subset = field_validator("subset")(classmethod(lambda cls, v: _subset(v)))
-
 
 class TransferSettings(Section):
-    subset: str = "100:123"
+    subset: Subset = "100:123"
     models: list[Literal["in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late"]] = list(TRANSFER_MODELS)
     max_new_tokens: int = Field(2048, ge=1)
     descriptions: Path | None = None  # JSON item id -> description for frank_math_vqa (else an endpoint)
 
-    _check_subset = field_validator("subset")(classmethod(lambda cls, v: _subset(v)))
-
 
 class AttentionSettings(Section):
-    subset: str = "100:123"
+    subset: Subset = "100:123"
     roles: list[Literal["base", "in", "rl"]] = ["in", "rl"]
     max_new_tokens: int = Field(2048, ge=1)
-
-    _check_subset = field_validator("subset")(classmethod(lambda cls, v: _subset(v)))
 
 
 class LocalData(Section):

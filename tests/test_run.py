@@ -1,0 +1,111 @@
+"""`frankenstein run`: config errors are one line, and a killed run resumes without recomputing finished work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import cli_path, run_cli
+from hub_data import GSM8K, MATH500
+
+pytestmark = pytest.mark.cli
+
+
+def write_config(folder: Path, trio: dict, **overrides) -> Path:
+    (folder / "gsm8k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in GSM8K + GSM8K[:2]))
+    (folder / "math500.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MATH500))
+    config = {
+        "recipe": "Tiny", "out": "out", "offline": True, "device": "cpu", "max_batch_rows": 9,
+        "models": {"base": str(trio["base"]), "in": str(trio["in"]), "rl": str(trio["rl"])},
+        "stages": ["reasoning"],
+        "reasoning": {"tasks": ["gsm8k"], "subset": "all", "max_new_tokens": 24},
+        "data": {"gsm8k": "gsm8k.jsonl", "math500": "math500.jsonl"},
+        **overrides,
+    }
+    path = folder / "run.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
+
+
+def frankenstein(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    return run_cli([cli_path("frankenstein"), *args], cwd=cwd, timeout=timeout)
+
+
+def test_bad_configs_end_with_one_line(tiny_trio, tmp_path):
+    cases = {
+        "typo": ({"stages": ["delta", "vison_swap"]}, "stages: unknown stage 'vison_swap'; stages are delta, merges,"),
+        "field": ({"reasoning": {"subest": "10"}}, "reasoning.subest: unknown field"),
+        "hub": ({"models": {"base": str(tiny_trio["base"]), "in": str(tiny_trio["in"]), "rl": "Nobody/NotCached-7B"}},
+                "models.rl: Nobody/NotCached-7B is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"),
+        "subset": ({"reasoning": {"subset": "ten"}}, "reasoning.subset: subset 'ten' is not 'all', 'K' or 'K:SEED'"),
+    }
+    for name, (override, expected) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        done = frankenstein("run", str(write_config(folder, tiny_trio, **override)), cwd=folder, timeout=300)
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        assert done.returncode == 2 and lines == [lines[-1]] and expected in lines[-1], (name, done.stderr[-2000:])
+        assert not (folder / "out" / "reasoning").exists()
+    # A folder that is not a run folder, given to the report.
+    done = frankenstein("report", str(tmp_path))
+    assert done.returncode == 2 and "is not a frankenstein run folder" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def responses(out: Path) -> list[dict]:
+    files = sorted((out / ".cache" / "responses").glob("responses.rank*.jsonl"))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
+
+
+def test_killed_run_resumes_without_recomputing(tiny_trio, tmp_path):
+    items = len(GSM8K) + 2
+    folder = tmp_path / "killed"
+    folder.mkdir()
+    config = write_config(folder, tiny_trio)
+    out = folder / "out"
+    first = subprocess.Popen([cli_path("frankenstein"), "run", str(config), "--no-report"], cwd=folder,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and first.poll() is None:
+        if 1 <= len(responses(out)) < items:
+            break
+        time.sleep(0.2)
+    assert first.poll() is None, "the run finished before it could be killed"
+    os.killpg(first.pid, signal.SIGKILL)  # a real signal to the real process group
+    first.wait()
+    finished_before = {r["key"] for r in responses(out)}
+    assert 1 <= len(finished_before) < items
+    # Nothing looks complete: the stage folder does not exist yet, run.json does not say done.
+    assert not (out / "reasoning").exists()
+    manifest = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {"stages": {}}
+    assert manifest["stages"].get("reasoning", {}).get("status") != "done"
+
+    second = frankenstein("run", str(config), "--no-report", cwd=folder)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"{len(finished_before)} finished responses reused" in second.stdout + second.stderr
+    keys = [r["key"] for r in responses(out)]
+    assert len(keys) == items and len(set(keys)) == items  # each item answered once, across both runs
+    assert json.loads((out / "run.json").read_text())["stages"]["reasoning"]["status"] == "done"
+
+    # The same config, never interrupted, gives the same results.
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    third = frankenstein("run", str(write_config(clean, tiny_trio)), "--no-report", cwd=clean)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert _results(out) == _results(clean / "out")
+
+    # Started again after finishing: the stage is skipped, and --force reruns it (from the stored answers).
+    again = frankenstein("run", str(config), "--no-report", cwd=folder)
+    assert "reasoning: done earlier" in again.stdout
+    forced = frankenstein("run", str(config), "--no-report", "--force", "reasoning", cwd=folder)
+    assert "reasoning: zero ablation" in forced.stdout and _results(out) == _results(clean / "out")
+
+
+def _results(out: Path) -> dict:
+    (found,) = (out / "reasoning").rglob("*_results.json")
+    return json.loads(found.read_text())["results"]
