@@ -3,7 +3,8 @@
 `ChatServer(script)` answers POST /v1/chat/completions with `script(n, body, headers) -> Reply` for
 request n and records every request, so "a rerun makes zero calls" is the server's count, not the
 client's word. The `chat_server` fixture starts servers and closes them (and fails the test on any
-request the script did not expect). Import the fixture into a test module to use it.
+request the script did not expect). A test module gets the fixture with
+`pytest_plugins = ("chat_server",)`.
 """
 
 from __future__ import annotations
