@@ -4,7 +4,8 @@
 request n and records every request, so "a rerun makes zero calls" is the server's count, not the
 client's word. The `chat_server` fixture starts servers and closes them (and fails the test on any
 request the script did not expect). A test module gets the fixture with
-`pytest_plugins = ("chat_server",)`.
+`pytest_plugins = ("chat_server",)`. (PYTEST_DONT_REWRITE: test modules import it before pytest
+loads it as a plugin; it reports problems with pytest.fail, not assert.)
 """
 
 from __future__ import annotations
@@ -110,5 +111,6 @@ def chat_server():
     yield start
     for server in servers:
         server.close()
-    for server in servers:
-        assert not server.problems, server.problems
+    problems = [p for server in servers for p in server.problems]
+    if problems:
+        pytest.fail(f"chat server: {problems}")
