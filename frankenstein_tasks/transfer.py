@@ -21,6 +21,8 @@ METHOD.md 1b), and expands each item into one doc per condition: the original ro
     condition     "A" or "B"
     description   condition B of frank_math_vqa: the image's description, else ""
     source_index  the row's index in the full split
+    image         (MathVista's file name) under B marked as shown black, so that the samples log's
+                  `input_media` (which lmms-eval takes from it) does not claim the real image
 
 Descriptions come from `llm_endpoint.descriptions_for`: a JSON file (`FRANKENSTEIN_DESCRIPTIONS`) or
 an OpenAI-compatible endpoint, cached per item; only frank_math_vqa needs them.
@@ -116,6 +118,10 @@ def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, sub
         "source_index": [i for i in chosen for _ in range(n)],
         contract.PROMPT_STYLE_KEY: [True] * (n * len(items)),
     }
+    if "image" in dataset.column_names:  # the image's file name: lmms-eval logs it as the sample's input_media
+        paths = dataset.select(chosen)["image"]
+        columns["image"] = [p if c == REAL else f"{p} (shown as a black image of its size)" for p in paths for c in spec.conditions]
+        docs = docs.remove_columns("image")
     for column, values in columns.items():
         docs = _quiet(lambda d=docs, c=column, v=values: d.add_column(c, v))
     return docs

@@ -76,6 +76,7 @@ def test_general_vqa_docs_keep_the_category_and_expand_each_item_into_a_and_b(da
     assert docs["description"] == [""] * 2 * len(general)  # general_vqa's B has no description
     pids = [row[0] for row in MATHVISTA_ITEMS]
     assert docs["source_index"] == [pids.index(p) for p in general for _ in "AB"]
+    assert docs["image"][:2] == ["images/1.jpg", "images/1.jpg (shown as a black image of its size)"]
     assert all(docs[contract.PROMPT_STYLE_KEY])
 
 
