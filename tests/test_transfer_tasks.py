@@ -17,7 +17,7 @@ from transfer_data import MATHVISTA_ITEMS, cache_transfer_data, items_of
 
 from analysis.outcomes import item_indicators, pair_conditions
 from analysis.transitions import transition_stats
-from frankenstein_tasks import contract, llm_endpoint, transfer
+from frankenstein_tasks import contract, llm_endpoint
 from frankenstein_tasks.tasks.frank_transfer import utils
 from surgery.errors import FrankensteinError
 

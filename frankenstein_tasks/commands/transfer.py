@@ -47,7 +47,11 @@ def _labels(pairs: list[str]) -> tuple[dict[Path, str], list[Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis.attention_shift import attention_shift, has_attention_curve, write_attention_shift
+    from analysis.attention_shift import (
+        attention_shift,
+        has_attention_curve,
+        write_attention_shift,
+    )
     from analysis.lmms_runs import find_runs
     from analysis.model_identity import IN, RL, identify_runs
     from analysis.transfer_table import METRICS, transfer_table, write_transfer_table
