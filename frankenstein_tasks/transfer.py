@@ -144,7 +144,7 @@ def _check_fields(dataset: Any, fields: Iterable[str], name: str, source: str) -
     missing = [f for f in fields if f not in dataset.column_names]
     if missing:
         raise FrankensteinError(
-            f"{name}: the {source} data has no {', '.join(repr(f) for f in missing)} field "
+            f"{name}: the {source} data has no {', '.join(repr(f) for f in missing)} field{'s' if len(missing) > 1 else ''} "
             f"(columns: {', '.join(dataset.column_names)}); is it the right dataset?"
         )
 
