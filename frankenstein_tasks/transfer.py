@@ -78,6 +78,7 @@ class TransferTask:
     conditions: tuple[str, ...]
     described: bool  # condition B shows a description of the image
     record_metrics: tuple[str, ...]  # metrics whose per-sample value is the outcome record
+    attention_curve: bool = False  # reports an attention probe's per-layer values (visual_attention)
 
 
 TASKS: dict[str, TransferTask] = {
@@ -86,7 +87,7 @@ TASKS: dict[str, TransferTask] = {
         TransferTask("frank_general_vqa", "general-vqa", (REAL, BLACK), False, ("m_vis", "accuracy_a", "accuracy_b", "transitions")),
         TransferTask("frank_math_vqa", "math-targeted-vqa", (REAL, BLACK), True, ("m_v2r", "accuracy_a", "accuracy_b", "transitions")),
         TransferTask("frank_math500_rea", None, (REAL,), False, ("m_rea", "accuracy_a")),
-        TransferTask("frank_attention_shift", "math-targeted-vqa", (REAL,), False, ("accuracy_a",)),
+        TransferTask("frank_attention_shift", "math-targeted-vqa", (REAL,), False, ("accuracy_a",), attention_curve=True),
     )
 }
 
@@ -229,7 +230,7 @@ def score(task: str, doc: Mapping[str, Any], results: list) -> dict[str, Any]:
     record = {"item": str(doc["item_id"]), "condition": doc["condition"], "correct": bool(correct),
               "answer": answer, "graded_by": graded_by}
     metrics: dict[str, Any] = {name: record for name in TASKS[task].record_metrics}
-    if probe is not None and probe.values is not None:
+    if TASKS[task].attention_curve and probe is not None and probe.values is not None:
         metrics["visual_attention"] = contract.per_layer(probe.value_by_layer())
     return metrics
 

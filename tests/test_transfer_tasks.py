@@ -200,6 +200,9 @@ def test_attention_probe_reply_gives_the_curve_and_a_graded_baseline(data):
     assert out["accuracy_a"]["correct"] is True and out["accuracy_a"]["item"] == "4"
     plain = utils.process_results_attention_shift(doc, ["\\boxed{A}"])
     assert set(plain) == {"accuracy_a"} and plain["accuracy_a"]["correct"] is False
+    # the transfer tasks grade a probe's baseline too, but only frank_attention_shift reports the curve
+    other = utils.process_results_general_vqa(_doc(data, "frank_general_vqa", "1", "A"), [reply])
+    assert set(other) == {"m_vis", "accuracy_a", "accuracy_b", "transitions"} and other["m_vis"]["correct"] is True
 
 
 def test_judge_is_opt_in_and_cached(data, chat_server, monkeypatch):
