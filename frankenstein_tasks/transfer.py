@@ -107,21 +107,25 @@ def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, sub
     if not in_category:
         raise FrankensteinError(f"{name}: the {MATHVISTA} data has no item of category {spec.category!r}; is it the right dataset?")
     chosen = [in_category[j] for j in (subset or subset_from_env(name)).indices(len(in_category))]
-    items = [str(pid) for pid in dataset.select(chosen)["pid"]]
+    rows = dataset.select(chosen)
+    items = [str(pid) for pid in rows["pid"]]
     _check_unique(items, name)
-    descriptions = _describe(dataset, chosen, items, name) if spec.described else {}
-    n = len(spec.conditions)
-    docs = _quiet(lambda: dataset.select([i for i in chosen for _ in spec.conditions]))
+    descriptions = _describe(rows, items, name) if spec.described else {}
+    conditions = spec.conditions
+
+    def per_doc(values):  # one entry per doc: items in order, each item's conditions together
+        return [v for v in values for _ in conditions]
+
     columns = {
-        "item_id": [item for item in items for _ in spec.conditions],
-        "condition": list(spec.conditions) * len(items),
-        "description": [descriptions.get(item, "") if c == BLACK else "" for item in items for c in spec.conditions],
-        "source_index": [i for i in chosen for _ in range(n)],
-        contract.PROMPT_STYLE_KEY: [True] * (n * len(items)),
+        "item_id": per_doc(items),
+        "condition": list(conditions) * len(items),
+        "description": [descriptions.get(item, "") if c == BLACK else "" for item in items for c in conditions],
+        "source_index": per_doc(chosen),
+        contract.PROMPT_STYLE_KEY: per_doc([True] * len(items)),
     }
-    if "image" in dataset.column_names:  # the image's file name: lmms-eval logs it as the sample's input_media
-        paths = dataset.select(chosen)["image"]
-        columns["image"] = [p if c == REAL else f"{p} (shown as a black image of its size)" for p in paths for c in spec.conditions]
+    docs = _quiet(lambda: dataset.select(per_doc(chosen)))
+    if "image" in dataset.column_names:  # the file name, which lmms-eval logs as the sample's input_media
+        columns["image"] = [p if c == REAL else f"{p} (shown as a black image of its size)" for p in rows["image"] for c in conditions]
         docs = docs.remove_columns("image")
     for column, values in columns.items():
         docs = _quiet(lambda d=docs, c=column, v=values: d.add_column(c, v))
@@ -156,10 +160,10 @@ def _check_unique(items: list[str], name: str) -> None:
         raise FrankensteinError(f"{name}: item id {dup!r} occurs more than once; items must have unique ids")
 
 
-def _describe(dataset: Any, chosen: list[int], items: list[str], name: str) -> dict[str, str]:
+def _describe(rows: Any, items: list[str], name: str) -> dict[str, str]:
     from frankenstein_tasks.llm_endpoint import DESCRIPTIONS_ENV, descriptions_for
 
-    images = dict(zip(items, dataset.select(chosen)["decoded_image"]))
+    images = dict(zip(items, rows["decoded_image"]))
     try:
         return descriptions_for(images)
     except FrankensteinError as e:

@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Read lmms-eval runs of the frank_transfer tasks (frank_general_vqa, frank_math_vqa, "
         "frank_math500_rea or their _paper variants) for IN, RL and the Frankenstein splices, and write "
-        "transfer_table.csv / .md / .png: M_vis, M_v2r and M_rea per model with 95%% intervals, and each "
+        "transfer_table.csv / .md / .png: M_vis, M_v2r and M_rea per model with 95% intervals, and each "
         "model's difference from IN (paired over items when the runs were logged with --log_samples). "
         "Which model a run evaluated comes from its results file: splice=VARIANT (with in=, rl=) in its "
         "model_args, or pretrained=X compared with those in=/rl= (or --in/--rl), or X's "
