@@ -259,3 +259,23 @@ def test_attention_shift_from_runs_and_through_the_cli(runs, checkpoints, tmp_pa
     assert [float(r["rl_minus_in"]) for r in rows] == pytest.approx([-1 / 30, 1 / 6, 0.2])
     assert {r["n"] for r in rows} == {"3"} and (tmp_path / "t" / "attention_shift.png").stat().st_size > 0
     assert "largest at layer 2" in capsys.readouterr().out
+
+
+def test_the_analysis_modules_import_without_task_code():
+    """analysis never imports frankenstein_tasks: these modules load with it blocked."""
+    import subprocess
+    import sys
+
+    script = (
+        "import importlib, sys\n"
+        "class Blocked:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'frankenstein_tasks':\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Blocked())\n"
+        "for m in sys.argv[1:]:\n"
+        "    importlib.import_module(m)\n"
+    )
+    modules = ["analysis.outcomes", "analysis.lmms_runs", "analysis.model_identity", "analysis.transfer_table", "analysis.attention_shift"]
+    done = subprocess.run([sys.executable, "-c", script, *modules], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
