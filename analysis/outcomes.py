@@ -39,11 +39,11 @@ def is_record(value: object) -> bool:
     return isinstance(value, Mapping) and all(k in value for k in RECORD_KEYS)
 
 
-def pair_conditions(records: Iterable[Mapping[str, object]]) -> tuple[list[str], list[bool], list[bool]]:
+def pair_conditions(records: Iterable[Mapping[str, object]], source: str = "") -> tuple[list[str], list[bool], list[bool]]:
     """(items, right under A, right under B) for the items that have both conditions, in first-seen order.
 
     Records of a single-condition task (A only) give B equal to A. Items lacking one condition (a run
-    cut by `--limit`) are left out, with a warning.
+    cut by `--limit`) are left out, with a warning naming `source` (where the records came from).
     """
     by_item: dict[str, dict[str, bool]] = {}
     for r in records:
@@ -58,11 +58,12 @@ def pair_conditions(records: Iterable[Mapping[str, object]]) -> tuple[list[str],
         return items, [by_item[i][REAL] for i in items], [by_item[i][REAL] for i in items]
     items = [i for i, conditions in by_item.items() if REAL in conditions and BLACK in conditions]
     if len(items) < len(by_item):
-        log.warning("%d of %d items lack one condition (--limit?); they are left out", len(by_item) - len(items), len(by_item))
+        where = f"{source}: " if source else ""
+        log.warning("%s%d of %d items lack one condition (--limit?); they are left out", where, len(by_item) - len(items), len(by_item))
     return items, [by_item[i][REAL] for i in items], [by_item[i][BLACK] for i in items]
 
 
-def item_indicators(records: Iterable[Mapping[str, object]], metric: str) -> dict[str, bool]:
+def item_indicators(records: Iterable[Mapping[str, object]], metric: str, source: str = "") -> dict[str, bool]:
     """Per item, does it count toward `metric` (a key of INDICATORS)?"""
-    items, a, b = pair_conditions(records)
+    items, a, b = pair_conditions(records, source)
     return dict(zip(items, INDICATORS[metric](a, b)))

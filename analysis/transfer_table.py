@@ -138,7 +138,7 @@ def _items(run: Run, task: str, metric: str) -> dict[str, bool]:
     records = [s[metric] for s in run.samples(task) if isinstance(s.get(metric), Mapping)]
     if not records:
         raise FrankensteinError(f"{run.samples_file(task)} holds no {metric} outcome records")
-    return item_indicators(records, metric)
+    return item_indicators(records, metric, str(run.samples_file(task)))
 
 
 def difference(score: Score, base: Score, *, iters: int = BOOTSTRAP_ITERS, seed: int = BOOTSTRAP_SEED,
@@ -269,6 +269,7 @@ def _bars(ax: Any, models: Sequence[str], entries: Sequence[Any], ylabel: str, z
     ax.bar(xs, values, yerr=errors, capsize=3, color=["C0" if v >= 0 else "C3" for v in values], alpha=0.85)
     if zero_line:
         ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xlim(-0.6, len(models) - 0.4)
     ax.set_xticks(range(len(models)))
     ax.set_xticklabels(models, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
