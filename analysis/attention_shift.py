@@ -132,6 +132,9 @@ def plot_shift(result: AttentionShift, path: str | Path) -> Path:
     bottom.axhline(0, color="0.3", lw=0.8)
     bottom.set_ylabel("RL − IN")
     bottom.set_xlabel("decoder layer")
+    from matplotlib.ticker import MaxNLocator
+
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (top, bottom):
         ax.grid(True, axis="y", alpha=0.3)
     fig.suptitle(f"Attention of generated tokens on visual tokens (n={result.n} items, {result.confidence:.0%} intervals)", fontsize=10)
