@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "freeze-params": ("freeze", "print the parameter names of one decoder block to freeze, as a list or a regex"),
     "curves": ("curves", "per-layer curves of an lmms-eval probe run as curves.csv and plots"),
     "delta": ("delta", "weight-delta energy and SVD per tensor and layer across Base -> IN -> RL (streaming)"),
+    "transfer": ("transfer", "transfer table (M_vis, M_v2r, M_rea) of IN, RL and the splices, and the attention shift"),
     "report": ("report", "one HTML report (+ Markdown, figures, CSVs) from one or more run folders"),
     "lm-eval": ("lm_eval_cmd", "lm-eval's own CLI with the frankenstein model registered (zero-ablation sweeps per layer)"),
 }

@@ -40,6 +40,10 @@ Metrics side
     * People read curves in the console through `curve_summary` (a sparkline and where the curve
       falls below half its peak) and `curve_table` (a compact per-layer table); the results JSON keeps
       the full curve.
+    * A statistic with an interval (the transfer tasks' M_vis, M_v2r, M_rea and accuracies) is an
+      *estimate* `{"value", "low", "high", "n"}` (`is_estimate`; null value or bounds when undefined);
+      transition counts are `{"n", "TT", "TF", "FT", "FF", "net_gain", ...}` (`is_transitions`). The
+      console shows them as `estimate_summary` / `transitions_summary`.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ RESPONSE_KEY = "frankenstein_probe"
 BOOTSTRAP_ITERS = 1000
 BOOTSTRAP_SEED = 1234
 CURVE_KEYS = frozenset({"layers", "value", "stderr", "n"})
+ESTIMATE_KEYS = frozenset({"value", "low", "high", "n"})
+TRANSITION_KEYS = frozenset({"n", "TT", "TF", "FT", "FF", "net_gain"})
 _TRAILING_PUNCT = string.punctuation + "。，！？"
 
 
@@ -289,3 +295,35 @@ def curve_table(curves: Mapping[str, Mapping[str, Any]]) -> str:
         cells = [values[n].get(layer) for n in names]
         lines.append(f"{layer:>5}  " + "  ".join(f"{'' if v is None else f'{v:.3f}':>{width}}" for v in cells))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimates with intervals, and transition counts, in a console
+# ---------------------------------------------------------------------------------------------
+
+
+def is_estimate(value: Any) -> bool:
+    """An estimate as results hold it: `{"value", "low", "high", "n"}`."""
+    return isinstance(value, Mapping) and ESTIMATE_KEYS <= set(value)
+
+
+def estimate_summary(value: Mapping[str, Any], digits: int = 2) -> str:
+    """e.g. `0.42 [0.33, 0.51] (n=100)`; `n/a (n=0)` when undefined; no brackets without an interval."""
+    n = f"(n={value.get('n', 0)})"
+    if value.get("value") is None:
+        return f"n/a {n}"
+    interval = ""
+    if value.get("low") is not None and value.get("high") is not None:
+        interval = f" [{value['low']:.{digits}f}, {value['high']:.{digits}f}]"
+    return f"{value['value']:.{digits}f}{interval} {n}"
+
+
+def is_transitions(value: Any) -> bool:
+    return isinstance(value, Mapping) and TRANSITION_KEYS <= set(value)
+
+
+def transitions_summary(value: Mapping[str, Any]) -> str:
+    """e.g. `TT 40 TF 3 FT 9 FF 48, net +6`."""
+    net = value["net_gain"].get("value") if isinstance(value["net_gain"], Mapping) else value["net_gain"]
+    net_text = "n/a" if net is None else f"{round(net):+d}"
+    return f"TT {value['TT']} TF {value['TF']} FT {value['FT']} FF {value['FF']}, net {net_text}"

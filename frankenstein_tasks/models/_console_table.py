@@ -5,8 +5,10 @@ metric value; lmms-eval 0.7.3's `make_table` prints it as a dict hundreds of cha
 wraps `lmms_eval.utils.make_table` (installed from our model entry point, before
 `lmms_eval.__main__` imports it) so that the table shows each curve as one short cell
 (`contract.curve_summary`: a sparkline, the peak and the layer where the curve falls below half of
-it), followed by one compact per-layer table per metric. Only what is printed changes: the results
-JSON, written before the table is printed, keeps every curve whole.
+it), followed by one compact per-layer table per metric. Estimates with intervals (the transfer
+tasks) print as `0.42 [0.33, 0.51] (n=100)` and transition counts as `TT 40 TF 3 FT 9 FF 48, net +6`.
+Only what is printed changes: the results JSON, written before the table is printed, keeps every
+value whole.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ import functools
 import os
 from typing import Any
 
-from frankenstein_tasks.contract import curve_summary, curve_table, is_curve
+from frankenstein_tasks.contract import (
+    curve_summary,
+    curve_table,
+    estimate_summary,
+    is_curve,
+    is_estimate,
+    is_transitions,
+    transitions_summary,
+)
 
 
 def install_curve_table() -> None:
@@ -38,7 +48,7 @@ def install_curve_table() -> None:
 
 
 def summarize_curves(result_dict: dict, column: str) -> tuple[dict, dict[str, dict[str, Any]]]:
-    """A shallow copy of `result_dict` whose curves are summary strings, and the curves by metric."""
+    """A shallow copy of `result_dict` whose curves, estimates and transitions are summary strings, and the curves by metric."""
     shown = dict(result_dict)
     shown[column] = {}
     curves: dict[str, dict[str, Any]] = {}
@@ -48,6 +58,10 @@ def summarize_curves(result_dict: dict, column: str) -> tuple[dict, dict[str, di
             if is_curve(value):
                 shown[column][task][key] = curve_summary(value)
                 curves.setdefault(key.split(",")[0], {})[task] = value
+            elif is_estimate(value):
+                shown[column][task][key] = estimate_summary(value)
+            elif is_transitions(value):
+                shown[column][task][key] = transitions_summary(value)
             else:
                 shown[column][task][key] = value
     return shown, curves

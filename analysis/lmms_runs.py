@@ -1,0 +1,106 @@
+"""lmms-eval runs as result files: a run's results JSON, its model arguments and its samples logs.
+
+`lmms_eval ... --output_path OUT --log_samples` writes, per run, `OUT/<model>/<date>_results.json` and
+next to it one `<date>_samples_<task>.jsonl` per task (one JSON object per doc: the reply under
+`filtered_resps` and each per-sample metric value under the metric's name; lmms-eval drops the doc
+itself). `find_runs` collects every run under the paths given (files or output folders); a `Run`
+answers for one of them. Used by the transfer table and the attention-shift comparison, which read
+result files only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from surgery.errors import FrankensteinError
+
+RESULTS_SUFFIX = "_results.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One lmms-eval run: the results file and what it says."""
+
+    path: Path  # the *_results.json
+    data: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Run:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FrankensteinError(f"{path} cannot be read as an lmms-eval results file: {e}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+            raise FrankensteinError(f"{path} is not an lmms-eval results file (no 'results' object)")
+        return cls(path, data)
+
+    @property
+    def results(self) -> dict[str, dict[str, Any]]:
+        """Task -> {"metric,filter": value}."""
+        return self.data["results"]
+
+    @property
+    def model(self) -> str:
+        """The lmms-eval model name (`--model`), e.g. frankenstein or qwen2_5_vl."""
+        return str((self.data.get("config") or {}).get("model") or "?")
+
+    @cached_property
+    def model_args(self) -> dict[str, Any]:
+        """`--model_args` as a dict, parsed as lmms-eval parsed them."""
+        args = (self.data.get("config") or {}).get("model_args")
+        if isinstance(args, str):
+            from lmms_eval.utils import simple_parse_args_string
+
+            args = simple_parse_args_string(args)
+        return dict(args) if isinstance(args, dict) else {}
+
+    def metric(self, task: str, name: str, filter_name: str = "none") -> Any:
+        return self.results.get(task, {}).get(f"{name},{filter_name}")
+
+    def samples_file(self, task: str) -> Path:
+        date_id = self.path.name[: -len(RESULTS_SUFFIX)]
+        return self.path.with_name(f"{date_id}_samples_{task}.jsonl")
+
+    def has_samples(self, task: str) -> bool:
+        return self.samples_file(task).is_file()
+
+    def samples(self, task: str) -> list[dict[str, Any]]:
+        """The logged samples of `task` (run with --log_samples), one dict per doc."""
+        path = self.samples_file(task)
+        if not path.is_file():
+            raise FrankensteinError(f"{self.path} has no samples log for {task} ({path.name}); run lmms_eval with --log_samples")
+        out = []
+        with path.open(encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        out.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise FrankensteinError(f"{path} line {number} is not JSON: {e}") from None
+        return out
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Every run under `paths` (results files, or folders searched recursively), each once, in path order."""
+    found: dict[Path, None] = {}
+    for given in paths:
+        p = Path(given)
+        if p.is_file():
+            found[p.resolve()] = None
+        elif p.is_dir():
+            files = sorted(p.rglob(f"*{RESULTS_SUFFIX}"))
+            if not files:
+                raise FrankensteinError(f"no lmms-eval *{RESULTS_SUFFIX} under {p}")
+            found.update((f.resolve(), None) for f in files)
+        else:
+            raise FrankensteinError(f"{p} does not exist")
+    return [Run.read(f) for f in found]
