@@ -7,9 +7,11 @@ then reads `AVAILABLE_MODELS` here (model name -> class name in `frankenstein_ta
 
 AVAILABLE_MODELS: dict[str, str] = {"frankenstein": "Frankenstein"}
 
-# The plugin route needs the same set-up as the entry point (task folder indexed, curve table).
+# The plugin route needs the same set-up as the entry point (task folder, console table, data errors).
+from frankenstein_tasks.models import _task_errors  # noqa: E402
 from frankenstein_tasks.models._console_table import install_curve_table  # noqa: E402
 from frankenstein_tasks.models._task_discovery import index_frankenstein_tasks  # noqa: E402
 
 index_frankenstein_tasks()
 install_curve_table()
+_task_errors.install()

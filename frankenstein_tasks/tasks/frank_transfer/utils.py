@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from frankenstein_tasks import task_errors
 from frankenstein_tasks.contract import aggregate_curve  # noqa: F401  (named by the YAMLs)
 from frankenstein_tasks.reasoning import PAPER_SUBSET
 from frankenstein_tasks.transfer import (  # noqa: F401
@@ -19,8 +18,6 @@ from frankenstein_tasks.transfer import (  # noqa: F401
     prepare_mathvista_docs,
     score,
 )
-
-task_errors.install()  # a wrong dataset or missing descriptions: one line, not a retried traceback
 
 
 def process_docs_general_vqa(dataset):

@@ -14,9 +14,8 @@ descriptions). lmms-eval 0.7.3 buries that line: `ConfigurableTask.download` (wh
 * under the `lmms_eval` command line it ends the process with `frankenstein: error: <message>` on
   stderr and exit status 2, like the `frankenstein` CLI.
 
-Any other exception keeps lmms-eval's own handling. The frank_transfer tasks install it when
-lmms-eval imports their utils; it is meant for every frank_* task (the model's entry point is the
-natural place to call it).
+Any other exception keeps lmms-eval's own handling. Installed, with the other lmms-eval hooks, by the
+model's entry point (`registration.py`) and the plugin route (`models/__init__.py`).
 """
 
 from __future__ import annotations
