@@ -5,6 +5,11 @@ cached key and value (for a 7B model with a few dozen rows and a thousand-token 
 gigabytes per step). `ReservedLayer` keeps buffers with spare room: `reserve(n)` (called before a
 decode) makes room for n more columns at once, and an update writes into the buffer and returns a
 view. It is a `DynamicLayer` to everything else (masks, `batch_select_indices`, `.keys` / `.values`).
+
+transformers' public cache API has no growable, pre-reserved layer (`StaticCache` fixes one length for
+every row up front and cannot drop finished rows), so this relies on `DynamicLayer` internals
+(`lazy_initialization`, the `keys` / `values` attributes): transformers is pinned in pyproject.toml to
+the minor release the engine's invariant tests (tests/test_surgery.py) pass on.
 """
 
 from __future__ import annotations
