@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -109,3 +110,19 @@ def test_killed_run_resumes_without_recomputing(tiny_trio, tmp_path):
 def _results(out: Path) -> dict:
     (found,) = (out / "reasoning").rglob("*_results.json")
     return json.loads(found.read_text())["results"]
+
+
+def test_cache_dataset_command(tmp_path):
+    """A local JSONL copy becomes the dataset `datasets.load_dataset("openai/gsm8k", "main")` returns offline."""
+    rows = tmp_path / "gsm8k.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in GSM8K))
+    done = frankenstein("data", "cache-dataset", "gsm8k", str(rows), "--cache-dir", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr
+    loader = (
+        "import datasets, json, sys; d = datasets.load_dataset('openai/gsm8k', 'main', cache_dir=sys.argv[1]);"
+        "print(json.dumps([d['test'][i] for i in range(len(d['test']))]))"
+    )
+    loaded = run_cli([sys.executable, "-c", loader, str(tmp_path / "cache")], env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
+    assert json.loads(loaded.stdout.strip().splitlines()[-1]) == GSM8K
+    missing = frankenstein("data", "cache-dataset", "gsm8k", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 2 and missing.stderr.strip() == f"frankenstein: error: no file at {tmp_path / 'nope.jsonl'}"

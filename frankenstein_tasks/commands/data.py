@@ -1,4 +1,4 @@
-"""frankenstein data ...: probe data sets (`make-pairs`: visual-token-swapping pairs)."""
+"""frankenstein data ...: probe data sets (`make-pairs`) and local copies of hub datasets (`cache-dataset`)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mp.add_argument("--out", required=True, help="output folder (gets one subfolder per task)")
     mp.add_argument("--overwrite", action="store_true", help="replace task folders that exist")
 
+    cd = sub.add_parser(
+        "cache-dataset",
+        help="put a local copy of a benchmark dataset where the frank_* tasks find it offline",
+        description=(
+            "The frank_reasoning and frank_transfer tasks load openai/gsm8k, HuggingFaceH4/MATH-500 and "
+            "AI4Math/MathVista as lmms-eval's own tasks do. On a machine without the hub, give a JSONL "
+            "file in the dataset's own schema (MathVista: decoded_image as an image path relative to the "
+            "file): it is written into the datasets cache under the hub name, and the unchanged tasks "
+            "read it with HF_DATASETS_OFFLINE=1."
+        ),
+    )
+    cd.add_argument("dataset", choices=("gsm8k", "math500", "mathvista"), help="which benchmark the rows belong to")
+    cd.add_argument("file", help="JSONL rows in that dataset's schema")
+    cd.add_argument("--cache-dir", help="datasets cache folder (default: where lmms-eval looks, HF_DATASETS_CACHE)")
+
 
 def run(args: argparse.Namespace) -> int:
+    return SUBCOMMANDS[args.data_command](args)
+
+
+def _cache_dataset(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from frankenstein_tasks.hub_cache import cache_dataset, datasets_cache_dir
+    from frankenstein_tasks.run.data import HUB_DATASETS, IMAGE_FIELDS, read_rows
+    from surgery.errors import FrankensteinError
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise FrankensteinError(f"no file at {path}")
+    repo, config, splits = HUB_DATASETS[args.dataset]
+    rows = read_rows(path, IMAGE_FIELDS.get(args.dataset))
+    cache = Path(args.cache_dir) if args.cache_dir else datasets_cache_dir()
+    entry = cache_dataset(repo, config, {split: rows for split in splits}, cache_dir=cache)
+    print(f"{len(rows)} rows of {repo} ({', '.join(splits)}) cached in {entry}")
+    print(f"the tasks read it with: HF_DATASETS_OFFLINE=1 HF_DATASETS_CACHE={cache} lmms_eval --tasks ...")
+    return 0
+
+
+def _make_pairs(args: argparse.Namespace) -> int:
     from frankenstein_tasks.vision.pairs import TASKS, write_pair_sets
 
     tasks = TASKS if args.task == "all" else (args.task,)
@@ -44,3 +82,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{task}: {args.n} pairs in {folder}")
     print(f"run the tasks on them: FRANKENSTEIN_VISION_DATA={args.out} lmms-eval --tasks frank_vision ...")
     return 0
+
+
+SUBCOMMANDS = {"make-pairs": _make_pairs, "cache-dataset": _cache_dataset}
