@@ -95,7 +95,7 @@ class LocalData(Section):
 
     gsm8k: Path | None = None  # openai/gsm8k rows: question, answer ("... #### N")
     math500: Path | None = None  # HuggingFaceH4/MATH-500 rows: problem, solution, answer, subject, level, unique_id
-    mathvista: Path | None = None  # AI4Math/MathVista testmini rows; decoded_image as a path relative to the file
+    mathvista: Path | None = None  # AI4Math/MathVista testmini rows (JSONL, decoded_image a path relative to it; or parquet)
     vision_pairs: Path | None = None  # a pair folder with counting/ ocr/ grounding/ recognition/ (else generated)
 
     @field_validator("gsm8k", "math500", "mathvista", "vision_pairs")

@@ -36,9 +36,15 @@ def cache_local_data(data: Any, cache_dir: Path) -> dict[str, str]:
 
 
 def read_rows(path: Path, image_field: str | None = None) -> list[dict[str, Any]]:
-    """JSONL rows; `image_field` holds an image path (relative to the file), loaded as a PIL image."""
+    """Rows of a JSONL file (`image_field`: an image path relative to the file, loaded as a PIL image)
+    or of a parquet file written by `datasets` (images decoded by their feature)."""
     from PIL import Image
 
+    if path.suffix == ".parquet":
+        import datasets
+
+        table = datasets.Dataset.from_parquet(str(path))
+        return [table[i] for i in range(len(table))]
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
