@@ -34,8 +34,10 @@ class Run:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise FrankensteinError(f"{path} cannot be read as an lmms-eval results file: {e}") from None
+        except OSError as e:
+            raise FrankensteinError(f"cannot read {path}: {e.strerror or e}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FrankensteinError(f"{path} is not valid JSON ({e})") from None
         if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
             raise FrankensteinError(f"{path} is not an lmms-eval results file (no 'results' object)")
         return cls(path, data)
@@ -61,7 +63,14 @@ class Run:
         return dict(args) if isinstance(args, dict) else {}
 
     def metric(self, task: str, name: str, filter_name: str = "none") -> Any:
+        """`results[task]["<name>,<filter>"]`, or None."""
         return self.results.get(task, {}).get(f"{name},{filter_name}")
+
+    def tasks(self) -> list[str]:
+        """Leaf tasks, sorted: group rows (a group lists its subtasks in `group_subtasks`) left out."""
+        subtasks = self.data.get("group_subtasks") or {}
+        groups = {name for name, members in subtasks.items() if members}
+        return sorted(t for t in self.results if t not in groups)
 
     def samples_file(self, task: str) -> Path:
         date_id = self.path.name[: -len(RESULTS_SUFFIX)]
@@ -87,6 +96,14 @@ class Run:
 
     def __str__(self) -> str:
         return str(self.path)
+
+
+def newest_run(folder: Path) -> Run | None:
+    """The newest run of an lmms-eval --output_path folder (timestamped names sort in time), or None."""
+    if not folder.is_dir():
+        return None
+    found = sorted(folder.rglob(f"*{RESULTS_SUFFIX}"), key=lambda p: (p.name, p.stat().st_mtime))
+    return Run.read(found[-1]) if found else None
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Run]:

@@ -22,7 +22,8 @@ from analysis.report.drawing import (
     layer_panel,
     subplots,
 )
-from analysis.report.runs import LmmsRun, RunFolder
+from analysis.lmms_runs import Run
+from analysis.report.runs import RunFolder
 from analysis.report.shapes import curves, scalar
 
 CURVE_HEADER = ["run", "recipe", "role", "task", "metric", "layer", "unified_index", "value", "stderr", "n"]
@@ -34,7 +35,7 @@ class RoleCurves:
 
     run: RunFolder
     role: str
-    lmms: LmmsRun  # the results file they came from
+    lmms: Run  # the results file they came from
     curves: dict[tuple[str, str], Curve]  # (metric, task) -> curve
     references: dict[tuple[str, str], tuple[float, float | None, int | None]]  # (metric, task) -> value, stderr, n
 

@@ -21,13 +21,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from analysis.lmms_runs import Run, newest_run
 from analysis.plots import LayerAxis
 from surgery.errors import FrankensteinError
 
 RUN_FILE = "run.json"
 STAGES = ("delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "attention")
 ROLE_ORDER = ("base", "in", "rl")  # roles a probe stage may hold, in reading order
-GROUP_TASKS = frozenset({"frank_vision", "frank_reasoning", "frank_transfer"})
 
 
 class StageRecord(BaseModel):
@@ -50,36 +50,13 @@ class RunManifest(BaseModel):
     stages: dict[str, StageRecord] = {}
 
 
-@dataclass(frozen=True)
-class LmmsRun:
-    """One lmms-eval output: the newest results file of an --output_path folder, parsed."""
-
-    path: Path  # the *_results.json
-    data: dict[str, Any]
-
-    @property
-    def results(self) -> dict[str, dict[str, Any]]:
-        return self.data.get("results") or {}
-
-    def tasks(self) -> list[str]:
-        """Leaf tasks (group rows such as frank_vision are left out), sorted."""
-        subtasks = self.data.get("group_subtasks") or {}
-        groups = GROUP_TASKS | {k for k, v in subtasks.items() if v}
-        return sorted(t for t in self.results if t not in groups)
-
-    def metric(self, task: str, name: str) -> Any:
-        """`results[task]["<name>,none"]` (lmms-eval's key for the unfiltered metric), or None."""
-        row = self.results.get(task) or {}
-        return row.get(f"{name},none", row.get(name))
-
-
 @dataclass(eq=False)  # a run is itself: compared by identity
 class RunFolder:
     path: Path
     manifest: RunManifest
     label: str  # what legends call this run: the recipe, made unique across the report
     color: str = "C0"
-    _cache: dict[tuple[str, str], LmmsRun | None] = field(default_factory=dict, repr=False)
+    _cache: dict[tuple[str, str], Run | None] = field(default_factory=dict, repr=False)
 
     @property
     def recipe(self) -> str:
@@ -112,11 +89,11 @@ class RunFolder:
         found = {p.name for p in self.stage_dir(stage).iterdir() if p.is_dir() and not p.name.startswith(".")}
         return [m for m in order if m in found] + sorted(found - set(order))
 
-    def lmms(self, stage: str, member: str) -> LmmsRun | None:
+    def lmms(self, stage: str, member: str) -> Run | None:
         """The newest lmms-eval results under RUN/stage/member, or None when the stage or file is absent."""
         key = (stage, member)
         if key not in self._cache:
-            self._cache[key] = None if self.stage_missing(stage) else read_lmms_output(self.stage_dir(stage) / member)
+            self._cache[key] = None if self.stage_missing(stage) else newest_run(self.stage_dir(stage) / member)
         return self._cache[key]
 
 
@@ -164,16 +141,3 @@ def read_json(path: Path) -> Any:
         raise FrankensteinError(f"cannot read {path}: {e.strerror or e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise FrankensteinError(f"{path} is not valid JSON ({e})") from None
-
-
-def read_lmms_output(folder: Path) -> LmmsRun | None:
-    """The newest `*_results.json` under an lmms-eval --output_path folder (timestamped names sort in time)."""
-    if not folder.is_dir():
-        return None
-    found = sorted(folder.rglob("*_results.json"), key=lambda p: (p.name, p.stat().st_mtime))
-    if not found:
-        return None
-    data = read_json(found[-1])
-    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise FrankensteinError(f"{found[-1]} is not an lmms-eval results file (no 'results' table)")
-    return LmmsRun(found[-1], data)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.harness import Curve, read_curves
-from analysis.report.runs import LmmsRun
+from analysis.lmms_runs import Run
 from analysis.transitions import Estimate
 from surgery.errors import FrankensteinError
 
@@ -42,19 +42,19 @@ class TaskTransitions:
     stats: dict[str, Estimate]  # net_gain, side_effect_rate, lift_rate
 
 
-def curves(run: LmmsRun, metric: str) -> dict[str, Curve]:
+def curves(run: Run, metric: str) -> dict[str, Curve]:
     """Task -> its curve of `metric`, for every leaf task holding one."""
     leaf = set(run.tasks())
     return {c.task: c for c in read_curves(run.path) if c.metric == metric and c.task in leaf}
 
 
-def scalar(run: LmmsRun, task: str, metric: str) -> tuple[float | None, float | None]:
+def scalar(run: Run, task: str, metric: str) -> tuple[float | None, float | None]:
     """A plain number and its standard error (lmms-eval's `<metric>_stderr,none`), each None when absent."""
     value, stderr = run.metric(task, metric), run.metric(task, f"{metric}_stderr")
     return _number(value), _number(stderr)
 
 
-def estimates(run: LmmsRun) -> list[TaskEstimate]:
+def estimates(run: Run) -> list[TaskEstimate]:
     """Every estimate-shaped metric of every leaf task."""
     found = []
     for task in run.tasks():
@@ -65,7 +65,7 @@ def estimates(run: LmmsRun) -> list[TaskEstimate]:
     return found
 
 
-def transitions(run: LmmsRun) -> list[TaskTransitions]:
+def transitions(run: Run) -> list[TaskTransitions]:
     """The transition counts of every leaf task that has them (the two-condition transfer tasks)."""
     found = []
     for task in run.tasks():
@@ -83,7 +83,7 @@ def transitions(run: LmmsRun) -> list[TaskTransitions]:
     return found
 
 
-def _estimate(value: Any, run: LmmsRun, task: str, metric: str) -> Estimate:
+def _estimate(value: Any, run: Run, task: str, metric: str) -> Estimate:
     if not isinstance(value, dict):
         raise _bad(run, task, metric, "is not an estimate {value, low, high}")
     parts = [value.get(k) for k in ("value", "low", "high")]
@@ -92,7 +92,7 @@ def _estimate(value: Any, run: LmmsRun, task: str, metric: str) -> Estimate:
     return Estimate(*(None if p is None else float(p) for p in parts))
 
 
-def _count(value: Any, run: LmmsRun, task: str, metric: str) -> int:
+def _count(value: Any, run: Run, task: str, metric: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
         raise _bad(run, task, metric, f"has count {value!r}, not a whole number >= 0")
     return int(value)
@@ -104,5 +104,5 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _bad(run: LmmsRun, task: str, metric: str, problem: str) -> FrankensteinError:
+def _bad(run: Run, task: str, metric: str, problem: str) -> FrankensteinError:
     return FrankensteinError(f"{run.path}: {task} {metric} {problem}")

@@ -25,7 +25,8 @@ from analysis.report.probe_curves import (
     gather,
     grid_figure,
 )
-from analysis.report.runs import LmmsRun, RunFolder
+from analysis.lmms_runs import Run
+from analysis.report.runs import RunFolder
 
 STAGE = "vision_swap"
 METRICS = {"change_rate": "change rate", "source_adoption_rate": "source-adoption rate"}
@@ -80,16 +81,9 @@ def _peak(curve: Any) -> tuple[float | None, int | None, int | None]:
     return peak, curve.layers[j], half
 
 
-def swap_mode(run: LmmsRun) -> str:
+def swap_mode(run: Run) -> str:
     """The swap mode the probe ran with, from the results file's model_args (the model's default: from)."""
-    args = (run.data.get("config") or {}).get("model_args") or {}
-    if isinstance(args, str):
-        from lmms_eval.utils import (
-            simple_parse_args_string,  # the parser lmms-eval read them with
-        )
-
-        args = simple_parse_args_string(args)
-    return str(args.get("swap_mode", "from")) if isinstance(args, dict) else "from"
+    return str(run.model_args.get("swap_mode", "from"))
 
 
 def _swapped(sets: Sequence[RoleCurves]) -> str:
