@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -52,11 +51,9 @@ def results_file(path: str | Path) -> Path:
 
 def read_curves(path: str | Path) -> list[Curve]:
     """Every per-layer curve in an lmms-eval results file (or output folder)."""
-    f = results_file(path)
-    try:
-        results = json.loads(f.read_text())["results"]
-    except (json.JSONDecodeError, KeyError) as e:
-        raise FrankensteinError(f"{f} is not an lmms-eval results file ({e})") from None
+    from analysis.lmms_runs import Run
+
+    results = Run.read(results_file(path)).results
     curves = []
     for task, metrics in sorted(results.items()):
         for key, value in sorted(metrics.items()):
@@ -98,16 +95,10 @@ def plot_metric(curves: Sequence[Curve], axis: LayerAxis, path: str | Path, *, t
 
 def probed_axis(path: str | Path) -> LayerAxis:
     """The probed model's axis, from the run's `model_args`: `pretrained=`, or `in=` (and `cuts=`) of a splice."""
-    f = results_file(path)
-    try:
-        model_args = json.loads(f.read_text())["config"]["model_args"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        model_args = None
-    if isinstance(model_args, str):
-        from lmms_eval.utils import simple_parse_args_string  # the parser lmms-eval read them with
+    from analysis.lmms_runs import Run
 
-        model_args = simple_parse_args_string(model_args)
-    args = model_args if isinstance(model_args, dict) else {}
+    f = results_file(path)
+    args = Run.read(f).model_args
     model = args.get("pretrained") or args.get("in")  # a splice has IN's layout
     if not model:
         raise FrankensteinError(f"{f} does not name the probed model (no pretrained= or in= in its model_args); pass --model")
