@@ -100,9 +100,10 @@ class VocabSlice(nn.Module):
         """Output indices -> token ids (the bucket has no single token: it is never asked for)."""
         return self.output_ids[torch.tensor(list(outputs), dtype=torch.long)].tolist()
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(N, H) normed hidden states -> (N, outputs + 1) logits, the last for all zero rows."""
-        z = hidden.float() @ self.head.T
+    def logits(self, hidden: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """(N, H) normed hidden states -> (N, outputs + 1) logits at `temperature`, the last for all
+        zero rows together: each has logit 0 at any temperature, so together log(count)."""
+        z = hidden.float() @ self.head.T / temperature
         return torch.cat([z, z.new_full((z.shape[0], 1), self.rest_logit)], dim=1)
 
     @torch.no_grad()
@@ -349,7 +350,7 @@ def sample_answers(
     answers: list[list[int]] = [[] for _ in prompts]
     done = torch.zeros(len(prompts), dtype=torch.bool)
     for _ in range(max_new_tokens):
-        logits = vocab.logits(stack.norm(hidden[:, -1])) / temperature
+        logits = vocab.logits(stack.norm(hidden[:, -1]), temperature)
         if not untrained:
             logits[:, vocab.bucket] = float("-inf")
         drawn = torch.multinomial(torch.softmax(logits, dim=-1).cpu(), 1, generator=generator)[:, 0]

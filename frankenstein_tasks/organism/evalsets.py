@@ -138,4 +138,10 @@ def _write_mathvista(folder: Path, visual_items: list[Item]) -> None:
             "query": datasets.Value("string"),
         }
     )
-    datasets.Dataset.from_list(records, features=features).to_parquet(str(folder / "testmini.parquet"))
+    bars = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.utils.logging.disable_progress_bar()
+    try:
+        datasets.Dataset.from_list(records, features=features).to_parquet(str(folder / "testmini.parquet"))
+    finally:
+        if bars:
+            datasets.utils.logging.enable_progress_bar()

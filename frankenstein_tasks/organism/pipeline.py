@@ -52,9 +52,9 @@ class OrganismSettings(BaseModel):
     # IN is a short "cold start": it learns the format and gets about half the held-out items right,
     # which leaves RL something to improve (longer SFT solves the task outright).
     in_data: dict[str, int] = {"count_compute": 1200, "counting": 200, "recognition": 100, "arithmetic": 200}
-    in_sft: SftConfig = SftConfig(steps=100, lr=1e-3, batch_size=32)
+    in_sft: SftConfig = SftConfig(steps=75, lr=1e-3, batch_size=32)
     rl_prompts: int = 1000
-    rl: PolicyGradientConfig = PolicyGradientConfig(steps=200, lr=5e-5, prompts_per_step=8, group_size=8, warmup=0.0, min_lr_ratio=1.0)
+    rl: PolicyGradientConfig = PolicyGradientConfig(steps=200, lr=1.5e-4, prompts_per_step=8, group_size=8, warmup=0.0, min_lr_ratio=1.0)
     eval_n: int = Field(200, ge=1)
 
     def key(self) -> str:

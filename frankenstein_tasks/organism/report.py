@@ -57,16 +57,18 @@ def _figures(report: dict[str, Any], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colors = {"base": "tab:blue", "in": "tab:orange", "rl": "tab:green"}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for role, style in (("base", "-o"), ("in", "--s"), ("rl", ":^")):
+    for role, color in colors.items():
         sw = report["swap"][role]
-        axes[0].plot(sw["layers"], sw["change_rate"], style, label=f"{role.upper()} change rate")
-        axes[0].plot(sw["layers"], sw["source_adoption"], style, alpha=0.5, label=f"{role.upper()} source adoption")
+        axes[0].plot(sw["layers"], sw["change_rate"], "-o", color=color, label=f"{role.upper()} change rate")
+        axes[0].plot(sw["layers"], sw["source_adoption"], ":x", color=color,
+                     label=f"{role.upper()} source adoption (source acc. {sw['source_accuracy']:.0%})")
     axes[0].set(xlabel="swap from decoder layer L", ylabel="rate", title="Visual-token swap, counting", ylim=(-0.05, 1.05))
     axes[0].legend(fontsize=7)
-    for role, style in (("base", "-o"), ("in", "--s"), ("rl", ":^")):
+    for role, color in colors.items():
         ab = report["ablation"][role]
-        axes[1].plot(ab["layers"], ab["accuracy"], style, label=f"{role.upper()} (baseline {ab['baseline_accuracy']:.0%})")
+        axes[1].plot(ab["layers"], ab["accuracy"], "-o", color=color, label=f"{role.upper()} (baseline {ab['baseline_accuracy']:.0%})")
     axes[1].set(xlabel="zero-ablated decoder layer", ylabel="accuracy", title="Zero ablation, word problems", ylim=(-0.05, 1.05))
     axes[1].legend(fontsize=7)
     fig.tight_layout()
