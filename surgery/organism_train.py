@@ -31,7 +31,6 @@ from torch import nn
 from surgery.arch import Layout
 from surgery.prompts import EncodedPrompt, encode_prompt
 
-
 # ---------------------------------------------------------------------------------------------
 # The trained slice of the vocabulary
 # ---------------------------------------------------------------------------------------------
@@ -57,8 +56,8 @@ class VocabSlice(nn.Module):
         super().__init__()
         embed, head = layout.embed_tokens(model).weight, layout.lm_head(model).weight
         vocab = head.shape[0]
-        outputs = sorted(set(int(i) for i in output_ids))
-        inputs = sorted(set(int(i) for i in input_ids) | set(outputs))
+        outputs = sorted({int(i) for i in output_ids})
+        inputs = sorted({int(i) for i in input_ids} | set(outputs))
         rest = torch.ones(vocab, dtype=torch.bool)
         rest[outputs] = False
         if bool(head.detach()[rest.to(head.device)].any()):
@@ -142,7 +141,7 @@ class PromptEncoder:
             self._cache[key] = EncodedPrompt(full.input_ids, full.positions, full.visual_mask, None, full.image_grid_thw)
         return self._cache[key]
 
-    def attach(self, examples: Sequence["Example"]) -> list[EncodedPrompt]:
+    def attach(self, examples: Sequence[Example]) -> list[EncodedPrompt]:
         """The examples' prompts with pixel values, all images through the image processor at once."""
         images = [im for e in examples for im in e.images]
         if not images:
@@ -162,7 +161,7 @@ class PromptEncoder:
             out.append(EncodedPrompt(e.prompt.input_ids, e.prompt.positions, e.prompt.visual_mask, values, grid))
         return out
 
-    def example(self, text: str, images: Sequence[Any], target: list[int]) -> "Example":
+    def example(self, text: str, images: Sequence[Any], target: list[int]) -> Example:
         return Example(self.template(text, images), target, tuple(images))
 
 

@@ -1,8 +1,8 @@
 """The trained model organism for tests: the small "test" setting, trained once and cached.
 
 The first session on a machine trains it (a few minutes on CPU) into $FRANKENSTEIN_CACHE/organism
-(default ~/.cache/frankenstein); later sessions reuse the cache, so the fixture is instant. Import
-the fixture into a test module with `from organism_fixture import organism  # noqa: F401`.
+(default ~/.cache/frankenstein); later sessions reuse the cache, so the fixture is instant. A test
+module gets the fixture with `pytest_plugins = ("organism_fixture",)`.
 """
 
 from __future__ import annotations

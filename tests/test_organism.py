@@ -35,7 +35,8 @@ from surgery.prompts import DEFAULT_SYSTEM_PROMPT
 from surgery.tiny import TinySpec, build_processor, new_model
 
 from conftest import cli_path, run_cli
-from organism_fixture import organism  # noqa: F401  (session fixture)
+
+pytest_plugins = ("organism_fixture",)  # the `organism` session fixture (trained once, cached)
 
 EOS = 151645
 

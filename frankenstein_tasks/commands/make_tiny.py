@@ -13,22 +13,27 @@ HELP = "write an offline tiny Base / IN / RL Qwen2.5-VL trio (planted RL deltas,
 PLANTED_OPTIONS = ("layers", "vision_depth", "plant", "cuts", "arch")
 
 
+PARAGRAPHS = (
+    "Write three sibling checkpoints OUT/base, OUT/in, OUT/rl (bf16 safetensors, config, processor with a real "
+    "Qwen tokenizer and chat template) that load without any hub access.",
+    f"Default (planted): random weights; IN = Base + small deltas; RL = IN + deltas, {PLANT_FACTOR:g}x larger in the "
+    "decoder blocks named by --plant, so the weight analysis has a known answer. Writes OUT/tiny.json.",
+    "--trained: the model organism, trained on CPU from scratch with real, checkable behaviour. Base learns to count "
+    "shapes and to tell whether a shape is present (pair-generator images, 112 px) and to solve one- and two-step "
+    "word problems with a worked step and \\boxed{}; IN is Base fine-tuned on count-then-compute questions ('How "
+    "many red stars are in the image, plus 3?'); RL is IN trained by policy gradient with reward = right boxed "
+    "answer. Trained once per --setting and --seed and cached under $FRANKENSTEIN_CACHE/organism (default "
+    "~/.cache/frankenstein); later calls copy the cache. Writes OUT/organism.json (settings, held-out accuracies, "
+    "wall times) and OUT/eval (held-out sets in the GSM8K, MATH-500 and MathVista schemas, and frank_vision pair "
+    "folders). Setting 'default' trains within 15 minutes on 2 CPU cores (about 6 measured), 'test' in about 3. "
+    "See docs/organism.md.",
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = (
-        "Write three sibling checkpoints OUT/base, OUT/in, OUT/rl (bf16 safetensors, config, processor "
-        "with a real Qwen tokenizer and chat template) that load without any hub access.\n\n"
-        f"Default (planted): random weights; IN = Base + small deltas; RL = IN + deltas, {PLANT_FACTOR:g}x larger "
-        "in the decoder blocks named by --plant, so the weight analysis has a known answer. Writes OUT/tiny.json.\n\n"
-        "--trained: the model organism, trained on CPU from scratch with real, checkable behaviour. Base "
-        "learns to count shapes and to tell whether a shape is present (pair-generator images, 112 px) and "
-        "to solve one- and two-step word problems with a worked step and \\boxed{}; IN is Base fine-tuned on "
-        "count-then-compute questions ('How many red stars are in the image, plus 3?'); RL is IN trained "
-        "by policy gradient with reward = right boxed answer. Trained once per --setting and --seed and "
-        "cached under $FRANKENSTEIN_CACHE/organism (default ~/.cache/frankenstein); later calls copy the "
-        "cache. Writes OUT/organism.json (settings, held-out accuracies, wall times) and OUT/eval (held-out "
-        "sets in the GSM8K, MATH-500 and MathVista schemas, and frank_vision pair folders). The 'default' "
-        "setting trains in about 15 minutes on 2 CPU cores, 'test' in a few minutes."
-    )
+    import textwrap
+
+    p.description = "\n\n".join(textwrap.fill(text, 100) for text in PARAGRAPHS)
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("out", help="output folder (gets base/, in/, rl/ and tiny.json or organism.json)")
     p.add_argument("--trained", action="store_true", help="the trained model organism instead of planted deltas")

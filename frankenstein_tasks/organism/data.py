@@ -16,6 +16,7 @@ by construction: a fixed eighth of all problem texts (by hash) is for evaluation
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import zlib
@@ -167,6 +168,10 @@ MAKERS: dict[str, Callable[[Callable[[str], Any], random.Random, bool], Iterator
 assert tuple(MAKERS) == TASKS
 
 
+def _draw(pair_task: str, *, index: int, seed: int, size: int) -> Any:
+    return draw_pair(pair_task, index, seed, size)
+
+
 def pair_seed(split: str, seed: int) -> int:
     """Pair-generator seed of a split: far from the generator's default seeds (0, 1, ...)."""
     return 7_000_000 + 1000 * seed + SPLITS.index(split)
@@ -183,7 +188,7 @@ def items(task: str, n: int, *, split: str, seed: int, size: int) -> list[Item]:
     index = 0
     while len(out) < n:
         rng = random.Random(f"frankenstein-organism:{task}:{split}:{seed}:{index}")
-        draw = lambda pair_task: draw_pair(pair_task, index, generator_seed, size)  # noqa: E731
+        draw = functools.partial(_draw, index=index, seed=generator_seed, size=size)
         for item in MAKERS[task](draw, rng, split in EVAL_SPLITS):
             if len(out) < n:
                 out.append(item)

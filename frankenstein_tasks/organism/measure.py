@@ -58,33 +58,42 @@ def accuracies(folder: str | Path, sets: dict[str, Sequence[Item]]) -> dict[str,
 
 def swap_curves(folder: str | Path, pair_folder: str | Path, n: int | None = None) -> dict[str, Any]:
     """Visual-token swap (probe=visual_swap, mode `from`) on a frank_vision pair folder."""
+    from PIL import Image
+
     from frankenstein_tasks.vision.dataset import load_pairs
     from frankenstein_tasks.vision.scoring import is_correct as pair_correct
     from frankenstein_tasks.vision.scoring import normalize
-    from PIL import Image
 
     pairs = load_pairs(pair_folder).pairs[:n]
     task = pairs[0].task
     targets = [Image.open(p.target_image).convert("RGB") for p in pairs]
     sources = [Image.open(p.source_image).convert("RGB") for p in pairs]
     model, layout, processor = load(folder)
+
+    def requests(images: list[Any], source_images: list[Any] | None) -> list[Any]:
+        sources_ = source_images or [None] * len(pairs)
+        return [_request(Item(task, p.prompt, "", "", image), source) for p, image, source in zip(pairs, images, sources_)]
+
     swap = _runner(model, layout, processor, "visual_swap")
-    plain = _runner(model, layout, processor)
-    make = lambda text, image, source: _request(Item(task, text, "", "", image), source)  # noqa: E731
-    swapped = swap.run([make(p.prompt, t, s) for p, t, s in zip(pairs, targets, sources)])
-    selfswap = swap.run([make(p.prompt, t, t) for p, t in zip(pairs, targets)])
-    on_source = plain.run([make(p.prompt, s, None) for p, s in zip(pairs, sources)])
-    layers = swapped[0].layers
-    rate = lambda hits: [sum(h[i] for h in hits) / len(hits) for i in range(len(layers))]  # noqa: E731
+    swapped = swap.run(requests(targets, sources))
+    selfswap = swap.run(requests(targets, targets))
+    on_source = _runner(model, layout, processor).run(requests(sources, None))
+
+    def rate(hits: list[list[bool]]) -> list[float]:  # per layer, the share of pairs
+        return [sum(h[i] for h in hits) / len(hits) for i in range(len(swapped[0].layers))]
+
+    def changed(outputs: list[Any]) -> list[list[bool]]:
+        return [[normalize(a) != normalize(o.baseline) for a in o.answers] for o in outputs]
+
     return {
         "task": task,
         "n": len(pairs),
-        "layers": layers,
+        "layers": swapped[0].layers,
         "target_accuracy": sum(pair_correct(task, o.baseline, p.meta, "target") for o, p in zip(swapped, pairs)) / len(pairs),
         "source_accuracy": sum(pair_correct(task, o.baseline, p.meta, "source") for o, p in zip(on_source, pairs)) / len(pairs),
-        "change_rate": rate([[normalize(a) != normalize(o.baseline) for a in o.answers] for o in swapped]),
+        "change_rate": rate(changed(swapped)),
         "source_adoption": rate([[pair_correct(task, a, p.meta, "source") for a in o.answers] for o, p in zip(swapped, pairs)]),
-        "self_swap_change_rate": rate([[normalize(a) != normalize(o.baseline) for a in o.answers] for o in selfswap]),
+        "self_swap_change_rate": rate(changed(selfswap)),
     }
 
 

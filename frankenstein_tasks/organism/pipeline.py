@@ -43,7 +43,7 @@ class OrganismSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    seed: int = 0
+    seed: int = 0  # data, initialisation (it overrides model.seed) and sampling
     image_size: int = Field(112, ge=112)  # 112 px: 16 visual tokens, each one 28 px cell of the counting grid
     threads: int = Field(1, ge=1)  # CPU threads while training (results depend on it)
     model: TinySpec = TinySpec(layers=8, vision_depth=2, hidden_size=64, intermediate_size=128)
@@ -79,8 +79,7 @@ SETTINGS: dict[str, OrganismSettings] = {
 def settings_for(setting: str = "default", *, seed: int | None = None) -> OrganismSettings:
     if setting not in SETTINGS:
         raise FrankensteinError(f"unknown organism setting {setting!r}; settings are {', '.join(SETTINGS)}")
-    settings = SETTINGS[setting]
-    return settings if seed is None else settings.model_copy(update={"seed": seed, "model": settings.model.model_copy(update={"seed": seed})})
+    return SETTINGS[setting] if seed is None else SETTINGS[setting].model_copy(update={"seed": seed})
 
 
 def cache_folder(setting: str = "default", *, seed: int | None = None) -> Path:
@@ -139,8 +138,9 @@ class Build:
 
     settings: OrganismSettings
     out: Path
+    model: Any  # the freshly initialised Base model
     processor: Any
-    encoder: Any  # surgery.organism_train.PromptEncoder
+    encoder: Any  # surgery.organism_train.PromptEncoder (its model serves only the M-RoPE position ids)
     examples: dict[str, list[Any]]  # stage -> training examples
     rl_answers: list[str]  # gold answers of the RL prompts, by index
     inputs: list[int]  # token ids the data feeds the model
@@ -170,7 +170,7 @@ def _vocab(build: Build, model: Any, layout: Any) -> Any:
 def _stage_base(build: Build) -> dict[str, Any]:
     from surgery.organism_train import train_sft
 
-    model, layout = build.encoder.model, build.encoder.layout
+    model, layout = build.model, build.encoder.layout
     losses = train_sft(model, layout, _vocab(build, model, layout), build.examples["base"], build.settings.base,
                        encoder=build.encoder, seed=_seed(build, "base"), desc="Base (SFT from scratch)", progress=build.progress)
     _save(build, model, "base")
@@ -224,13 +224,12 @@ def _tail_mean(values: list[float], k: int = 20) -> float:
 def build_organism(settings: OrganismSettings, out: str | os.PathLike, *, progress: bool = True, setting: str = "") -> dict[str, Path]:
     """Train Base, IN and RL, write the held-out sets and measure every stage; writes `out` atomically."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from surgery.atomic import atomic_dir, write_json
 
     from .evalsets import eval_items, write_eval_sets
     from .measure import accuracies
-
-    from transformers.utils import logging as hf_logging
 
     threads, bars = torch.get_num_threads(), hf_logging.is_progress_bar_enabled()
     torch.set_num_threads(settings.threads)
@@ -266,10 +265,10 @@ def build_organism(settings: OrganismSettings, out: str | os.PathLike, *, progre
 
 def _prepare(settings: OrganismSettings, out: Path, progress: bool) -> Build:
     """The processor, a fresh Base model, every stage's examples and the two vocabularies."""
+    from surgery.arch import layout_of_model
     from surgery.organism_train import PromptEncoder, zero_head_rows
     from surgery.prompts import DEFAULT_SYSTEM_PROMPT
     from surgery.tiny import build_processor, new_model
-    from surgery.arch import layout_of_model
 
     from .data import items
 
@@ -294,5 +293,5 @@ def _prepare(settings: OrganismSettings, out: Path, progress: bool) -> Build:
     outputs = sorted({t for e in base + in_ for t in e.target} | answer_tokens | {eos})
     inputs = sorted({t for e in base + in_ + rl for t in e.prompt.input_ids.tolist()} | set(outputs))
     zero_head_rows(model, layout, outputs)
-    return Build(settings, out, processor, encoder, {"base": base, "in": in_, "rl": rl},
+    return Build(settings, out, model, processor, encoder, {"base": base, "in": in_, "rl": rl},
                  [it.answer for it in rl_items], inputs, outputs, progress)
