@@ -187,18 +187,33 @@ def rl_delta_scale(spec: TinySpec, layout: Layout, name: str) -> float:
     return spec.rl_delta
 
 
-def build_state_dicts(spec: TinySpec) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """(config, {role: bf16 state dict}) for base, in and rl."""
+def new_model(spec: TinySpec) -> Any:
+    """A freshly initialised float32 model for `spec` (seeded by `spec.seed`), in eval mode."""
     import torch
     import transformers
 
     config = build_config(spec)
-    facts = facts_for(spec.arch)
     torch.manual_seed(spec.seed)
-    model = getattr(transformers, facts.hf_class)(config)
+    return getattr(transformers, facts_for(spec.arch).hf_class)(config).eval()
+
+
+def hub_state_dict(model: Any, dtype: Any = None) -> dict[str, Any]:
+    """The model's tensors under the names hub checkpoints use (what save_pretrained writes), as bf16."""
+    import torch
+
+    layout = layout_from_config(model.config.to_dict())
+    dtype = dtype or torch.bfloat16
+    return {layout.rename(name, "hf4"): t.detach().to(dtype).contiguous() for name, t in model.state_dict().items()}
+
+
+def build_state_dicts(spec: TinySpec) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """(config, {role: bf16 state dict}) for base, in and rl."""
+    import torch
+
+    model = new_model(spec)
+    config = model.config
     layout = layout_from_config(config.to_dict())
-    # Module names -> the names hub checkpoints use (what save_pretrained writes), via the adapter.
-    base = {layout.rename(name, "hf4"): t.detach().to(torch.bfloat16).contiguous() for name, t in model.state_dict().items()}
+    base = hub_state_dict(model)
     inn, rl = {}, {}
     for name in sorted(base):
         w = base[name]
@@ -209,7 +224,8 @@ def build_state_dicts(spec: TinySpec) -> tuple[Any, dict[str, dict[str, Any]]]:
     return config, {"base": base, "in": inn, "rl": rl}
 
 
-def _write_checkpoint(folder: Path, config: Any, state: dict[str, Any], processor: Any) -> None:
+def write_checkpoint(folder: Path, config: Any, state: dict[str, Any], processor: Any) -> None:
+    """One checkpoint folder as the hub ships it: config, bf16 safetensors, processor, generation config."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True)
@@ -236,6 +252,6 @@ def make_tiny(out: str | Path, spec: TinySpec | None = None, *, overwrite: bool 
     processor = build_processor(spec.arch)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for role in ROLES:
-            _write_checkpoint(tmp / role, config, states[role], processor)
+            write_checkpoint(tmp / role, config, states[role], processor)
         (tmp / "tiny.json").write_text(spec.model_dump_json(indent=2) + "\n")
     return {role: out / role for role in ROLES}

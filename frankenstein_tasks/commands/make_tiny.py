@@ -1,4 +1,4 @@
-"""frankenstein make-tiny OUT: the offline tiny Base / IN / RL trio."""
+"""frankenstein make-tiny OUT: the offline tiny Base / IN / RL trio (planted deltas, or --trained)."""
 
 from __future__ import annotations
 
@@ -7,35 +7,62 @@ import argparse
 from surgery.errors import FrankensteinError
 from surgery.tiny import PLANT_FACTOR, TINY_ARCHS, TinySpec, make_tiny, parse_plant
 
-HELP = "write an offline tiny Base / IN / RL Qwen2.5-VL trio with planted RL deltas"
+HELP = "write an offline tiny Base / IN / RL Qwen2.5-VL trio (planted RL deltas, or --trained on CPU)"
+
+# Options of the planted trio; the trained organism's architecture comes from its --setting.
+PLANTED_OPTIONS = ("layers", "vision_depth", "plant", "cuts", "arch")
+
+
+PARAGRAPHS = (
+    "Write three sibling checkpoints OUT/base, OUT/in, OUT/rl (bf16 safetensors, config, processor with a real "
+    "Qwen tokenizer and chat template) that load without any hub access.",
+    f"Default (planted): random weights; IN = Base + small deltas; RL = IN + deltas, {PLANT_FACTOR:g}x larger in the "
+    "decoder blocks named by --plant, so the weight analysis has a known answer. Writes OUT/tiny.json.",
+    "--trained: the model organism, trained on CPU from scratch with real, checkable behaviour. Base learns to count "
+    "shapes and to tell whether a shape is present (pair-generator images, 112 px) and to solve one- and two-step "
+    "word problems with a worked step and \\boxed{}; IN is Base fine-tuned on count-then-compute questions ('How "
+    "many red stars are in the image, plus 3?'); RL is IN trained by policy gradient with reward = right boxed "
+    "answer. Trained once per --setting and --seed and cached under $FRANKENSTEIN_CACHE/organism (default "
+    "~/.cache/frankenstein); later calls copy the cache. Writes OUT/organism.json (settings, held-out accuracies, "
+    "wall times) and OUT/eval (held-out sets in the GSM8K, MATH-500 and MathVista schemas, and frank_vision pair "
+    "folders). Setting 'default' trains within 15 minutes on 2 CPU cores (about 6 measured), 'test' in about 3. "
+    "See docs/organism.md.",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = (
-        "Write three sibling checkpoints OUT/base, OUT/in, OUT/rl (bf16 safetensors, config, processor "
-        "with a real Qwen tokenizer and chat template) that load without any hub access. "
-        f"IN = Base + small deltas; RL = IN + deltas, {PLANT_FACTOR:g}x larger in the decoder blocks named by "
-        "--plant, so the weight analysis has a known answer. Same seed, identical tensors."
-    )
-    p.add_argument("out", help="output folder (gets base/, in/, rl/ and tiny.json)")
-    p.add_argument("--layers", type=int, default=8, help="decoder layers (default 8)")
-    p.add_argument("--vision-depth", type=int, default=2, help="vision blocks (default 2)")
+    import textwrap
+
+    p.description = "\n\n".join(textwrap.fill(text, 100) for text in PARAGRAPHS)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("out", help="output folder (gets base/, in/, rl/ and tiny.json or organism.json)")
+    p.add_argument("--trained", action="store_true", help="the trained model organism instead of planted deltas")
+    p.add_argument("--setting", default=None, metavar="NAME", help="with --trained: default or test (default: default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--plant", default="", metavar="BLOCKS", help="comma-separated blocks with large RL deltas, e.g. mid,late")
+    p.add_argument("--layers", type=int, default=None, help="decoder layers (default 8; planted trio only)")
+    p.add_argument("--vision-depth", type=int, default=None, help="vision blocks (default 2; planted trio only)")
+    p.add_argument("--plant", default=None, metavar="BLOCKS", help="comma-separated blocks with large RL deltas, e.g. mid,late")
     p.add_argument("--cuts", type=int, nargs=2, metavar=("C1", "C2"), help="block cuts for --plant (default: thirds)")
-    p.add_argument("--arch", choices=TINY_ARCHS, default="qwen2_5_vl", help="model type (default qwen2_5_vl)")
+    p.add_argument("--arch", choices=TINY_ARCHS, default=None, help="model type (default qwen2_5_vl; planted trio only)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.trained:
+        return _run_trained(args)
+    if args.setting is not None:
+        raise FrankensteinError("--setting applies to --trained only")
+    return _run_planted(args)
+
+
+def _run_planted(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    given = {k: getattr(args, k) for k in PLANTED_OPTIONS if getattr(args, k) is not None}
     try:
         spec = TinySpec(
-            arch=args.arch,
-            layers=args.layers,
-            vision_depth=args.vision_depth,
             seed=args.seed,
+            **{k: v for k, v in given.items() if k not in ("plant", "cuts")},
             plant=parse_plant(args.plant),
             cuts=tuple(args.cuts) if args.cuts else None,
         )
@@ -48,4 +75,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {', '.join(str(p) for p in paths.values())} ({total / 2**20:.0f} MiB)")
     if spec.plant:
         print(f"planted RL deltas x{spec.plant_factor:g} in blocks: {', '.join(spec.plant)}")
+    return 0
+
+
+def _run_trained(args: argparse.Namespace) -> int:
+    from frankenstein_tasks.organism.pipeline import copy_trio, organism_info, organism_trio, settings_for
+
+    wrong = [k for k in PLANTED_OPTIONS if getattr(args, k) is not None]
+    if wrong:
+        names = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        raise FrankensteinError(f"{names} do(es) not apply to --trained: the organism's architecture comes from --setting")
+    setting = args.setting or "default"
+    settings_for(setting, seed=args.seed)  # a bad setting fails before any work
+    cached = organism_trio(setting, seed=args.seed)
+    paths = copy_trio(cached, args.out, overwrite=args.overwrite)
+    info = organism_info(paths)
+    print(f"wrote {', '.join(str(p) for p in paths.values())} (organism '{setting}', seed {args.seed}; cached in {cached['base'].parent})")
+    for role, accuracy in info["accuracy"].items():
+        print(f"  {role:>4}: " + ", ".join(f"{name} {value:.0%}" for name, value in accuracy.items()))
     return 0

@@ -1,0 +1,349 @@
+"""The model organism: its training loops are exact, its data is right, and the trained trio has the
+behaviour the probes must find (measured here, on held-out items, with the surgery engine).
+
+Thresholds on the trained organism come from measurements of the "test" setting (seed 0), each with
+a margin; docs/organism.md lists the measured values next to them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from frankenstein_tasks.organism import data as odata
+from frankenstein_tasks.organism.evalsets import write_eval_sets
+from frankenstein_tasks.organism.measure import ablation_curve, accuracies, splice_scores, swap_curves
+from frankenstein_tasks.organism.pipeline import OrganismSettings, build_organism, organism_info
+from surgery.organism_train import (
+    Example,
+    PolicyGradientConfig,
+    PromptEncoder,
+    SftConfig,
+    VocabSlice,
+    answer_logprobs,
+    sample_answers,
+    train_policy_gradient,
+    zero_head_rows,
+)
+from surgery.prompts import DEFAULT_SYSTEM_PROMPT
+from surgery.tiny import TinySpec, build_processor, new_model
+
+from conftest import cli_path, run_cli
+
+pytest_plugins = ("organism_fixture",)  # the `organism` session fixture (trained once, cached)
+
+EOS = 151645
+
+# ---------------------------------------------------------------------------------------------
+# The training loops, on a random tiny model
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    from surgery.arch import layout_of_model
+
+    model = new_model(TinySpec(layers=3, vision_depth=1, seed=5))
+    layout = layout_of_model(model)
+    processor = build_processor("qwen2_5_vl")
+    return model, layout, processor, PromptEncoder(processor, model, layout, DEFAULT_SYSTEM_PROMPT)
+
+
+def _examples(encoder, tokenizer):
+    chosen = odata.items("count_compute", 2, split="train", seed=0, size=112) + odata.items("arithmetic", 2, split="train", seed=0, size=112)
+    return [encoder.example(it.prompt, [it.image] if it.image else [], tokenizer.encode(it.target) + [EOS]) for it in chosen]
+
+
+def test_slice_loss_is_the_full_vocabulary_loss(random_model):
+    """Zero rows + one bucket logit give exactly the full-vocabulary log-probabilities."""
+    model, layout, processor, encoder = random_model
+    examples = _examples(encoder, processor.tokenizer)
+    outputs = sorted({t for e in examples for t in e.target})
+    zero_head_rows(model, layout, outputs)
+    vocab = VocabSlice(model, layout, [t for e in examples for t in e.prompt.input_ids.tolist()], outputs)
+    prompts = encoder.attach(examples)
+    with torch.no_grad():
+        sliced = answer_logprobs(model, layout, vocab, prompts, [vocab.to_output(e.target) for e in examples])
+    for prompt, example, got in zip(prompts, examples, sliced):
+        # Reference: the plain transformers forward over the whole sequence, full lm_head and softmax.
+        ids = torch.cat([prompt.input_ids, torch.tensor(example.target[:-1])])[None]
+        kwargs = {}
+        if prompt.pixel_values is not None:
+            kwargs = dict(pixel_values=prompt.pixel_values, image_grid_thw=prompt.image_grid_thw,
+                          mm_token_type_ids=(ids == model.config.image_token_id).long())
+        with torch.no_grad():
+            logits = model(input_ids=ids, **kwargs).logits[0].float()
+        start = prompt.length - 1
+        full = torch.log_softmax(logits[start : start + len(example.target)], dim=-1)
+        want = full.gather(1, torch.tensor(example.target)[:, None])[:, 0]
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_slice_needs_zero_rows_outside_the_outputs(random_model):
+    model, layout, _, _ = random_model
+    head = layout.lm_head(model).weight
+    saved = head.detach().clone()
+    try:
+        with torch.no_grad():
+            head[100] = 0.5
+        with pytest.raises(ValueError, match="must be zero"):
+            VocabSlice(model, layout, [1, 2], [3, 4])
+    finally:
+        with torch.no_grad():
+            head.copy_(saved)
+
+
+def test_policy_gradient_with_a_constant_reward_changes_nothing(random_model):
+    """Group baseline: equal rewards in every group give zero advantages, so no update at all."""
+    model, layout, processor, encoder = random_model
+    examples = _examples(encoder, processor.tokenizer)
+    outputs = sorted({t for e in examples for t in e.target})
+    zero_head_rows(model, layout, outputs)
+    vocab = VocabSlice(model, layout, [t for e in examples for t in e.prompt.input_ids.tolist()], outputs)
+    with torch.no_grad():
+        vocab.head *= 300  # sharp logits, so the samples are real tokens (not the bucket) and get the reward
+    vocab.write_back(model, layout)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prompts = [Example(e.prompt, [], e.images) for e in examples]
+    config = PolicyGradientConfig(steps=2, lr=1e-2, prompts_per_step=2, group_size=3, max_new_tokens=4)
+    rewards = train_policy_gradient(model, layout, vocab, prompts, lambda i, tokens: 1.0, config,
+                                    encoder=encoder, eos_token_ids=[EOS], seed=0, progress=False)
+    assert rewards == [1.0, 1.0]
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and held-out sets, checked against independent computations
+# ---------------------------------------------------------------------------------------------
+
+
+def _solve(problem: str) -> int:
+    """The answer of a generated word problem, read from its words."""
+    total = int(re.search(r"has (\d+)", problem).group(1))
+    for verb, n in re.findall(r"(buys|gives away) (\d+)", problem):
+        total += int(n) if verb == "buys" else -int(n)
+    return total
+
+
+def _shapes_in(image: Image.Image) -> int:
+    """Shapes in a counting image: 4x4 cells of 28 px hold at most one shape each (the generator's grid)."""
+    ink = (np.asarray(image.convert("RGB")).astype(int).sum(axis=2) < 3 * 250)
+    return sum(bool(ink[r * 28 : (r + 1) * 28, c * 28 : (c + 1) * 28].any()) for r in range(4) for c in range(4))
+
+
+def test_arithmetic_answers_and_heldout_split():
+    train = odata.items("arithmetic", 300, split="train", seed=0, size=112)
+    heldout = odata.items("arithmetic", 100, split="eval", seed=0, size=112)
+    for item in train + heldout:
+        problem = item.prompt.split("\n\n", 1)[1]
+        assert item.prompt.startswith(odata.REASONING_INSTRUCTION + "\n\n")
+        assert int(item.answer) == _solve(problem) > 0
+        assert odata.boxed_answer(item.target) == item.answer
+    assert not {i.prompt for i in train} & {i.prompt for i in heldout}
+
+
+def test_count_compute_answers_from_the_pixels():
+    for item in odata.items("count_compute", 40, split="eval_math", seed=0, size=112):
+        sign, k = re.search(r"(plus|minus) (\d+)\?$", item.prompt).groups()
+        n = _shapes_in(item.image)
+        assert int(item.answer) == (n + int(k) if sign == "plus" else n - int(k))
+        assert item.target.startswith(f"There {'is' if n == 1 else 'are'} {n} ")
+
+
+def test_eval_sets_in_the_hub_schemas(tmp_path):
+    import datasets
+
+    from frankenstein_tasks.vision.dataset import load_pairs
+
+    paths = write_eval_sets(tmp_path / "eval", 6, seed=0)
+    gsm8k = [json.loads(line) for line in (paths["gsm8k"] / "test.jsonl").read_text().splitlines()]
+    assert len(gsm8k) == 6 and all(set(r) == {"question", "answer"} for r in gsm8k)
+    assert all(r["answer"].rsplit("\n#### ", 1)[1] == str(_solve(r["question"])) for r in gsm8k)
+    math500 = [json.loads(line) for line in (paths["math500"] / "test.jsonl").read_text().splitlines()]
+    assert all(set(r) == {"problem", "solution", "answer", "subject", "level", "unique_id"} for r in math500)
+    assert all(r["answer"] == str(_solve(r["problem"])) and r["solution"].endswith(f"\\boxed{{{r['answer']}}}") for r in math500)
+    assert not {r["question"] for r in gsm8k} & {r["problem"] for r in math500}
+    vista = datasets.load_dataset("parquet", data_files=str(paths["mathvista"] / "testmini.parquet"))["train"]
+    categories = [r["metadata"]["category"] for r in vista]
+    assert categories == ["general-vqa"] * 6 + ["math-targeted-vqa"] * 6
+    for row in vista:
+        assert row["query"] == row["question"] and row["question_type"] == "free_form" and row["answer_type"] == "integer"
+        assert row["decoded_image"].size == (112, 112)
+        n = _shapes_in(row["decoded_image"])
+        if row["metadata"]["category"] == "general-vqa":
+            assert row["answer"] == str(n)
+        assert Image.open(paths["mathvista"] / row["image"]).size == (112, 112)
+    for task in ("counting", "recognition"):
+        assert len(load_pairs(paths["pairs"] / task, task).pairs) == 6
+
+
+def test_build_is_deterministic(tmp_path):
+    micro = OrganismSettings(
+        base_data={"counting": 24, "recognition": 8, "arithmetic": 24}, base=SftConfig(steps=6, lr=3e-3, batch_size=8),
+        in_data={"count_compute": 16}, in_sft=SftConfig(steps=3, lr=1e-3, batch_size=8), rl_prompts=8,
+        rl=PolicyGradientConfig(steps=2, lr=5e-4, prompts_per_step=2, group_size=2, max_new_tokens=8), eval_n=2,
+    )
+    a = build_organism(micro, tmp_path / "a", progress=False)
+    b = build_organism(micro, tmp_path / "b", progress=False)
+    for role in ("base", "in", "rl"):
+        sa, sb = load_file(str(a[role] / "model.safetensors")), load_file(str(b[role] / "model.safetensors"))
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), role
+    sa, sb = load_file(str(a["base"] / "model.safetensors")), load_file(str(a["rl"] / "model.safetensors"))
+    assert not torch.equal(sa["model.layers.0.mlp.up_proj.weight"], sb["model.layers.0.mlp.up_proj.weight"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The trained organism (test setting): known answers
+# ---------------------------------------------------------------------------------------------
+
+# Measured on the test setting, seed 0 (docs/organism.md); each threshold leaves a margin.
+MIN_BASE_COUNTING = 0.80
+MIN_BASE_RECOGNITION = 0.60
+MAX_ADOPTION_GAP_AT_LAYER0 = 0.15
+MAX_CHANGE_AT_LAST_LAYER = 0.10
+MIN_ABLATION_DROP = 0.30
+MAX_ABLATION_DROP_SOMEWHERE = 0.15
+MIN_RL_GAIN = 0.05
+
+
+@pytest.fixture(scope="module")
+def fresh_counting_pairs(tmp_path_factory):
+    """Counting pairs from a pair-generator seed that no organism split uses."""
+    from frankenstein_tasks.vision.pairs import write_pairs
+
+    return write_pairs("counting", tmp_path_factory.mktemp("pairs") / "counting", n=60, seed=424242, size=112, progress=False)
+
+
+@pytest.fixture(scope="module")
+def base_swap(organism, fresh_counting_pairs):
+    return swap_curves(organism["base"], fresh_counting_pairs)
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    from frankenstein_tasks.organism.evalsets import eval_items
+
+    return eval_items(100, seed=0, size=112)
+
+
+def test_base_counts_and_recognises_fresh_images(base_swap, organism, heldout):
+    assert base_swap["target_accuracy"] >= MIN_BASE_COUNTING
+    assert base_swap["source_accuracy"] >= MIN_BASE_COUNTING
+    assert accuracies(organism["base"], {"r": heldout["recognition"]})["r"] >= MIN_BASE_RECOGNITION
+
+
+def test_visual_swap_finds_where_counting_reads_the_image(base_swap):
+    change, adoption = base_swap["change_rate"], base_swap["source_adoption"]
+    # Swapping from layer 0 replaces the whole image: the answer is the source's count.
+    assert abs(adoption[0] - base_swap["source_accuracy"]) <= MAX_ADOPTION_GAP_AT_LAYER0
+    # By the last layer the count has left the visual tokens: swapping there changes nothing.
+    assert change[-1] <= MAX_CHANGE_AT_LAST_LAYER
+    assert change[0] >= 0.8
+    # And self-swap is the identity at every layer.
+    assert base_swap["self_swap_change_rate"] == [0.0] * len(base_swap["layers"])
+
+
+def test_zero_ablation_drops_arithmetic_at_some_layers_only(organism, heldout):
+    curve = ablation_curve(organism["base"], heldout["gsm8k"][:60])
+    drops = [curve["baseline_accuracy"] - a for a in curve["accuracy"]]
+    assert max(drops) >= MIN_ABLATION_DROP
+    assert min(drops) <= MAX_ABLATION_DROP_SOMEWHERE
+
+
+@pytest.fixture(scope="module")
+def rl_scores(organism, heldout):
+    return splice_scores(organism["in"], organism["rl"], heldout["math_vqa"])
+
+
+def test_rl_raises_the_heldout_reward(rl_scores):
+    assert rl_scores["rl"] >= rl_scores["in"] + MIN_RL_GAIN
+
+
+def test_splicing_rl_blocks_into_in_recovers_part_of_the_gain(rl_scores):
+    variants = {k: v for k, v in rl_scores.items() if k not in ("in", "rl")}
+    assert max(variants.values()) > rl_scores["in"]
+
+
+def test_delta_reports_where_rl_changed_the_weights(organism, tmp_path):
+    from analysis.delta import analyze_deltas
+    from surgery.arch import Part, layout_of_checkpoint
+
+    report = analyze_deltas(organism["base"], organism["in"], organism["rl"], tmp_path / "delta",
+                            metrics="energy", progress=False, plots=False)
+    layout = layout_of_checkpoint(str(organism["rl"]))
+    states = {r: load_file(str(organism[r] / "model.safetensors")) for r in ("in", "rl")}
+    energy = {b: 0.0 for b in ("early", "mid", "late")}
+    reference = dict(energy)
+    for name, w in states["in"].items():
+        role = layout.classify(name)
+        if w.dim() < 2 or role.part is not Part.DECODER_LAYER:
+            continue
+        block = layout.partition().block_of(role.index)
+        energy[block] += (states["rl"][name].double() - w.double()).pow(2).sum().item()
+        reference[block] += w.double().pow(2).sum().item()
+    blocks = report.summary("block")
+    for block in energy:
+        assert energy[block] > 0
+        assert blocks[block].deltas["rl"].relative_norm == pytest.approx((energy[block] / reference[block]) ** 0.5, rel=1e-6)
+    by_hand = sorted(energy, key=lambda b: (energy[b] / reference[b]), reverse=True)
+    assert report.block_ranking["rl"] == by_hand
+
+
+def test_greedy_decoding_stays_in_the_trained_vocabulary(organism, heldout):
+    """Full-vocabulary greedy decoding (the engine) = sampling from the trained slice at T -> 0."""
+    from surgery.loading import load_model, load_processor
+    from surgery.probes import eos_token_ids
+    from surgery.stack import DecoderStack, generate_batched
+
+    model, layout = load_model(organism["rl"], dtype="float32")
+    processor = load_processor(organism["rl"])
+    head = layout.lm_head(model).weight
+    trained = torch.nonzero(head.abs().sum(dim=1)).flatten().tolist()
+    vocab = VocabSlice(model, layout, list(range(head.shape[0])), trained)
+    encoder = PromptEncoder(processor, model, layout, DEFAULT_SYSTEM_PROMPT)
+    chosen = heldout["math_vqa"][:24] + heldout["gsm8k"][:24]
+    prompts = encoder.attach([encoder.example(it.prompt, [it.image] if it.image else [], []) for it in chosen])
+    eos = eos_token_ids(model, processor.tokenizer)
+    greedy = generate_batched(DecoderStack(model, layout), prompts, max_new_tokens=48, eos_token_ids=eos)
+    sampled = sample_answers(model, layout, vocab, prompts, eos_token_ids=eos, max_new_tokens=48,
+                             temperature=1e-6, generator=torch.Generator().manual_seed(0))
+    for g, s in zip(greedy, sampled):
+        assert set(g) <= set(trained)
+        assert vocab.token_ids([t for t in s if t != vocab.bucket]) == g + [EOS]
+
+
+def test_info_records_the_measured_accuracies(organism):
+    info = organism_info(organism)
+    assert set(info["accuracy"]) == {"base", "in", "rl"}
+    assert info["setting"] == "test" and info["settings"]["seed"] == 0
+    assert info["accuracy"]["base"]["general_vqa"] >= MIN_BASE_COUNTING
+
+
+def test_cli_make_tiny_trained(organism, tmp_path):
+    out = tmp_path / "trained"
+    result = run_cli([cli_path("frankenstein"), "make-tiny", str(out), "--trained", "--setting", "test"])
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["base", "eval", "in", "organism.json", "rl"]
+    for role in ("base", "in", "rl"):
+        a, b = load_file(str(out / role / "model.safetensors")), load_file(str(organism[role] / "model.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert "general_vqa" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--trained", "--plant", "mid"], "--plant do(es) not apply to --trained"),
+    (["--trained", "--setting", "huge"], "unknown organism setting 'huge'"),
+    (["--setting", "test"], "--setting applies to --trained only"),
+])
+def test_cli_make_tiny_trained_bad_input(tmp_path, args, message):
+    result = run_cli([cli_path("frankenstein"), "make-tiny", str(tmp_path / "x"), *args])
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
