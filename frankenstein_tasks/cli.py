@@ -17,7 +17,7 @@ from surgery.errors import FrankensteinError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the whole pipeline on embedded tiny models (no hub needed)"),
     "run": ("run", "the whole analysis of a recipe from one config (resumable), with its report"),
-    "make-tiny": ("make_tiny", "write an offline tiny Base / IN / RL Qwen2.5-VL trio with planted RL deltas"),
+    "make-tiny": ("make_tiny", "write an offline tiny Base / IN / RL Qwen2.5-VL trio (planted RL deltas, or --trained: the model organism)"),
     "layout": ("layout", "print the architecture facts of a checkpoint (layers, blocks, unified index)"),
     "data": ("data", "make probe data sets (make-pairs: image pairs for the frank_vision_* swap tasks)"),
     "merge-config": ("merge_config", "write mergekit recipes splicing IN/RL decoder blocks (six variants, any cuts)"),

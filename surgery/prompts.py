@@ -45,6 +45,11 @@ class EncodedPrompt:
             return (0, 0)
         return int(idx[0]), int(idx[-1]) + 1
 
+    @property
+    def next_position(self) -> torch.Tensor:
+        """Position ids (P,) of the first token after the prompt: text positions continue by one."""
+        return self.positions[:, -1] + 1
+
 
 
 def chat_messages(text: str, num_images: int, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> list[dict]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from surgery.arch import BLOCK_NAMES, BlockPartition, Layout, facts_for, layout_from_config
+from surgery.arch import BlockPartition, check_block, Layout, facts_for, layout_from_config
 from surgery.errors import FrankensteinError
 
 # Relative delta sizes (fraction of each tensor's RMS). A bfloat16 ulp is ~0.4% of a value, so
@@ -69,11 +69,10 @@ class TinySpec(BaseModel):
 def parse_plant(text: str | None) -> tuple[str, ...]:
     if not text:
         return ()
-    blocks = tuple(b.strip() for b in text.split(",") if b.strip())
-    bad = [b for b in blocks if b not in BLOCK_NAMES]
-    if bad:
-        raise FrankensteinError(f"--plant takes blocks from {', '.join(BLOCK_NAMES)}; got {', '.join(bad)}")
-    return blocks
+    try:
+        return tuple(check_block(b.strip()) for b in text.split(",") if b.strip())
+    except FrankensteinError as e:
+        raise FrankensteinError(f"--plant: {e}") from None
 
 
 def build_config(spec: TinySpec) -> Any:

@@ -89,7 +89,7 @@ def test_cli_make_tiny(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--plant", "middle"], "--plant takes blocks from early, mid, late"),
+    (["--plant", "middle"], "--plant: unknown block 'middle'; blocks are early, mid, late"),
     (["--layers", "2"], "--layers"),
     (["--cuts", "3", "9", "--layers", "8"], "0 < c1 < c2 < 8"),
 ])

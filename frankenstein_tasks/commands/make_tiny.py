@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from frankenstein_tasks.commands._options import add_cuts, cuts_of
 from surgery.errors import FrankensteinError
 from surgery.tiny import PLANT_FACTOR, TINY_ARCHS, TinySpec, make_tiny, parse_plant
-
-HELP = "write an offline tiny Base / IN / RL Qwen2.5-VL trio (planted RL deltas, or --trained on CPU)"
 
 # Options of the planted trio; the trained organism's architecture comes from its --setting.
 PLANTED_OPTIONS = ("layers", "vision_depth", "plant", "cuts", "arch")
@@ -42,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, default=None, help="decoder layers (default 8; planted trio only)")
     p.add_argument("--vision-depth", type=int, default=None, help="vision blocks (default 2; planted trio only)")
     p.add_argument("--plant", default=None, metavar="BLOCKS", help="comma-separated blocks with large RL deltas, e.g. mid,late")
-    p.add_argument("--cuts", type=int, nargs=2, metavar=("C1", "C2"), help="block cuts for --plant (default: thirds)")
+    add_cuts(p, "for --plant")
     p.add_argument("--arch", choices=TINY_ARCHS, default=None, help="model type (default qwen2_5_vl; planted trio only)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
@@ -64,7 +63,7 @@ def _run_planted(args: argparse.Namespace) -> int:
             seed=args.seed,
             **{k: v for k, v in given.items() if k not in ("plant", "cuts")},
             plant=parse_plant(args.plant),
-            cuts=tuple(args.cuts) if args.cuts else None,
+            cuts=cuts_of(args),
         )
     except ValidationError as e:
         err = e.errors()[0]
