@@ -17,7 +17,7 @@ import yaml
 from surgery.atomic import write_text
 
 # Items per set: enough for curves with visible structure, small enough for a few minutes on 2 CPU cores.
-DEMO_ITEMS = 24
+DEMO_ITEMS = 40
 DEMO_SEED = 0
 # The organism answers in a few tokens ("There are 5 stars. 5 + 3 = 8. \boxed{8}").
 DEMO_NEW_TOKENS = 40
@@ -41,8 +41,8 @@ def demo_config(out: Path, models: dict[str, Path], data: dict[str, Path], *, de
         "reasoning_logprob": {"subset": "all", "roles": ["rl"]},
         "transfer": {"subset": "all", "descriptions": str(data["descriptions"]), **budget},
         "attention": {"subset": "all", "roles": ["in", "rl"], **budget},
-        "data": {"gsm8k": str(data["gsm8k"]), "math500": str(data["math500"]),
-                 "mathvista": str(data["mathvista"]), "vision_pairs": str(data["pairs"])},
+        "data": {"gsm8k": str(data["gsm8k"] / "test.jsonl"), "math500": str(data["math500"] / "test.jsonl"),
+                 "mathvista": str(data["mathvista"] / "testmini.parquet"), "vision_pairs": str(data["pairs"])},
     }
 
 

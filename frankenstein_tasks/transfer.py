@@ -199,23 +199,32 @@ def doc_to_visual(doc: Mapping[str, Any]) -> list:
 
 
 def problem_text(doc: Mapping[str, Any]) -> str:
-    """The problem a model sees: (the description,) the question, and the options of a multiple-choice item."""
+    """What a model is asked: MathVista's own `query` (its hint, question and choices, as lmms-eval's
+    mathvista tasks send it), after the image's description under condition B; MATH-500: the problem."""
     if "problem" in doc:  # MATH-500
         return str(doc["problem"])
     parts = []
     if doc.get("description"):
         parts.append(f"Description of the image:\n{doc['description'].strip()}")
+    parts.append(str(doc.get("query") or _question_with_choices(doc)).strip())
+    return "\n\n".join(parts)
+
+
+def _question_with_choices(doc: Mapping[str, Any]) -> str:
+    """A query for rows without one: the question, and the options of a multiple-choice item."""
     question = str(doc["question"]).strip()
     if doc.get("question_type") == "multi_choice" and doc.get("choices"):
         options = "\n".join(f"({chr(65 + i)}) {c}" for i, c in enumerate(doc["choices"]))
         question += f"\nChoices:\n{options}"
-    parts.append(question)
-    return "\n\n".join(parts)
+    return question
 
 
 def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, Any] | None = None) -> str:
-    style = (lmms_eval_specific_kwargs or {}).get("prompt_style", "base")
-    return user_text(style, problem_text(doc))
+    """MATH-500: the method's reasoning prompt (METHOD.md 1b, the style's user text); MathVista: its query."""
+    if "problem" in doc:
+        style = (lmms_eval_specific_kwargs or {}).get("prompt_style", "base")
+        return user_text(style, problem_text(doc))
+    return problem_text(doc)
 
 
 def doc_to_target(doc: Mapping[str, Any]) -> str:

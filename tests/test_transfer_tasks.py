@@ -108,11 +108,12 @@ def test_math_vqa_b_shows_the_description_from_the_file_and_a_does_not(data, mon
     monkeypatch.setenv("FRANKENSTEIN_DESCRIPTIONS", str(tmp_path / "d.json"))
     docs = utils.process_docs_math_vqa(data["mathvista"])
     assert docs["item_id"] == [pid for pid in items_of("math-targeted-vqa") for _ in "AB"]
+    queries = {row["pid"]: row["query"] for row in data["mathvista"]}
     for doc in docs:
         text = utils.doc_to_text(doc, {"prompt_style": "base"})
-        assert text.startswith('Please solve the problem step by step and put your answer in one "\\boxed{}".\n\n')
-        assert f"Question {doc['item_id']}: what is shown?" in text
-        assert (table[doc["item_id"]] in text) == (doc["condition"] == "B")
+        # MathVista's own query; under B after the description of the image.
+        description = f"Description of the image:\n{table[doc['item_id']]}\n\n"
+        assert text == (description if doc["condition"] == "B" else "") + queries[doc["item_id"]]
     four = next(d for d in docs if d["item_id"] == "4" and d["condition"] == "A")  # multiple choice lists options
     assert "Choices:\n(A) 1.5\n(B) 2.5\n(C) 3.5\n(D) 4.5" in utils.doc_to_text(four)
 

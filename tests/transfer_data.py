@@ -44,6 +44,16 @@ def mathvista_features():
     })
 
 
+def mathvista_query(question: str, qtype: str, choices: list | None) -> str:
+    """A query as MathVista writes them: a hint, the question, and the options of a multiple-choice item."""
+    if qtype == "multi_choice":
+        options = "\n".join(f"({chr(65 + i)}) {c}" for i, c in enumerate(choices))
+        hint = "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end."
+        return f"{hint}\nQuestion: {question}\nChoices:\n{options}"
+    hint = "Hint: Please answer the question requiring an integer answer and provide the final value, e.g., 1, 2, 3, at the end."
+    return f"{hint}\nQuestion: {question}"
+
+
 def mathvista_rows() -> list[dict]:
     rows = []
     for pid, category, qtype, choices, answer, size, colour in MATHVISTA_ITEMS:
@@ -57,7 +67,7 @@ def mathvista_rows() -> list[dict]:
                          "img_height": size[1], "img_width": size[0], "language": "english",
                          "skills": ["arithmetic reasoning"], "source": "test", "split": "testmini",
                          "task": "figure question answering"},
-            "query": question,
+            "query": mathvista_query(question, qtype, choices),
         })
     return rows
 

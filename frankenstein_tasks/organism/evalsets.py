@@ -6,6 +6,9 @@
                                 unit, precision, answer, question_type, answer_type, metadata, query;
                                 counting items are category "general-vqa", count-then-compute items
                                 "math-targeted-vqa" (images also under mathvista/images/)
+    mathvista/descriptions.json pid -> a text description of the image ("The image shows 5 red stars
+                                on a white background."), for frank_math_vqa's condition B, written
+                                from the drawing (the paper asks an LLM; here the truth is known)
     pairs/<task>/               frank_vision pair folders (the pair generator's own layout)
 
 so the project's lmms-eval tasks read them from local files with their normal loading code. The items
@@ -21,6 +24,8 @@ import os
 from pathlib import Path
 
 from surgery.atomic import atomic_dir
+
+from frankenstein_tasks.vision.pairs import plural
 
 from .data import Item, items, pair_seed
 
@@ -70,6 +75,12 @@ def mathvista_record(item: Item, pid: str, image_path: str) -> dict:
     }
 
 
+def describe(item: Item) -> str:
+    """What a counting image shows, from its drawing's record."""
+    n, color, kind = item.meta["count"], item.meta["color"], item.meta["kind"]
+    return f"The image shows {n} {color} {kind if n == 1 else plural(kind)} on a white background."
+
+
 def eval_items(n: int, seed: int, size: int) -> dict[str, list[Item]]:
     """The held-out items behind every set: name -> items (what `write_eval_sets` writes)."""
     return {
@@ -93,7 +104,8 @@ def write_eval_sets(out: str | os.PathLike, n: int, seed: int, *, size: int = 11
         _write_mathvista(tmp / "mathvista", sets["general_vqa"] + sets["math_vqa"])
         for task in PAIR_TASKS:
             write_pairs(task, tmp / "pairs" / task, n=n, seed=pair_seed("eval", seed), size=size, progress=False)
-    return {name: out / name for name in ("gsm8k", "math500", "mathvista", "pairs")}
+    written = {name: out / name for name in ("gsm8k", "math500", "mathvista", "pairs")}
+    return {**written, "descriptions": out / "mathvista" / "descriptions.json"}
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
@@ -105,12 +117,14 @@ def _write_mathvista(folder: Path, visual_items: list[Item]) -> None:
     import datasets
 
     (folder / "images").mkdir(parents=True)
-    records = []
+    records, descriptions = [], {}
     for i, item in enumerate(visual_items, start=1):
         pid = str(i)
         image_path = f"images/{pid}.png"
         item.image.save(folder / image_path, format="PNG")
         records.append({**mathvista_record(item, pid, image_path), "decoded_image": item.image})
+        descriptions[pid] = describe(item)
+    (folder / "descriptions.json").write_text(json.dumps(descriptions, indent=1) + "\n")
     features = datasets.Features(
         {
             "pid": datasets.Value("string"),
