@@ -21,8 +21,11 @@ ANSWERS = ["72", "10", "5", "5"]  # gold answers of ablation_sweep.PROBLEMS (the
 def run_case(args: Any, problems: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="frank_bench_"))
     model = args.model or _tiny_model(work, args.layers)
-    rows = [{"question": problems[i % len(problems)], "answer": f"...\n#### {ANSWERS[i % len(problems)]}"}
-            for i in range(args.prompts)]
+    if args.data:  # GSM8K-schema rows, e.g. the model organism's held-out set (ORGANISM/eval/gsm8k/test.jsonl)
+        rows = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()][: args.prompts]
+    else:
+        rows = [{"question": problems[i % len(problems)], "answer": f"...\n#### {ANSWERS[i % len(problems)]}"}
+                for i in range(args.prompts)]
     cache_dataset("openai/gsm8k", "main", {"test": rows, "train": rows}, cache_dir=work / "datasets")
     (work / "rows.json").write_text(json.dumps(rows))
     env = {**OFFLINE_ENV, "HF_DATASETS_CACHE": str(work / "datasets")}

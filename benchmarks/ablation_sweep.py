@@ -17,7 +17,7 @@
     python benchmarks/ablation_sweep.py                   # CPU: 28-layer tiny model
     python benchmarks/ablation_sweep.py --shape 7b --device cuda --prompts 8 --new-tokens 128
     python benchmarks/ablation_sweep.py --case task --layers 8
-    python benchmarks/ablation_sweep.py --case logprob --model ORGANISM/rl
+    python benchmarks/ablation_sweep.py --case logprob --model ORGANISM/rl --data ORGANISM/eval/gsm8k/test.jsonl
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", choices=["engine", "task", "logprob"], default="engine")
     p.add_argument("--model", help="checkpoint folder for --case task / logprob (default: a fresh tiny model)")
+    p.add_argument("--data", help="GSM8K-schema JSONL for --case task / logprob (default: the built-in problems)")
     p.add_argument("--shape", choices=["tiny", "7b"], default="tiny")
     p.add_argument("--layers", type=int, default=28)
     p.add_argument("--prompts", type=int, default=4)
