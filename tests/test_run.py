@@ -45,6 +45,7 @@ def test_bad_configs_end_with_one_line(tiny_trio, tmp_path):
         "hub": ({"models": {"base": str(tiny_trio["base"]), "in": str(tiny_trio["in"]), "rl": "Nobody/NotCached-7B"}},
                 "models.rl: Nobody/NotCached-7B is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"),
         "subset": ({"reasoning": {"subset": "ten"}}, "reasoning.subset: subset 'ten' is not 'all', 'K' or 'K:SEED'"),
+        "data": ({"data": {"gsm8k": "missing.jsonl"}}, "data.gsm8k: "),
     }
     for name, (override, expected) in cases.items():
         folder = tmp_path / name
@@ -52,6 +53,8 @@ def test_bad_configs_end_with_one_line(tiny_trio, tmp_path):
         done = frankenstein("run", str(write_config(folder, tiny_trio, **override)), cwd=folder, timeout=300)
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         assert done.returncode == 2 and lines == [lines[-1]] and expected in lines[-1], (name, done.stderr[-2000:])
+        if name == "data":
+            assert lines[-1].endswith(f"{folder / 'missing.jsonl'} does not exist")
         assert not (folder / "out" / "reasoning").exists()
     # A folder that is not a run folder, given to the report.
     done = frankenstein("report", str(tmp_path))
