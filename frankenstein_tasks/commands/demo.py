@@ -8,9 +8,9 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from frankenstein_tasks.run.stages import STAGES
+    from frankenstein_tasks.run.stages import stages_help
 
-    stages = "\n".join(f"  {name:<18} {stage.description}" for name, stage in STAGES.items())
+    stages = stages_help()
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = (
         "Train (on the first call; then cached under $FRANKENSTEIN_CACHE) a tiny Qwen2.5-VL Base -> IN -> RL\n"

@@ -9,9 +9,9 @@ import sys
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from frankenstein_tasks.run.config import example_names
-    from frankenstein_tasks.run.stages import STAGES
+    from frankenstein_tasks.run.stages import stages_help
 
-    stages = "\n".join(f"  {name:<18} {stage.description}" for name, stage in STAGES.items())
+    stages = stages_help()
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = (
         "Run the stages a config names, in order, then write the report (HTML + Markdown + CSVs) into\n"

@@ -149,3 +149,8 @@ STAGES: dict[str, Stage] = {
               lambda c: c.attention),
     )
 }
+
+
+def stages_help() -> str:
+    """One line per stage, for `--help` texts."""
+    return "\n".join(f"  {name:<18} {stage.description}" for name, stage in STAGES.items())
