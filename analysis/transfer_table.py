@@ -123,9 +123,8 @@ def collect_scores(runs: Iterable[Run], identities: Mapping[Path, Identity]) -> 
                         f"{shown} of {model} appears twice: {other.task} in {other.results} and {task} in "
                         f"{run.path}; pass one run per model and task"
                     )
-                items = _items(run, task, metric) if run.has_samples(task) else None
                 scores[(model, metric)] = Score(model, metric, estimate["value"], estimate["low"], estimate["high"],
-                                                int(estimate["n"]), task, run.path, items)
+                                                int(estimate["n"]), task, run.path, item_outcomes(run, task, metric))
     return scores
 
 
@@ -134,7 +133,10 @@ def _check_estimate(value: Any, run: Run, task: str, metric: str) -> None:
         raise FrankensteinError(f"{run.path}: {task} {metric} is {value!r}, not an estimate {{value, low, high, n}}")
 
 
-def _items(run: Run, task: str, metric: str) -> dict[str, bool]:
+def item_outcomes(run: Run, task: str, metric: str) -> dict[str, bool] | None:
+    """Item -> counts toward `metric`, from the task's samples log; None without one (an error if it has no records)."""
+    if not run.has_samples(task):
+        return None
     records = [s[metric] for s in run.samples(task) if isinstance(s.get(metric), Mapping)]
     if not records:
         raise FrankensteinError(f"{run.samples_file(task)} holds no {metric} outcome records")

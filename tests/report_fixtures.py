@@ -44,6 +44,9 @@ class FakeRun:
     # label -> task -> metric -> {"value", "low", "high", "n"}; and label -> task -> transitions dict
     estimates: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
     transitions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # attention stage: role -> task -> item id -> per-layer mass, as its samples log holds them
+    # (None: the samples log holds no per-item curves, so the report must fall back to unpaired intervals)
+    attention_items: dict[str, dict[str, dict[str, list[float]]]] | None = None
 
 
 def layout_description(layers: int, vision_blocks: int, cuts: tuple[int, int] | None) -> dict[str, Any]:
@@ -61,8 +64,14 @@ def make_run(
     status: dict[str, str] | None = None,
     seed: int = 0,
     old_results: bool = True,
+    attention_items: bool = True,
 ) -> FakeRun:
-    """A run folder under `root` with the given stages done (others "not run"; `status` overrides)."""
+    """A run folder under `root` with the given stages done (others "not run"; `status` overrides).
+
+    With `attention_items` the attention stage's samples logs hold per-item curves (RL's lacks IN's
+    last two items, so a paired interval is over fewer items than either curve), and its curves are
+    those items' means; without, its logs hold no curves, as a results file copied without them.
+    """
     rng = np.random.RandomState(seed)
     root.mkdir(parents=True, exist_ok=True)
     fake = FakeRun(root, recipe, layers, vision_blocks)
@@ -72,7 +81,7 @@ def make_run(
         "vision_swap": lambda: _write_curves(fake, "vision_swap", ("rl", "in"), VISION_TASKS, ("change_rate", "source_adoption_rate"), "accuracy", rng, old_results),
         "reasoning": lambda: _write_curves(fake, "reasoning", ("in", "rl"), REASONING_TASKS, ("accuracy_by_layer", "accuracy_drop"), "accuracy", rng, old_results),
         "reasoning_logprob": lambda: _write_curves(fake, "reasoning_logprob", ("in", "rl"), REASONING_TASKS, ("answer_logprob_drop", "answer_logprob_per_token_drop"), "answer_logprob", rng, old_results),
-        "attention": lambda: _write_curves(fake, "attention", ("in", "rl"), ("frank_attention_shift",), ("visual_attention",), None, rng, old_results),
+        "attention": lambda: (_write_attention if attention_items else _write_curves)(fake, "attention", ("in", "rl"), ("frank_attention_shift",), ("visual_attention",), None, rng, old_results),
         "transfer": lambda: _write_transfer(fake, rng),
     }
     for stage in stages:
@@ -172,6 +181,35 @@ def _write_curves(
             _write_lmms(out, stale, tasks, OLD_STAMP)
 
 
+def _write_attention(fake: FakeRun, stage: str, roles: tuple[str, ...], tasks: tuple[str, ...], metrics: tuple[str, ...], scalar: None, rng: np.random.RandomState, old_results: bool) -> None:
+    """Attention curves as the means of per-item curves that the samples logs hold (see `make_run`)."""
+    (metric,) = metrics
+    fake.attention_items = {}
+    n = {task: int(rng.randint(20, 40)) for task in tasks}
+    for role in roles:
+        results, written, samples = {}, {}, {}
+        fake.attention_items[role] = {}
+        for task in tasks:
+            items = [f"item-{k}" for k in range(n[task] - (2 if role == "rl" else 0))]
+            values = {item: [_r(v) for v in rng.uniform(0, 1, fake.layers)] for item in items}
+            table = np.array(list(values.values()))
+            curve = {"layers": list(range(fake.layers)), "value": table.mean(axis=0).tolist(),
+                     "stderr": (table.std(axis=0, ddof=1) / np.sqrt(len(items))).tolist(), "n": len(items)}
+            results[task] = {"alias": task, f"{metric},none": curve, f"{metric}_stderr,none": "N/A", "skipped,none": 0}
+            written[task] = {metric: curve}
+            fake.attention_items[role][task] = values
+            samples[task] = [
+                {"doc_id": k, metric: {str(layer): v for layer, v in enumerate(vals)},
+                 "accuracy_a": {"item": item, "condition": "A", "correct": True, "answer": "1", "graded_by": "rule"}}
+                for k, (item, vals) in enumerate(values.items())
+            ]
+        fake.curves.setdefault(stage, {})[role] = written
+        _write_lmms(fake.path / stage / role, results, tasks, NEW_STAMP, samples=samples)
+        if old_results:  # an earlier attempt without per-item curves: the report must pair the newest logs
+            stale = {t: {k: (_curve(fake.layers, rng, 1) if isinstance(v, dict) else v) for k, v in r.items()} for t, r in results.items()}
+            _write_lmms(fake.path / stage / role, stale, tasks, OLD_STAMP)
+
+
 def _estimate(rng: np.random.RandomState, n: int) -> dict[str, Any]:
     value = _r(rng.uniform(0.1, 0.9))
     return {"value": value, "low": _r(value - rng.uniform(0.02, 0.1)), "high": _r(value + rng.uniform(0.02, 0.1)), "n": n}
@@ -203,7 +241,9 @@ def _write_transfer(fake: FakeRun, rng: np.random.RandomState) -> None:
         _write_lmms(fake.path / "transfer" / label, results, tuple(TRANSFER_TASKS), NEW_STAMP, group="frank_transfer")
 
 
-def _write_lmms(out: Path, results: dict[str, Any], tasks: tuple[str, ...], stamp: str, group: str | None = None) -> None:
+def _write_lmms(
+    out: Path, results: dict[str, Any], tasks: tuple[str, ...], stamp: str, group: str | None = None, samples: dict[str, list[dict]] | None = None
+) -> None:
     """An lmms-eval --output_path folder: <model>/<stamp>_results.json and one samples log per task."""
     folder = out / "frankenstein"
     folder.mkdir(parents=True, exist_ok=True)
@@ -224,5 +264,5 @@ def _write_lmms(out: Path, results: dict[str, Any], tasks: tuple[str, ...], stam
         data["n-samples"][t]["effective"] = ns[0] if ns else 100
     (folder / f"{stamp}_results.json").write_text(json.dumps(data, indent=2))
     for t in tasks:
-        sample = {"doc_id": 0, "target": "3", "filtered_resps": ["3"], "doc_hash": "x"}
-        (folder / f"{stamp}_samples_{t}.jsonl").write_text(json.dumps(sample) + "\n")
+        lines = (samples or {}).get(t) or [{"doc_id": 0, "target": "3", "filtered_resps": ["3"], "doc_hash": "x"}]
+        (folder / f"{stamp}_samples_{t}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))

@@ -62,6 +62,38 @@ def test_report_numbers_are_the_result_files_numbers(demo):
             assert float(row["value"]) == pytest.approx(curve["value"][j]) and int(row["unified_index"]) == int(row["layer"]) + 1
             checked += 1
         assert checked >= 2 * 8, figure
+    # Attention shift: paired over the items both real samples logs hold, mean difference by a plain loop.
+    logs = {}
+    for role in ("in", "rl"):
+        log = sorted((demo / "attention" / role).rglob("*_samples_frank_attention_shift.jsonl"))[-1]
+        logs[role] = {s["accuracy_a"]["item"]: s["visual_attention"] for s in map(json.loads, log.read_text().splitlines())}
+    both = [item for item in logs["in"] if item in logs["rl"]]
+    shift = rows(figures / "attention_shift.csv")
+    assert len(shift) >= 8 and len(both) >= 10
+    for row in shift:
+        layer = row["layer"]
+        expected = sum(logs["rl"][i][layer] - logs["in"][i][layer] for i in both) / len(both)
+        assert row["interval"] == "paired bootstrap" and int(row["n_paired"]) == len(both)
+        assert float(row["difference"]) == pytest.approx(expected, abs=1e-9)
+        assert float(row["difference_low"]) <= float(row["difference"]) <= float(row["difference_high"])
+    # Transfer: each M metric's difference from IN is paired over the items both samples logs hold.
+    counts = {"m_vis": lambda a, b: a and not b, "m_v2r": lambda a, b: a and b, "m_rea": lambda a, b: a}
+    m_rows = [r for r in rows(figures / "transfer_metrics.csv") if r["metric"] in counts and r["model"] != "in"]
+    assert len(m_rows) == 7 * 3  # RL and the six splices, three M metrics each
+    for row in m_rows:
+        indicator = {}
+        for model in (row["model"], "in"):
+            log = sorted((demo / "transfer" / model).rglob(f"*_samples_{row['task']}.jsonl"))[-1]
+            by_item: dict[str, dict[str, bool]] = {}
+            for s in map(json.loads, log.read_text().splitlines()):
+                record = s[row["metric"]]
+                by_item.setdefault(record["item"], {})[record["condition"]] = record["correct"]
+            indicator[model] = {i: counts[row["metric"]](c["A"], c.get("B", c["A"])) for i, c in by_item.items()}
+        both = [i for i in indicator["in"] if i in indicator[row["model"]]]
+        expected = sum(indicator[row["model"]][i] - indicator["in"][i] for i in both) / len(both)
+        assert row["difference_paired"] == "True" and int(row["difference_n"]) == len(both) >= 10
+        assert float(row["difference_vs_in"]) == pytest.approx(expected, abs=1e-9)
+        assert float(row["difference_low"]) <= float(row["difference_vs_in"]) <= float(row["difference_high"])
     delta_layers = {(r["delta"], int(r["unified_index"])): float(r["energy"]) for r in rows(figures / "weights_energy.csv")}
     summary = json.loads((demo / "delta" / "delta.json").read_text())["summaries"]["unified_layer"]
     for group in summary:

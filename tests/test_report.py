@@ -110,6 +110,17 @@ def check_transfer(folder: Path, fakes: dict[str, FakeRun]) -> None:
     }
     assert got == expected
     assert len(got) == len(fakes) * len(TRANSFER_LABELS) * 8  # 3 + 3 + 2 estimates per model
+    # The fixture's samples logs hold no outcome records, so the M metrics' differences from IN are
+    # unpaired: half-widths of the two intervals in quadrature (the paired path: test_demo.py).
+    for r in read_rows(folder / "transfer_metrics.csv"):
+        if r["model"] == "in" or not r["metric"].startswith("m_"):
+            assert (r["difference_low"], r["difference_high"], r["difference_paired"]) == ("", "", "")
+            continue
+        e, base = (fakes[r["run"]].estimates[model][r["task"]][r["metric"]] for model in (r["model"], "in"))
+        half = math.sqrt(((e["high"] - e["low"]) / 2) ** 2 + ((base["high"] - base["low"]) / 2) ** 2)
+        diff = e["value"] - base["value"]
+        assert r["difference_paired"] == "False"
+        assert (num(r["difference_low"]), num(r["difference_high"])) == (pytest.approx(diff - half), pytest.approx(diff + half))
 
 
 def check_transitions(path: Path, label: str, fake: FakeRun) -> None:
@@ -127,22 +138,53 @@ def check_transitions(path: Path, label: str, fake: FakeRun) -> None:
     assert len(got) == len(TRANSFER_LABELS) * len(TWO_CONDITION)
 
 
+def attention_samples(fake: FakeRun, role: str) -> list[dict[str, Any]]:
+    newest = sorted((fake.path / "attention" / role).rglob("*_samples_frank_attention_shift.jsonl"))[-1]
+    return [json.loads(line) for line in newest.read_text().splitlines()]
+
+
 def check_attention(folder: Path, fakes: dict[str, FakeRun], suffix: str = "") -> None:
+    """Both curves as written; RL − IN paired over the items both samples logs hold (their mean difference,
+    computed here by a plain loop, inside the bootstrap interval), or from the curves with the two standard
+    errors combined where the logs hold no per-item curves."""
+    from analysis.attention_shift import shift_from_samples
+
     got = {(r["run"], int(r["layer"])): r for r in read_rows(folder / f"attention_shift{suffix}.csv")}
+    paired_intervals = {
+        label: shift_from_samples(*(attention_samples(fake, role) for role in ("in", "rl"))).shift
+        for label, fake in fakes.items() if fake.attention_items is not None
+    }
     count = 0
     for label, fake in fakes.items():
-        a_in = fake.curves["attention"]["in"]["frank_attention_shift"]["visual_attention"]
-        a_rl = fake.curves["attention"]["rl"]["frank_attention_shift"]["visual_attention"]
+        task = "frank_attention_shift"
+        a_in = fake.curves["attention"]["in"][task]["visual_attention"]
+        a_rl = fake.curves["attention"]["rl"][task]["visual_attention"]
         for layer in range(fake.layers):
             r = got[(label, layer)]
-            diff = a_rl["value"][layer] - a_in["value"][layer]
-            half = 1.96 * math.sqrt(a_in["stderr"][layer] ** 2 + a_rl["stderr"][layer] ** 2)
             assert int(r["unified_index"]) == layer + 1
             assert (num(r["in_value"]), num(r["in_stderr"]), num(r["rl_value"]), num(r["rl_stderr"])) == (
                 a_in["value"][layer], a_in["stderr"][layer], a_rl["value"][layer], a_rl["stderr"][layer])
-            assert num(r["difference"]) == pytest.approx(diff, abs=1e-12)
-            assert num(r["difference_low"]) == pytest.approx(diff - half, abs=2e-5)
-            assert num(r["difference_high"]) == pytest.approx(diff + half, abs=2e-5)
+            if fake.attention_items is None:
+                diff = a_rl["value"][layer] - a_in["value"][layer]
+                half = 1.96 * math.sqrt(a_in["stderr"][layer] ** 2 + a_rl["stderr"][layer] ** 2)
+                assert r["interval"].startswith("unpaired") and r["n_paired"] == ""
+                assert num(r["difference"]) == pytest.approx(diff, abs=1e-12)
+                assert num(r["difference_low"]) == pytest.approx(diff - half, abs=2e-5)
+                assert num(r["difference_high"]) == pytest.approx(diff + half, abs=2e-5)
+            else:
+                items_in, items_rl = (fake.attention_items[role][task] for role in ("in", "rl"))
+                both = [item for item in items_in if item in items_rl]
+                assert len(both) == len(items_in) - 2  # RL's log lacks two items: pairing is visible
+                total = 0.0
+                for item in both:
+                    total += items_rl[item][layer] - items_in[item][layer]
+                diff = total / len(both)
+                assert r["interval"] == "paired bootstrap" and int(r["n_paired"]) == len(both)
+                assert num(r["difference"]) == pytest.approx(diff, abs=1e-12)
+                assert num(r["difference"]) != pytest.approx(a_rl["value"][layer] - a_in["value"][layer], abs=1e-9)
+                assert num(r["difference_low"]) < diff < num(r["difference_high"])
+                paired = paired_intervals[label]  # the bootstrap itself is pinned in test_transfer_table
+                assert (num(r["difference_low"]), num(r["difference_high"])) == (paired[layer].low, paired[layer].high)
             count += 1
     assert len(got) == count
 
@@ -228,7 +270,7 @@ def test_same_recipe_twice_is_told_apart_by_folder(tmp_path):
     from analysis.report import write_report
 
     a = make_run(tmp_path / "first", stages=("attention",), seed=0)
-    b = make_run(tmp_path / "second", stages=("attention",), seed=1)
+    b = make_run(tmp_path / "second", stages=("attention",), seed=1, attention_items=False)  # and falls back to unpaired
     folder = write_report([a.path, b.path], tmp_path / "report", progress=False).folder / "figures"
     check_attention(folder, {"OpenMMReasoner (first)": a, "OpenMMReasoner (second)": b})
 

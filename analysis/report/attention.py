@@ -1,9 +1,11 @@
 """Report section: where generated tokens look (METHOD.md 5), the attention shift RL − IN per decoder layer.
 
 The attention stage measures, per layer, the attention mass generated tokens put on the visual tokens,
-once for IN and once for RL on the same items. The shift is the difference of the two curves; its
-95 % interval combines the two standard errors as if independent, sqrt(se_IN² + se_RL²) · 1.96, which
-is wider than a paired interval over items would be (a paired version reads the samples logs).
+once for IN and once for RL on the same items. The shift is RL − IN per layer. Its 95 % interval is the
+paired percentile bootstrap over items of `analysis.attention_shift` (the same one `frankenstein
+transfer` uses) whenever both runs' samples logs hold per-item curves; otherwise (a results file
+without its samples log) it falls back to the two standard errors combined as if independent,
+sqrt(se_IN² + se_RL²) · 1.96, which is wider. The CSV's `interval` column says which one each row has.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from analysis.attention_shift import AttentionShift, shift_from_samples
 from analysis.harness import Curve
+from analysis.lmms_runs import Run
 from analysis.report.document import Note, Section, Table, fmt
 from analysis.report.drawing import (
     ROLE_STYLE,
@@ -29,18 +33,21 @@ from analysis.report.drawing import (
 )
 from analysis.report.probe_curves import RoleCurves, gather
 from analysis.report.runs import RunFolder
+from surgery.errors import FrankensteinError
 
 STAGE = "attention"
 METRIC = "visual_attention"
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 CAPTION = (
     "Whether RL makes generated tokens look at the image more: top, the attention mass on visual tokens per decoder "
-    "layer for IN (dashed) and RL (solid), ±1 standard error; bottom, RL − IN with a 95 % band from the two standard "
-    "errors combined (unpaired, so conservative); above zero means RL attends more to the image at that layer."
+    "layer for IN (dashed) and RL (solid), ±1 standard error; bottom, RL − IN with a 95 % band (a paired bootstrap over "
+    "the items both runs answered; the CSV's interval column says where it had to fall back to the two standard errors "
+    "combined); above zero means RL attends more to the image at that layer."
 )
+PAIRED, UNPAIRED = "paired bootstrap", "unpaired (stderrs combined)"
 HEADER = [
     "run", "recipe", "task", "layer", "unified_index", "in_value", "in_stderr", "rl_value", "rl_stderr",
-    "difference", "difference_low", "difference_high", "n_in", "n_rl",
+    "difference", "difference_low", "difference_high", "interval", "n_in", "n_rl", "n_paired",
 ]
 
 
@@ -74,14 +81,31 @@ def shift_rows(in_: RoleCurves, rl: RoleCurves) -> list[list[Any]]:
         in_curve: Curve | None = in_.curves.get((metric, task))
         if in_curve is None:
             continue
+        paired = paired_shift(in_.lmms, rl.lmms, task)
+        at_paired = {layer: est for layer, est in zip(paired.layers, paired.shift)} if paired else {}
         at_in = {layer: (v, s) for layer, v, s in zip(in_curve.layers, in_curve.value, in_curve.stderr)}
         for layer, v_rl, s_rl in zip(rl_curve.layers, rl_curve.value, rl_curve.stderr):
             if layer not in at_in:
                 continue
             v_in, s_in = at_in[layer]
-            diff, half = v_rl - v_in, Z95 * math.hypot(s_in, s_rl)
-            rows.append([run.label, run.recipe, task, layer, run.axis.decoder_layer(layer), v_in, s_in, v_rl, s_rl, diff, diff - half, diff + half, in_curve.n, rl_curve.n])
+            if layer in at_paired:
+                est = at_paired[layer]
+                diff, low, high, how, n_paired = est.value, est.low, est.high, PAIRED, paired.n
+            else:
+                diff, half = v_rl - v_in, Z95 * math.hypot(s_in, s_rl)
+                low, high, how, n_paired = diff - half, diff + half, UNPAIRED, None
+            rows.append([run.label, run.recipe, task, layer, run.axis.decoder_layer(layer), v_in, s_in, v_rl, s_rl, diff, low, high, how, in_curve.n, rl_curve.n, n_paired])
     return rows
+
+
+def paired_shift(in_run: Run, rl_run: Run, task: str) -> AttentionShift | None:
+    """The paired RL − IN shift from both runs' samples logs, or None where they do not hold per-item curves."""
+    if not (in_run.has_samples(task) and rl_run.has_samples(task)):
+        return None
+    try:
+        return shift_from_samples(in_run.samples(task), rl_run.samples(task))
+    except FrankensteinError:  # no item with a curve in both logs: the unpaired interval stands
+        return None
 
 
 def _figure(group: Sequence[RunFolder], pairs: dict, rows: Sequence[Sequence[Any]]) -> Any:
@@ -109,11 +133,12 @@ def _figure(group: Sequence[RunFolder], pairs: dict, rows: Sequence[Sequence[Any
 
 
 def _table(rows: Sequence[Sequence[Any]]) -> Table:
-    header = ["run", "task", "mean shift (all layers)", "largest shift", "at decoder layer", "decoder layers with interval above 0"]
+    header = ["run", "task", "mean shift (all layers)", "largest shift", "at decoder layer", "decoder layers with interval above 0", "interval"]
     out = []
     for key in dict.fromkeys((r[0], r[2]) for r in rows):
         mine = [r for r in rows if (r[0], r[2]) == key]
         top = max(mine, key=lambda r: r[9])
         above = [str(r[3]) for r in mine if r[10] > 0]
-        out.append([key[0], key[1], fmt(sum(r[9] for r in mine) / len(mine)), fmt(top[9]), str(top[3]), ", ".join(above) or "none"])
+        kinds = ", ".join(dict.fromkeys(f"{r[12]}, n={r[15]}" if r[12] == PAIRED else r[12] for r in mine))
+        out.append([key[0], key[1], fmt(sum(r[9] for r in mine) / len(mine)), fmt(top[9]), str(top[3]), ", ".join(above) or "none", kinds])
     return Table(header, out, caption="RL − IN attention mass on visual tokens, summarised per task.")

@@ -3,6 +3,10 @@
 For IN, RL and the six splices (named by the blocks taken from RL): M_vis, M_v2r and M_rea with
 their 95 % intervals as a table and a dot-and-interval plot, their differences from IN, and the 2x2
 transition matrices (right/wrong under condition A, then B) of the two-condition tasks.
+
+The differences of the M metrics from the same run's IN are `analysis.transfer_table.difference`, the
+one `frankenstein transfer` reports: paired over the items both samples logs hold, with a bootstrap
+interval, or, where a log lacks the outcome records, from the two intervals (marked unpaired).
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from analysis.report.shapes import (
     estimates,
     transitions,
 )
+from analysis.lmms_runs import Run
+from analysis.transfer_table import Difference, Score, difference, item_outcomes
 from analysis.transitions import Estimate
+from surgery.errors import FrankensteinError
 
 STAGE = "transfer"
 LABELS = ("in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late")
@@ -42,6 +49,7 @@ class ModelResults:
 
     run: RunFolder
     label: str
+    lmms: Run  # the results file they came from
     estimates: list[TaskEstimate]  # every estimate of every task (accuracy_a and accuracy_b occur in several)
     transitions: list[TaskTransitions]
 
@@ -60,7 +68,7 @@ def gather(runs: Sequence[RunFolder]) -> tuple[list[ModelResults], list[str]]:
         for label in run.members(STAGE, LABELS):
             lmms = run.lmms(STAGE, label)
             if lmms is not None:
-                got.append(ModelResults(run, label, estimates(lmms), transitions(lmms)))
+                got.append(ModelResults(run, label, lmms, estimates(lmms), transitions(lmms)))
         if not got:
             missing.append(f"{run.label}: {STAGE} {run.stage_missing(STAGE) or f'not run (no results under {run.path / STAGE})'}.")
         found += got
@@ -80,7 +88,10 @@ METRICS_CAPTION = (
     "splices named by the decoder blocks taken from RL, one colour per run; the dotted vertical line is the run's IN, "
     "so a splice whose bar lies right of it carries over part of RL's improvement."
 )
-METRICS_HEADER = ["run", "recipe", "model", "task", "metric", "value", "low", "high", "n", "difference_vs_in"]
+METRICS_HEADER = [
+    "run", "recipe", "model", "task", "metric", "value", "low", "high", "n",
+    "difference_vs_in", "difference_low", "difference_high", "difference_paired", "difference_n",
+]
 
 
 def build_metrics(runs: Sequence[RunFolder], folder: Path) -> Section:
@@ -99,35 +110,60 @@ def _in_model(models: Sequence[ModelResults], m: ModelResults) -> ModelResults |
     return next((x for x in models if x.run is m.run and x.label == "in"), None)
 
 
-def _difference(models: Sequence[ModelResults], e: TaskEstimate | None, m: ModelResults) -> float | None:
-    """Point difference of one task's metric from the same run's IN; None for IN itself or when undefined."""
+def _difference(models: Sequence[ModelResults], e: TaskEstimate | None, m: ModelResults) -> Difference | None:
+    """One task's metric minus the same run's IN; None for IN itself or when undefined.
+
+    M metrics get the transfer table's difference (paired where both samples logs hold the outcome
+    records); other estimates their point difference, without an interval.
+    """
     base = _in_model(models, m)
     ref = base.of(e.task, e.metric) if base is not None and e is not None else None
     if m.label == "in" or ref is None or ref.estimate.value is None or e.estimate.value is None:
         return None
-    return e.estimate.value - ref.estimate.value
+    if e.metric in M_METRICS:
+        m_score, in_score = (
+            Score(owner.label, est.metric, est.estimate.value, est.estimate.low, est.estimate.high, est.n, est.task, owner.lmms.path, _outcomes(owner.lmms, est))
+            for owner, est in ((m, e), (base, ref))
+        )
+        return difference(m_score, in_score)
+    return Difference(e.estimate.value - ref.estimate.value, None, None, min(e.n, ref.n), False)
+
+
+def _outcomes(run: Run, e: TaskEstimate) -> dict[str, bool] | None:
+    try:
+        return item_outcomes(run, e.task, e.metric)
+    except FrankensteinError:  # a samples log without outcome records: the difference is unpaired
+        return None
 
 
 def _metric_rows(models: Sequence[ModelResults]) -> list[list[Any]]:
     rows = []
     for m in models:
         for e in sorted(m.estimates, key=lambda e: (e.task, e.metric)):
-            est = e.estimate
-            rows.append([m.run.label, m.run.recipe, m.label, e.task, e.metric, est.value, est.low, est.high, e.n, _difference(models, e, m)])
+            est, d = e.estimate, _difference(models, e, m)
+            diff = [d.value, d.low, d.high, d.paired if d.low is not None else None, d.n] if d else [None] * 5
+            rows.append([m.run.label, m.run.recipe, m.label, e.task, e.metric, est.value, est.low, est.high, e.n, *diff])
     return rows
 
 
 def _metric_tables(models: Sequence[ModelResults]) -> list[Table]:
     header = ["run", "model", *M_SHORT.values()]
-    values, diffs = [], []
+    values, diffs, unpaired = [], [], False
     for m in models:
         cells = [m.get(k) for k in M_METRICS]
         values.append([m.run.label, label_name(m.label), *(fmt_interval(c.estimate.value, c.estimate.low, c.estimate.high) if c else "–" for c in cells)])
         if m.label != "in":
-            diffs.append([m.run.label, label_name(m.label), *(_signed(_difference(models, m.get(k), m)) for k in M_METRICS)])
+            shown = []
+            for k in M_METRICS:
+                d = _difference(models, m.get(k), m)
+                unpaired |= d is not None and not d.paired
+                shown.append("–" if d is None else _signed(d.value) + (f" [{fmt(d.low)}, {fmt(d.high)}]" if d.low is not None else "") + ("" if d.paired else " †"))
+            diffs.append([m.run.label, label_name(m.label), *shown])
+    note = " († unpaired: from the two intervals, the samples logs hold no outcome records)." if unpaired else "."
     return [
         Table(header, values, caption="Value [95 % interval] per model; n per task in transfer_metrics.csv."),
-        Table(["run", "model", *(f"{v} − IN" for v in M_SHORT.values())], diffs, caption="Difference from the same run's IN (point estimates; the intervals above are per model, not paired)."),
+        Table(["run", "model", *(f"{v} − IN" for v in M_SHORT.values())], diffs,
+              caption="Difference from the same run's IN [95 % interval], paired over the items both runs answered" + note),
     ]
 
 
