@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from analysis.lmms_runs import Run
 from analysis.plots import LayerAxis, pyplot, plot_layer_curves, save_figure
 from surgery.arch import layout_of_checkpoint, parse_cuts
 from surgery.atomic import write_text
@@ -51,11 +52,13 @@ def results_file(path: str | Path) -> Path:
 
 def read_curves(path: str | Path) -> list[Curve]:
     """Every per-layer curve in an lmms-eval results file (or output folder)."""
-    from analysis.lmms_runs import Run
+    return curves_of(Run.read(results_file(path)))
 
-    results = Run.read(results_file(path)).results
+
+def curves_of(run: Run) -> list[Curve]:
+    """Every per-layer curve of a run already read."""
     curves = []
-    for task, metrics in sorted(results.items()):
+    for task, metrics in sorted(run.results.items()):
         for key, value in sorted(metrics.items()):
             if _is_curve(value):
                 metric = key.split(",")[0]
@@ -93,15 +96,13 @@ def plot_metric(curves: Sequence[Curve], axis: LayerAxis, path: str | Path, *, t
     return save_figure(fig, path)
 
 
-def probed_axis(path: str | Path) -> LayerAxis:
+def probed_axis(path: str | Path | Run) -> LayerAxis:
     """The probed model's axis, from the run's `model_args`: `pretrained=`, or `in=` (and `cuts=`) of a splice."""
-    from analysis.lmms_runs import Run
-
-    f = results_file(path)
-    args = Run.read(f).model_args
+    run = path if isinstance(path, Run) else Run.read(results_file(path))
+    args = run.model_args
     model = args.get("pretrained") or args.get("in")  # a splice has IN's layout
     if not model:
-        raise FrankensteinError(f"{f} does not name the probed model (no pretrained= or in= in its model_args); pass --model")
+        raise FrankensteinError(f"{run.path} does not name the probed model (no pretrained= or in= in its model_args); pass --model")
     try:
         layout = layout_of_checkpoint(str(model))
     except FrankensteinError as e:
@@ -114,12 +115,13 @@ def write_curves(path: str | Path, out: str | Path, axis: LayerAxis | None = Non
 
     Without `axis`, the probed model named in the results file supplies it (`probed_axis`).
     """
-    curves = read_curves(path)
+    run = Run.read(results_file(path))
+    curves = curves_of(run)
     if not curves:
-        raise FrankensteinError(f"{results_file(path)} holds no per-layer curves (was a probe run?)")
+        raise FrankensteinError(f"{run.path} holds no per-layer curves (was a probe run?)")
     out = Path(out)
     if axis is None:
-        axis = probed_axis(path)
+        axis = probed_axis(run)
     written = {"csv": out / "curves.csv"}
     write_text(written["csv"], curves_csv(curves, axis))
     for metric in sorted({c.metric for c in curves}):

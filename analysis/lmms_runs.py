@@ -32,12 +32,7 @@ class Run:
     @classmethod
     def read(cls, path: str | Path) -> Run:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise FrankensteinError(f"cannot read {path}: {e.strerror or e}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise FrankensteinError(f"{path} is not valid JSON ({e})") from None
+        data = read_json(path)
         if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
             raise FrankensteinError(f"{path} is not an lmms-eval results file (no 'results' object)")
         return cls(path, data)
@@ -46,11 +41,6 @@ class Run:
     def results(self) -> dict[str, dict[str, Any]]:
         """Task -> {"metric,filter": value}."""
         return self.data["results"]
-
-    @property
-    def model(self) -> str:
-        """The lmms-eval model name (`--model`), e.g. frankenstein or qwen2_5_vl."""
-        return str((self.data.get("config") or {}).get("model") or "?")
 
     @cached_property
     def model_args(self) -> dict[str, Any]:
@@ -96,6 +86,16 @@ class Run:
 
     def __str__(self) -> str:
         return str(self.path)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content; a file that cannot be read or parsed is one line naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise FrankensteinError(f"cannot read {path}: {e.strerror or e}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FrankensteinError(f"{path} is not valid JSON ({e})") from None
 
 
 def newest_run(folder: Path) -> Run | None:

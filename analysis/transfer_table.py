@@ -133,11 +133,16 @@ def _check_estimate(value: Any, run: Run, task: str, metric: str) -> None:
         raise FrankensteinError(f"{run.path}: {task} {metric} is {value!r}, not an estimate {{value, low, high, n}}")
 
 
-def item_outcomes(run: Run, task: str, metric: str) -> dict[str, bool] | None:
-    """Item -> counts toward `metric`, from the task's samples log; None without one (an error if it has no records)."""
+def item_outcomes(run: Run, task: str, metric: str, *, required: bool = True) -> dict[str, bool] | None:
+    """Item -> counts toward `metric`, from the task's samples log; None without one.
+
+    A log without `metric` outcome records is an error, or None where they are not `required`.
+    """
     if not run.has_samples(task):
         return None
     records = [s[metric] for s in run.samples(task) if isinstance(s.get(metric), Mapping)]
+    if not records and not required:
+        return None
     if not records:
         raise FrankensteinError(f"{run.samples_file(task)} holds no {metric} outcome records")
     return item_indicators(records, metric, str(run.samples_file(task)))

@@ -360,6 +360,20 @@ def test_unreadable_results_file_is_one_line_naming_it(tmp_path):
     assert not (tmp_path / "report").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize("stage, log", [("transfer", "frank_general_vqa"), ("attention", "frank_attention_shift")])
+def test_unreadable_samples_log_is_one_line_not_an_unpaired_interval(tmp_path, stage, log):
+    """A samples log the paired intervals read is bad input when broken, not a reason to fall back quietly."""
+    from analysis.report import write_report
+    from surgery.errors import FrankensteinError
+
+    fake = make_run(tmp_path / "run", stages=(stage,), old_results=False)
+    broken = next((fake.path / stage / "rl").rglob(f"*_samples_{log}.jsonl"))
+    broken.write_text("{broken\n")
+    with pytest.raises(FrankensteinError, match=re.escape(str(broken)) + " line 1 is not JSON"):
+        write_report([fake.path], tmp_path / "report", progress=False)
+    assert not (tmp_path / "report").exists()
+
+
 def test_malformed_shapes_and_manifests_are_one_line(tmp_path):
     from analysis.report import write_report
     from surgery.errors import FrankensteinError

@@ -102,9 +102,10 @@ def paired_shift(in_run: Run, rl_run: Run, task: str) -> AttentionShift | None:
     """The paired RL − IN shift from both runs' samples logs, or None where they do not hold per-item curves."""
     if not (in_run.has_samples(task) and rl_run.has_samples(task)):
         return None
+    samples_in, samples_rl = in_run.samples(task), rl_run.samples(task)  # an unreadable log is an error
     try:
-        return shift_from_samples(in_run.samples(task), rl_run.samples(task))
-    except FrankensteinError:  # no item with a curve in both logs: the unpaired interval stands
+        return shift_from_samples(samples_in, samples_rl)
+    except FrankensteinError:  # no item or layer with a curve in both logs: the unpaired interval stands
         return None
 
 

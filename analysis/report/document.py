@@ -48,10 +48,6 @@ class Section:
         self.blocks.extend(blocks)
         return self
 
-    @property
-    def figures(self) -> list[Figure]:
-        return [b for b in self.blocks if isinstance(b, Figure)]
-
 
 def fmt(value: float | None, digits: int = 3) -> str:
     """Numbers as tables show them; None (undefined) as an en dash."""

@@ -22,7 +22,6 @@ from surgery.atomic import atomic_path
 
 # The model a curve belongs to, by line style (colour is the run's).
 ROLE_STYLE = {"in": "--", "rl": "-", "base": ":"}
-ROLE_NAME = {"base": "Base", "in": "IN", "rl": "RL"}
 DELTA_STYLE = {"in": "--", "rl": "-"}  # dIN dashed, dRL solid
 DELTA_NAME = {"in": "dIN", "rl": "dRL"}
 

@@ -17,9 +17,11 @@ def build(runs: Sequence[RunFolder], folder: Path) -> Section:
         [_model_row(r) for r in runs],
         caption="The models of each run and the decoder blocks every figure shades.",
     )
+    # The report's own stage order, then any stage a newer `frankenstein run` recorded that it does not know.
+    named = [*STAGES, *sorted({s for r in runs for s in r.manifest.stages} - set(STAGES))]
     stages = Table(
         ["stage", *(r.label for r in runs)],
-        [[stage, *(_stage_cell(r, stage) for r in runs)] for stage in STAGES],
+        [[stage, *(_stage_cell(r, stage) for r in runs)] for stage in named],
         caption="Stage status from run.json; a stage that is not done shows as \"not run\" in its section.",
     )
     return section.add(

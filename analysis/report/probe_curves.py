@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.delta.schema import ROLE_LABEL
 from analysis.harness import Curve
 from analysis.report.document import Note
 from analysis.report.drawing import (
-    ROLE_NAME,
     ROLE_STYLE,
     decoder_xlabel,
     draw_curve,
@@ -41,7 +41,7 @@ class RoleCurves:
 
     @property
     def name(self) -> str:
-        return f"{self.run.label} {ROLE_NAME.get(self.role, self.role)}"
+        return f"{self.run.label} {ROLE_LABEL.get(self.role, self.role)}"
 
     @property
     def tasks(self) -> list[str]:

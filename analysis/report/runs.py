@@ -13,7 +13,6 @@ A file that exists but cannot be read is bad input: one line naming it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,13 +20,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from analysis.lmms_runs import Run, newest_run
+from analysis.delta.schema import ROLES as ROLE_ORDER  # roles a probe stage may hold, in reading order
+from analysis.lmms_runs import Run, newest_run, read_json
 from analysis.plots import LayerAxis
 from surgery.errors import FrankensteinError
 
 RUN_FILE = "run.json"
-STAGES = ("delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "attention")
-ROLE_ORDER = ("base", "in", "rl")  # roles a probe stage may hold, in reading order
+STAGES = ("delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "attention")  # as frankenstein_tasks.run.stages orders them (analysis does not import the harness)
 
 
 class StageRecord(BaseModel):
@@ -133,11 +132,3 @@ def open_runs(paths: list[str | Path]) -> list[RunFolder]:
         _ = run.axis  # a bad layout is an error now, not halfway through the figures
     return runs
 
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except OSError as e:
-        raise FrankensteinError(f"cannot read {path}: {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FrankensteinError(f"{path} is not valid JSON ({e})") from None

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.harness import Curve, read_curves
+from analysis.harness import Curve, curves_of
 from analysis.lmms_runs import Run
 from analysis.transitions import Estimate
 from surgery.errors import FrankensteinError
@@ -45,7 +45,7 @@ class TaskTransitions:
 def curves(run: Run, metric: str) -> dict[str, Curve]:
     """Task -> its curve of `metric`, for every leaf task holding one."""
     leaf = set(run.tasks())
-    return {c.task: c for c in read_curves(run.path) if c.metric == metric and c.task in leaf}
+    return {c.task: c for c in curves_of(run) if c.metric == metric and c.task in leaf}
 
 
 def scalar(run: Run, task: str, metric: str) -> tuple[float | None, float | None]:

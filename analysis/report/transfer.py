@@ -28,15 +28,15 @@ from analysis.report.shapes import (
     transitions,
 )
 from analysis.lmms_runs import Run
+from analysis.transfer_table import METRICS as M_SHORT
 from analysis.transfer_table import Difference, Score, difference, item_outcomes
 from analysis.transitions import Estimate
-from surgery.errors import FrankensteinError
+from surgery.splice import LABELS as LABEL_NAME
+from surgery.splice import VARIANTS
 
 STAGE = "transfer"
-LABELS = ("in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late")
-LABEL_NAME = {"in": "IN", "rl": "RL"}
+LABELS = ("in", "rl", *VARIANTS)
 M_METRICS = {"m_vis": "M_vis (perception)", "m_v2r": "M_v2r (vision → reasoning)", "m_rea": "M_rea (reasoning)"}
-M_SHORT = {"m_vis": "M_vis", "m_v2r": "M_v2r", "m_rea": "M_rea"}
 CONDITIONS = {  # task name prefix -> (condition A, condition B) of its transitions
     "frank_general_vqa": ("image", "black image"),
     "frank_math_vqa": ("image", "black image + description"),
@@ -100,69 +100,74 @@ def build_metrics(runs: Sequence[RunFolder], folder: Path) -> Section:
     section.add(*(Note(m) for m in missing))
     if not models:
         return section
-    rows = _metric_rows(models)
+    diffs = _differences(models)
+    rows = _metric_rows(models, diffs)
     fig = _interval_figure(models)
     section.add(save_with_data(fig, folder, "transfer_metrics", METRICS_CAPTION, METRICS_HEADER, rows))
-    return section.add(*_metric_tables(models))
+    return section.add(*_metric_tables(models, diffs))
 
 
-def _in_model(models: Sequence[ModelResults], m: ModelResults) -> ModelResults | None:
-    return next((x for x in models if x.run is m.run and x.label == "in"), None)
+Differences = dict[tuple[int, str, str], Difference]  # (model's place in `models`, task, metric) -> vs IN
 
 
-def _difference(models: Sequence[ModelResults], e: TaskEstimate | None, m: ModelResults) -> Difference | None:
-    """One task's metric minus the same run's IN; None for IN itself or when undefined.
+def _differences(models: Sequence[ModelResults]) -> Differences:
+    """Every estimate's difference from the same run's IN (IN itself and undefined ones absent), computed once.
 
     M metrics get the transfer table's difference (paired where both samples logs hold the outcome
     records); other estimates their point difference, without an interval.
     """
-    base = _in_model(models, m)
-    ref = base.of(e.task, e.metric) if base is not None and e is not None else None
-    if m.label == "in" or ref is None or ref.estimate.value is None or e.estimate.value is None:
-        return None
-    if e.metric in M_METRICS:
-        m_score, in_score = (
-            Score(owner.label, est.metric, est.estimate.value, est.estimate.low, est.estimate.high, est.n, est.task, owner.lmms.path, _outcomes(owner.lmms, est))
-            for owner, est in ((m, e), (base, ref))
-        )
-        return difference(m_score, in_score)
-    return Difference(e.estimate.value - ref.estimate.value, None, None, min(e.n, ref.n), False)
+    scores: dict[tuple[int, str, str], Score] = {}
+
+    def score(i: int, e: TaskEstimate) -> Score:  # each samples log read once per metric
+        if (i, e.task, e.metric) not in scores:
+            m, est = models[i], e.estimate
+            items = item_outcomes(m.lmms, e.task, e.metric, required=False)
+            scores[(i, e.task, e.metric)] = Score(m.label, e.metric, est.value, est.low, est.high, e.n, e.task, m.lmms.path, items)
+        return scores[(i, e.task, e.metric)]
+
+    out: Differences = {}
+    for i, m in enumerate(models):
+        base = next((j for j, x in enumerate(models) if x.run is m.run and x.label == "in"), None)
+        if m.label == "in" or base is None:
+            continue
+        for e in m.estimates:
+            ref = models[base].of(e.task, e.metric)
+            if ref is None or ref.estimate.value is None or e.estimate.value is None:
+                continue
+            if e.metric in M_METRICS:
+                out[(i, e.task, e.metric)] = difference(score(i, e), score(base, ref))
+            else:
+                out[(i, e.task, e.metric)] = Difference(e.estimate.value - ref.estimate.value, None, None, min(e.n, ref.n), False)
+    return out
 
 
-def _outcomes(run: Run, e: TaskEstimate) -> dict[str, bool] | None:
-    try:
-        return item_outcomes(run, e.task, e.metric)
-    except FrankensteinError:  # a samples log without outcome records: the difference is unpaired
-        return None
-
-
-def _metric_rows(models: Sequence[ModelResults]) -> list[list[Any]]:
+def _metric_rows(models: Sequence[ModelResults], diffs: Differences) -> list[list[Any]]:
     rows = []
-    for m in models:
+    for i, m in enumerate(models):
         for e in sorted(m.estimates, key=lambda e: (e.task, e.metric)):
-            est, d = e.estimate, _difference(models, e, m)
+            est, d = e.estimate, diffs.get((i, e.task, e.metric))
             diff = [d.value, d.low, d.high, d.paired if d.low is not None else None, d.n] if d else [None] * 5
             rows.append([m.run.label, m.run.recipe, m.label, e.task, e.metric, est.value, est.low, est.high, e.n, *diff])
     return rows
 
 
-def _metric_tables(models: Sequence[ModelResults]) -> list[Table]:
+def _metric_tables(models: Sequence[ModelResults], diffs: Differences) -> list[Table]:
     header = ["run", "model", *M_SHORT.values()]
-    values, diffs, unpaired = [], [], False
-    for m in models:
+    values, rows, unpaired = [], [], False
+    for i, m in enumerate(models):
         cells = [m.get(k) for k in M_METRICS]
         values.append([m.run.label, label_name(m.label), *(fmt_interval(c.estimate.value, c.estimate.low, c.estimate.high) if c else "–" for c in cells)])
         if m.label != "in":
             shown = []
-            for k in M_METRICS:
-                d = _difference(models, m.get(k), m)
+            for e in cells:
+                d = diffs.get((i, e.task, e.metric)) if e else None
                 unpaired |= d is not None and not d.paired
                 shown.append("–" if d is None else _signed(d.value) + (f" [{fmt(d.low)}, {fmt(d.high)}]" if d.low is not None else "") + ("" if d.paired else " †"))
-            diffs.append([m.run.label, label_name(m.label), *shown])
+            rows.append([m.run.label, label_name(m.label), *shown])
     note = " († unpaired: from the two intervals, the samples logs hold no outcome records)." if unpaired else "."
     return [
         Table(header, values, caption="Value [95 % interval] per model; n per task in transfer_metrics.csv."),
-        Table(["run", "model", *(f"{v} − IN" for v in M_SHORT.values())], diffs,
+        Table(["run", "model", *(f"{v} − IN" for v in M_SHORT.values())], rows,
               caption="Difference from the same run's IN [95 % interval], paired over the items both runs answered" + note),
     ]
 

@@ -30,7 +30,8 @@ from analysis.report.drawing import (
     subplots,
     write_csv,
 )
-from analysis.report.runs import RunFolder, read_json
+from analysis.lmms_runs import read_json
+from analysis.report.runs import RunFolder
 from surgery.arch import Part
 from surgery.errors import FrankensteinError
 
@@ -128,11 +129,12 @@ def _plottable(value: float | None, log: bool) -> float | None:
 def _rows(group: Sequence[RunFolder], reports: dict[str, DeltaReport]) -> list[list[Any]]:
     rows = []
     for run in group:
-        layout, blocks = run.axis.layout, run.axis.blocks
+        layout = run.axis.layout
+        partition = layout.partition(run.axis.cuts)
         for d in DELTAS:
             for s in _layers(reports[run.label]):
                 part, index = layout.part_of_unified(s.key)
-                block = next((b for b, (lo, hi) in blocks.items() if part is Part.DECODER_LAYER and lo <= index < hi), None)
+                block = partition.block_of(index) if part is Part.DECODER_LAYER else None
                 st = s.deltas[d]
                 rows.append([run.label, run.recipe, DELTA_NAME[d], s.key, part.value, index, block, st.energy, st.relative_norm, st.mean_stable_rank, st.mean_effective_rank])
     return rows
