@@ -129,3 +129,26 @@ def test_cache_dataset_command(tmp_path):
     assert json.loads(loaded.stdout.strip().splitlines()[-1]) == GSM8K
     missing = frankenstein("data", "cache-dataset", "gsm8k", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and missing.stderr.strip() == f"frankenstein: error: no file at {tmp_path / 'nope.jsonl'}"
+
+
+def test_vision_pairs_killed_midway_are_completed(tmp_path):
+    """A run killed after some pair tasks were generated generates only the missing ones next time."""
+    import shutil
+
+    from frankenstein_tasks.run.config import RunConfig
+    from frankenstein_tasks.run.stages import RunContext, vision_pairs
+    from frankenstein_tasks.vision.pairs import GENERATOR_VERSION
+
+    config = RunConfig.model_validate({
+        "recipe": "Tiny", "models": {"base": "b", "in": "i", "rl": "r"},
+        "vision_swap": {"tasks": ["counting", "recognition"], "n": 2, "size": 112},
+    })
+    ctx = RunContext(config=config, out=tmp_path, models=config.models.by_role())
+    pairs = vision_pairs(ctx)
+    assert pairs.name.endswith(f"-v{GENERATOR_VERSION}")
+    done = pairs / "counting" / "data.jsonl"
+    before = (done.read_text(), done.stat().st_mtime_ns)
+    shutil.rmtree(pairs / "recognition")  # killed after counting/ was written, before recognition/
+    assert vision_pairs(ctx) == pairs
+    assert (pairs / "recognition" / "data.jsonl").is_file()
+    assert (done.read_text(), done.stat().st_mtime_ns) == before  # the finished task is not regenerated

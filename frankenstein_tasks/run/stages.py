@@ -92,15 +92,28 @@ def run_merges(ctx: RunContext, folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in (folder / "recipes").iterdir())
 
 
-def run_vision_swap(ctx: RunContext, folder: Path) -> list[str]:
-    from frankenstein_tasks.vision.pairs import write_pair_sets
+def vision_pairs(ctx: RunContext) -> Path:
+    """The pair folder of the vision_swap stage: data.vision_pairs, else generated under the run's cache.
 
+    Generated once per setting (and generator version), outside the stage folder so a rerun reuses it;
+    each task's folder appears whole or not at all, so a killed run leaves some tasks done and the next
+    run generates only the missing ones.
+    """
+    from frankenstein_tasks.vision.pairs import GENERATOR_VERSION, write_pair_sets
+
+    if ctx.config.data.vision_pairs is not None:
+        return Path(ctx.config.data.vision_pairs)
     s = ctx.config.vision_swap
-    pairs = ctx.config.data.vision_pairs
-    if pairs is None:  # generated once per setting, outside the stage folder so a rerun reuses it
-        pairs = ctx.out / ".cache" / f"vision_pairs-n{s.n}-seed{s.seed}-size{s.size}"
-        if not pairs.is_dir():
-            write_pair_sets(s.tasks, pairs, n=s.n, seed=s.seed, size=s.size, overwrite=True, progress=False)
+    pairs = ctx.out / ".cache" / f"vision_pairs-n{s.n}-seed{s.seed}-size{s.size}-v{GENERATOR_VERSION}"
+    missing = [task for task in s.tasks if not (pairs / task / "data.jsonl").is_file()]
+    if missing:
+        write_pair_sets(missing, pairs, n=s.n, seed=s.seed, size=s.size, overwrite=True, progress=False)
+    return pairs
+
+
+def run_vision_swap(ctx: RunContext, folder: Path) -> list[str]:
+    s = ctx.config.vision_swap
+    pairs = vision_pairs(ctx)
     probe = {"probe": "visual_swap", "layers": s.layers, "swap_mode": s.swap_mode, "window": s.window}
     return _lmms_stage(ctx, folder, s.roles, [f"frank_vision_{t}" for t in s.tasks], probe, s.max_new_tokens,
                        {"FRANKENSTEIN_VISION_DATA": str(pairs)})
