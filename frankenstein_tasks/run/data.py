@@ -29,10 +29,16 @@ def cache_local_data(data: Any, cache_dir: Path) -> dict[str, str]:
     if not given:
         return {}
     for name, path in given.items():
-        repo, config, splits = HUB_DATASETS[name]
-        rows = read_rows(Path(path), IMAGE_FIELDS.get(name))
-        cache_dataset(repo, config, {split: rows for split in splits}, cache_dir=cache_dir)
+        cache_local_dataset(name, Path(path), cache_dir)
     return {"HF_DATASETS_CACHE": str(cache_dir)}
+
+
+def cache_local_dataset(name: str, path: Path, cache_dir: Path) -> tuple[Path, int]:
+    """Write the rows of `path` into `cache_dir` as the hub dataset of data field `name` (all the splits
+    the tasks read); returns the cache entry and the number of rows."""
+    repo, config, splits = HUB_DATASETS[name]
+    rows = read_rows(path, IMAGE_FIELDS.get(name))
+    return cache_dataset(repo, config, {split: rows for split in splits}, cache_dir=cache_dir), len(rows)
 
 
 def read_rows(path: Path, image_field: str | None = None) -> list[dict[str, Any]]:
