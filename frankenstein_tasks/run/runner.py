@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 from frankenstein_tasks.run.config import RunConfig
 from frankenstein_tasks.run.data import HUB_DATASETS, cache_local_data
 from frankenstein_tasks.run.stages import STAGES, RunContext
-from surgery.atomic import write_json
+from surgery.atomic import replace_dir, write_json
 from surgery.errors import FrankensteinError
 
 MANIFEST = "run.json"
@@ -143,17 +143,8 @@ def _run_stage(ctx: RunContext, manifest: dict[str, Any], name: str, counter: st
         if isinstance(e, FrankensteinError):
             raise FrankensteinError(f"stage {name}: {e}") from None
         raise
-    _replace(partial, out / name)
+    replace_dir(partial, out / name)
     seconds = round(time.perf_counter() - start, 1)
     manifest["stages"][name] = {"status": "done", "seconds": seconds, "outputs": outputs, "settings": settings}
     write_json(out / MANIFEST, manifest)
     ctx.say(f"      done in {seconds} s")
-
-
-def _replace(partial: Path, final: Path) -> None:
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    partial.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
