@@ -152,3 +152,19 @@ def test_vision_pairs_killed_midway_are_completed(tmp_path):
     assert vision_pairs(ctx) == pairs
     assert (pairs / "recognition" / "data.jsonl").is_file()
     assert (done.read_text(), done.stat().st_mtime_ns) == before  # the finished task is not regenerated
+
+
+def test_merges_stage_refuses_checkpoints_mergekit_cannot_write(tiny_qwen2_vl, tmp_path):
+    """merges.checkpoints: true on Qwen2-VL stops at once with mergekit's known issue, as merge-config --merge does."""
+    from frankenstein_tasks.run.config import RunConfig
+    from frankenstein_tasks.run.stages import RunContext, run_merges
+    from surgery.errors import FrankensteinError
+
+    config = RunConfig.model_validate({
+        "recipe": "Tiny2VL", "models": {role: str(path) for role, path in tiny_qwen2_vl.items()},
+        "merges": {"checkpoints": True},
+    })
+    ctx = RunContext(config=config, out=tmp_path, models=config.models.by_role())
+    with pytest.raises(FrankensteinError, match=r"^cannot write merged checkpoints \(merges.checkpoints: true\): mergekit 0.1.5"):
+        run_merges(ctx, tmp_path / "merges")
+    assert not (tmp_path / "merges").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from frankenstein_tasks.run import harness
+from surgery.errors import FrankensteinError
 from surgery.splice import VARIANTS
 
 
@@ -77,12 +78,21 @@ def run_delta(ctx: RunContext, folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.iterdir())
 
 
+def check_mergeable(recipes: Any, what: str) -> None:
+    """Refuse to run mergekit on recipes it is known to fail on (`GeneratedRecipes.known_issue`, e.g. its
+    Qwen2-VL definition): one line naming the issue, before any work."""
+    if recipes.known_issue:
+        raise FrankensteinError(f"cannot {what}: {recipes.known_issue}")
+
+
 def run_merges(ctx: RunContext, folder: Path) -> list[str]:
     from merge_configs.generate import generate
     from merge_configs.mergekit_run import run_mergekit
     from surgery.atomic import write_text
 
     recipes = generate(ctx.models["in"], ctx.models["rl"], list(VARIANTS), cuts=ctx.config.cuts, title=ctx.config.recipe)
+    if ctx.config.merges.checkpoints:
+        check_mergeable(recipes, "write merged checkpoints (merges.checkpoints: true)")
     for variant, text in recipes.texts.items():
         write_text(folder / "recipes" / f"{variant}.yaml", text)
     if ctx.config.merges.checkpoints:
