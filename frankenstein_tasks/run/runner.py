@@ -64,7 +64,6 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
 def preflight(config: RunConfig, models: dict[str, str]) -> dict[str, Any]:
     """Every checkpoint reachable (config and tensor names, no weights) and the layout, or one clear line."""
     from surgery import sources
-    from surgery.arch import layout_of_checkpoint
     from surgery.splice import check_pair
 
     for role, source in models.items():
@@ -72,8 +71,7 @@ def preflight(config: RunConfig, models: dict[str, str]) -> dict[str, Any]:
             sources.resolve(source, weights=False)
         except FrankensteinError as e:
             raise FrankensteinError(f"models.{role}: {e}") from None
-    check_pair(models["in"], models["rl"])
-    return layout_of_checkpoint(models["rl"]).describe(config.cuts)
+    return check_pair(models["in"], models["rl"]).layouts["rl"].describe(config.cuts)
 
 
 def check_datasets(config: RunConfig, env: dict[str, str]) -> None:
