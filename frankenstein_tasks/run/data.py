@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from frankenstein_tasks.hub_cache import cache_dataset
 from surgery.errors import FrankensteinError
@@ -23,13 +23,16 @@ HUB_DATASETS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
 IMAGE_FIELDS = {"mathvista": "decoded_image"}
 
 
-def cache_local_data(data: Any, cache_dir: Path) -> dict[str, str]:
-    """Cache every local file of `data` (a LocalData); returns the env the lmms-eval calls need."""
+def cache_local_data(data: Any, cache_dir: Path, needed: Iterable[str]) -> dict[str, str]:
+    """Cache the local files of `data` (a LocalData) that the run reads (`needed`: data field names);
+    returns the env the lmms-eval calls need."""
     given = {name: getattr(data, name) for name in HUB_DATASETS if getattr(data, name) is not None}
     if not given:
         return {}
+    needed = set(needed)
     for name, path in given.items():
-        cache_local_dataset(name, Path(path), cache_dir)
+        if name in needed:
+            cache_local_dataset(name, Path(path), cache_dir)
     return {"HF_DATASETS_CACHE": str(cache_dir)}
 
 

@@ -24,13 +24,6 @@ from surgery.atomic import replace_dir, write_json
 from surgery.errors import FrankensteinError
 
 MANIFEST = "run.json"
-# Datasets each stage reads, by the `data:` field that can replace them with a local copy.
-STAGE_DATASETS: dict[str, Callable[[RunConfig], list[str]]] = {
-    "reasoning": lambda c: list(c.reasoning.tasks),
-    "reasoning_logprob": lambda c: list(c.reasoning_logprob.tasks),
-    "transfer": lambda c: ["mathvista", "math500"],
-    "attention": lambda c: ["mathvista"],
-}
 
 
 def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, say: Callable[[str], None] = print) -> Path:
@@ -43,7 +36,7 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
     models = config.models.by_role()
     layout = preflight(config, models)
     manifest = _open_manifest(out, config, models, layout)
-    env = cache_local_data(config.data, out / ".cache" / "datasets")
+    env = cache_local_data(config.data, out / ".cache" / "datasets", needed_datasets(config))
     check_datasets(config, env)
     ctx = RunContext(config=config, out=out, models=models, env=env, say=say)
     chosen = [name for name in STAGES if name in config.stages]
@@ -74,12 +67,17 @@ def preflight(config: RunConfig, models: dict[str, str]) -> dict[str, Any]:
     return check_pair(models["in"], models["rl"]).layouts["rl"].describe(config.cuts)
 
 
+def needed_datasets(config: RunConfig) -> set[str]:
+    """The datasets the config's stages read, by their `data:` field names."""
+    return {name for stage in config.stages for name in STAGES[stage].datasets(config)}
+
+
 def check_datasets(config: RunConfig, env: dict[str, str]) -> None:
     """Each dataset a chosen stage reads is local, cached, or (online) downloadable; else one clear line."""
     from frankenstein_tasks.hub_cache import datasets_cache_dir, entry_root
     from surgery.sources import _hub_reachable
 
-    needed = {name for stage in config.stages if stage in STAGE_DATASETS for name in STAGE_DATASETS[stage](config)}
+    needed = needed_datasets(config)
     cache = Path(env.get("HF_DATASETS_CACHE") or datasets_cache_dir())
     missing = [name for name in sorted(needed) if not entry_root(HUB_DATASETS[name][0], cache).is_dir()]
     if not missing:

@@ -52,6 +52,8 @@ class Stage:
     description: str
     run: Callable[[RunContext, Path], list[str]]
     settings: Callable[[Any], Any] = lambda config: None  # the config section whose change reruns the stage
+    # The datasets the stage reads, by the `data:` field that can replace them with a local copy.
+    datasets: Callable[[Any], list[str]] = lambda config: []
 
 
 def _budget(tokens: int | None) -> str | None:
@@ -163,13 +165,13 @@ STAGES: dict[str, Stage] = {
         Stage("merges", "mergekit recipes of the six splices (and checkpoints, if asked)", run_merges, lambda c: c.merges),
         Stage("vision_swap", "visual-token swap per layer on frank_vision", run_vision_swap, lambda c: c.vision_swap),
         Stage("reasoning", "zero ablation per layer on frank_reasoning (generated answers)", run_reasoning,
-              lambda c: c.reasoning),
+              lambda c: c.reasoning, datasets=lambda c: list(c.reasoning.tasks)),
         Stage("reasoning_logprob", "zero ablation per layer, teacher-forced log-likelihood of the answers",
-              run_reasoning_logprob, lambda c: c.reasoning_logprob),
+              run_reasoning_logprob, lambda c: c.reasoning_logprob, datasets=lambda c: list(c.reasoning_logprob.tasks)),
         Stage("transfer", "frank_transfer on IN, RL and the six splices (M_vis, M_v2r, M_rea)", run_transfer,
-              lambda c: c.transfer),
+              lambda c: c.transfer, datasets=lambda c: ["mathvista", "math500"]),
         Stage("attention", "attention of generated tokens on the image per layer, IN vs RL", run_attention,
-              lambda c: c.attention),
+              lambda c: c.attention, datasets=lambda c: ["mathvista"]),
     )
 }
 
