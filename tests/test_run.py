@@ -168,3 +168,14 @@ def test_merges_stage_refuses_checkpoints_mergekit_cannot_write(tiny_qwen2_vl, t
     with pytest.raises(FrankensteinError, match=r"^cannot write merged checkpoints \(merges.checkpoints: true\): mergekit 0.1.5"):
         run_merges(ctx, tmp_path / "merges")
     assert not (tmp_path / "merges").exists()
+
+
+def test_every_stage_has_its_config_section():
+    """A stage's settings hash reads the config section of the same name."""
+    from pydantic import BaseModel
+
+    from frankenstein_tasks.run.config import RunConfig
+    from frankenstein_tasks.run.stages import STAGES
+
+    for name in STAGES:
+        assert name in RunConfig.model_fields and issubclass(RunConfig.model_fields[name].annotation, BaseModel), name

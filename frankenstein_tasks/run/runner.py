@@ -108,10 +108,9 @@ def _open_manifest(out: Path, config: RunConfig, models: dict[str, str], layout:
 
 
 def _settings_hash(config: RunConfig, name: str) -> str:
-    """What decides a stage's results: its own section plus the run-wide model settings."""
-    section = STAGES[name].settings(config)
+    """What decides a stage's results: its own section (named as the stage) plus the run-wide model settings."""
     decided = {
-        "section": section.model_dump(mode="json") if section is not None else None,
+        "section": getattr(config, name).model_dump(mode="json"),
         "models": config.models.by_role(), "cuts": config.cuts, "prompt_style": config.prompt_style,
         "dtype": config.dtype, "attn": config.attn_implementation, "data": config.data.model_dump(mode="json"),
     }

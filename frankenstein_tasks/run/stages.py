@@ -48,10 +48,11 @@ class RunContext:
 
 @dataclass(frozen=True)
 class Stage:
+    """A stage's name is also the name of its config section (whose change reruns it)."""
+
     name: str
     description: str
     run: Callable[[RunContext, Path], list[str]]
-    settings: Callable[[Any], Any] = lambda config: None  # the config section whose change reruns the stage
     # The datasets the stage reads, by the `data:` field that can replace them with a local copy.
     datasets: Callable[[Any], list[str]] = lambda config: []
 
@@ -64,9 +65,9 @@ def _lmms_stage(ctx: RunContext, folder: Path, members: list[str], tasks: list[s
                 budget: int | None, env: dict[str, str | None]) -> list[str]:
     written = []
     for k, member in enumerate(members, 1):
-        ctx.say(f"      model {k}/{len(members)}: {member} ({ctx.model_args(member).get('splice') or 'checkpoint'})")
-        harness.evaluate(tasks, ctx.model_args(member, **probe), folder / member, gen_kwargs=_budget(budget),
-                         env={**ctx.env, **env})
+        args = ctx.model_args(member, **probe)
+        ctx.say(f"      model {k}/{len(members)}: {member} ({args.get('splice') or 'checkpoint'})")
+        harness.evaluate(tasks, args, folder / member, gen_kwargs=_budget(budget), env={**ctx.env, **env})
         written += [str(p.relative_to(folder)) for p in sorted((folder / member).rglob("*.json*"))]
     return written
 
@@ -161,17 +162,17 @@ def run_attention(ctx: RunContext, folder: Path) -> list[str]:
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
-        Stage("delta", "weight-delta energy and SVD across Base -> IN -> RL", run_delta, lambda c: c.delta),
-        Stage("merges", "mergekit recipes of the six splices (and checkpoints, if asked)", run_merges, lambda c: c.merges),
-        Stage("vision_swap", "visual-token swap per layer on frank_vision", run_vision_swap, lambda c: c.vision_swap),
+        Stage("delta", "weight-delta energy and SVD across Base -> IN -> RL", run_delta),
+        Stage("merges", "mergekit recipes of the six splices (and checkpoints, if asked)", run_merges),
+        Stage("vision_swap", "visual-token swap per layer on frank_vision", run_vision_swap),
         Stage("reasoning", "zero ablation per layer on frank_reasoning (generated answers)", run_reasoning,
-              lambda c: c.reasoning, datasets=lambda c: list(c.reasoning.tasks)),
+              datasets=lambda c: list(c.reasoning.tasks)),
         Stage("reasoning_logprob", "zero ablation per layer, teacher-forced log-likelihood of the answers",
-              run_reasoning_logprob, lambda c: c.reasoning_logprob, datasets=lambda c: list(c.reasoning_logprob.tasks)),
+              run_reasoning_logprob, datasets=lambda c: list(c.reasoning_logprob.tasks)),
         Stage("transfer", "frank_transfer on IN, RL and the six splices (M_vis, M_v2r, M_rea)", run_transfer,
-              lambda c: c.transfer, datasets=lambda c: ["mathvista", "math500"]),
+              datasets=lambda c: ["mathvista", "math500"]),
         Stage("attention", "attention of generated tokens on the image per layer, IN vs RL", run_attention,
-              lambda c: c.attention, datasets=lambda c: ["mathvista"]),
+              datasets=lambda c: ["mathvista"]),
     )
 }
 
