@@ -75,14 +75,14 @@ def needed_datasets(config: RunConfig) -> set[str]:
 def check_datasets(config: RunConfig, env: dict[str, str]) -> None:
     """Each dataset a chosen stage reads is local, cached, or (online) downloadable; else one clear line."""
     from frankenstein_tasks.hub_cache import datasets_cache_dir, entry_root
-    from surgery.sources import _hub_reachable
+    from surgery.sources import hub_reachable
 
     needed = needed_datasets(config)
     cache = Path(env.get("HF_DATASETS_CACHE") or datasets_cache_dir())
     missing = [name for name in sorted(needed) if not entry_root(HUB_DATASETS[name][0], cache).is_dir()]
     if not missing:
         return
-    reason = "offline: true in the config" if config.offline else _hub_reachable()
+    reason = "offline: true in the config" if config.offline else hub_reachable()
     if reason is not None:
         repo = HUB_DATASETS[missing[0]][0]
         raise FrankensteinError(
