@@ -11,7 +11,10 @@ TASK_CHOICES = ("counting", "ocr", "grounding", "recognition", "all")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from frankenstein_tasks.vision.pairs import DEFAULT_N, DEFAULT_SEED, DEFAULT_SIZE
 
-    p.description = "Make probe data sets for the frank_* tasks."
+    p.description = (
+        "Make probe data sets for the frank_* tasks (make-pairs) and local copies of hub datasets where "
+        "the tasks find them offline (cache-dataset)."
+    )
     sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     mp = sub.add_parser(
         "make-pairs",
