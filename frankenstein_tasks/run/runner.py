@@ -49,7 +49,7 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
     if report:
         from analysis.report import write_report
 
-        written = write_report([out], out / "report", progress=False)
+        written = write_report([out], out / "report")
         say(f"report: {written.html}")
     return out
 

@@ -120,7 +120,7 @@ def vision_pairs(ctx: RunContext) -> Path:
     pairs = ctx.out / ".cache" / f"vision_pairs-n{s.n}-seed{s.seed}-size{s.size}-v{GENERATOR_VERSION}"
     missing = [task for task in s.tasks if not (pairs / task / "data.jsonl").is_file()]
     if missing:
-        write_pair_sets(missing, pairs, n=s.n, seed=s.seed, size=s.size, overwrite=True, progress=False)
+        write_pair_sets(missing, pairs, n=s.n, seed=s.seed, size=s.size, overwrite=True)
     return pairs
 
 
