@@ -15,11 +15,12 @@ from surgery.errors import FrankensteinError
 
 # name -> (module in frankenstein_tasks.commands, one-line help). Order is the order of --help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("demo", "run the whole pipeline on embedded tiny models (no hub needed)"),
+    "demo": ("demo", "the whole analysis on the model organism, offline (results in ./frankenstein_demo)"),
     "run": ("run", "the whole analysis of a recipe from one config (resumable), with its report"),
     "make-tiny": ("make_tiny", "write an offline tiny Base / IN / RL Qwen2.5-VL trio (planted RL deltas, or --trained: the model organism)"),
     "layout": ("layout", "print the architecture facts of a checkpoint (layers, blocks, unified index)"),
-    "data": ("data", "make probe data sets (make-pairs: image pairs for the frank_vision_* swap tasks)"),
+    "data": ("data", "make-pairs: probe image pairs for the frank_vision_* tasks; cache-dataset: a local copy of "
+                     "gsm8k / MATH-500 / MathVista where the tasks find it offline"),
     "merge-config": ("merge_config", "write mergekit recipes splicing IN/RL decoder blocks (six variants, any cuts)"),
     "freeze-params": ("freeze", "print the parameter names of one decoder block to freeze, as a list or a regex"),
     "curves": ("curves", "per-layer curves of an lmms-eval probe run as curves.csv and plots"),
@@ -35,7 +36,7 @@ PASS_THROUGH = {"lm-eval"}
 DESCRIPTION = """\
 Frankenstein analysis of what RL changes in a vision-language model (Qwen2.5-VL / Qwen2-VL).
 
-Typical flow: `frankenstein demo` runs every stage on tiny offline models; on real models,
+Typical flow: `frankenstein demo` runs the whole analysis on the model organism; on real models,
 `frankenstein layout Qwen/Qwen2.5-VL-7B-Instruct` shows the layers and blocks the analyses use.
 The probes and benchmarks run inside lmms-eval: `lmms_eval --model frankenstein --tasks frank_... `.
 Run `frankenstein COMMAND --help` for each command's options.

@@ -162,7 +162,7 @@ def _hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
 
 
-def _hub_reachable(timeout: float = HUB_CONNECT_TIMEOUT_S) -> str | None:
+def hub_reachable(timeout: float = HUB_CONNECT_TIMEOUT_S) -> str | None:
     """None if a TCP connection to the hub endpoint opens within `timeout`, else the reason."""
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return None  # a proxy decides; huggingface_hub's own timeouts apply
@@ -190,7 +190,7 @@ def _from_hub(repo_id: str, *, weights: bool, allow_pickle: bool) -> Path:
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     if offline:
         raise FrankensteinError(f"{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
-    reason = _hub_reachable()
+    reason = hub_reachable()
     if reason is not None:
         raise FrankensteinError(
             f"cannot reach the Hugging Face hub for {repo_id} ({reason}) and it is not in the local cache; "

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 from conftest import cli_path, run_cli
 
 
+def listed_commands(help_text: str) -> list[str]:
+    """The subcommand entries of argparse's COMMAND list: a name indented by four spaces (its help
+    follows on the same line or, for a long name, the next one; wrapped help lines are indented more)."""
+    return [m.group(1) for m in re.finditer(r"^ {4}(\S+)(?: {2,}\S.*)?$", help_text, flags=re.MULTILINE)]
+
+
 def test_help_lists_commands():
+    from frankenstein_tasks.cli import COMMANDS
+
     result = run_cli([cli_path("frankenstein"), "--help"])
     assert result.returncode == 0
+    listed = listed_commands(result.stdout)
     for command in ("demo", "run", "report", "make-tiny", "layout", "transfer", "lm-eval"):
-        assert command in result.stdout
+        assert command in listed, (command, result.stdout)
+    assert listed == list(COMMANDS), result.stdout
 
 
 def test_no_command_prints_help_and_fails():

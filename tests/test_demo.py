@@ -38,6 +38,7 @@ def results(folder: Path) -> dict:
 
 def test_every_stage_ran_and_the_config_reruns(demo):
     manifest = json.loads((demo / "run.json").read_text())
+    assert set(manifest["stages"]) == {"delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "attention"}
     assert {name: s["status"] for name, s in manifest["stages"].items()} == {name: "done" for name in manifest["stages"]}
     assert (demo / "demo.yaml").is_file() and (demo / "report" / "report.html").is_file()
     # The written config is a real run config: started again, every stage is found finished.

@@ -20,17 +20,26 @@ pytestmark = pytest.mark.cli
 FRANK_TASKS = ("frank_vision", "frank_vision_counting", "frank_vision_ocr")
 
 
+SETUP_VARIABLES = ("LMMS_EVAL_PLUGINS", "PYTHONPATH_EXTRA")
+
+
 def clean_env() -> dict:
     """The environment of a user who set nothing up."""
-    return {k: v for k, v in os.environ.items() if k not in ("LMMS_EVAL_PLUGINS", "PYTHONPATH_EXTRA")}
+    return {k: v for k, v in os.environ.items() if k not in SETUP_VARIABLES}
+
+
+@pytest.fixture(autouse=True)
+def no_setup_variables(monkeypatch):
+    """run_cli starts from os.environ and adds the env it is given, so what clean_env() leaves out
+    must be gone from os.environ too to be gone from the commands' environment."""
+    for name in SETUP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.mark.parametrize("spelling", ["lmms_eval", "lmms-eval", "python -m lmms_eval"])
 def test_task_list_shows_frank_tasks_for_every_spelling(spelling, tmp_path):
     command = [sys.executable, "-m", "lmms_eval"] if spelling.startswith("python") else [cli_path(spelling)]
-    env = clean_env()
-    env.pop("LMMS_EVAL_PLUGINS", None)
-    done = run_cli(command + ["--tasks", "list"], env=env, cwd=tmp_path, timeout=300)
+    done = run_cli(command + ["--tasks", "list"], env=clean_env(), cwd=tmp_path, timeout=300)
     listed = done.stdout + done.stderr
     for task in FRANK_TASKS:
         assert f" - {task}\n" in listed, f"{spelling} --tasks list does not show {task}: {listed[-2000:]}"
@@ -46,7 +55,6 @@ def pairs(tmp_path_factory):
 
 def swap_run(launcher: list[str], model: str, pairs, out) -> tuple[dict, list[dict], str]:
     env = {**clean_env(), "FRANKENSTEIN_VISION_DATA": str(pairs)}
-    env.pop("LMMS_EVAL_PLUGINS", None)
     done = run_cli(launcher + [
         "--model", "frankenstein", "--model_args", f"pretrained={model},probe=visual_swap,max_new_tokens=6",
         "--tasks", "frank_vision_counting", "--output_path", str(out), "--log_samples",

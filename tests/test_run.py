@@ -129,3 +129,53 @@ def test_cache_dataset_command(tmp_path):
     assert json.loads(loaded.stdout.strip().splitlines()[-1]) == GSM8K
     missing = frankenstein("data", "cache-dataset", "gsm8k", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and missing.stderr.strip() == f"frankenstein: error: no file at {tmp_path / 'nope.jsonl'}"
+
+
+def test_vision_pairs_killed_midway_are_completed(tmp_path):
+    """A run killed after some pair tasks were generated generates only the missing ones next time."""
+    import shutil
+
+    from frankenstein_tasks.run.config import RunConfig
+    from frankenstein_tasks.run.stages import RunContext, vision_pairs
+    from frankenstein_tasks.vision.pairs import GENERATOR_VERSION
+
+    config = RunConfig.model_validate({
+        "recipe": "Tiny", "models": {"base": "b", "in": "i", "rl": "r"},
+        "vision_swap": {"tasks": ["counting", "recognition"], "n": 2, "size": 112},
+    })
+    ctx = RunContext(config=config, out=tmp_path, models=config.models.by_role())
+    pairs = vision_pairs(ctx)
+    assert pairs.name.endswith(f"-v{GENERATOR_VERSION}")
+    done = pairs / "counting" / "data.jsonl"
+    before = (done.read_text(), done.stat().st_mtime_ns)
+    shutil.rmtree(pairs / "recognition")  # killed after counting/ was written, before recognition/
+    assert vision_pairs(ctx) == pairs
+    assert (pairs / "recognition" / "data.jsonl").is_file()
+    assert (done.read_text(), done.stat().st_mtime_ns) == before  # the finished task is not regenerated
+
+
+def test_merges_stage_refuses_checkpoints_mergekit_cannot_write(tiny_qwen2_vl, tmp_path):
+    """merges.checkpoints: true on Qwen2-VL stops at once with mergekit's known issue, as merge-config --merge does."""
+    from frankenstein_tasks.run.config import RunConfig
+    from frankenstein_tasks.run.stages import RunContext, run_merges
+    from surgery.errors import FrankensteinError
+
+    config = RunConfig.model_validate({
+        "recipe": "Tiny2VL", "models": {role: str(path) for role, path in tiny_qwen2_vl.items()},
+        "merges": {"checkpoints": True},
+    })
+    ctx = RunContext(config=config, out=tmp_path, models=config.models.by_role())
+    with pytest.raises(FrankensteinError, match=r"^cannot write merged checkpoints \(merges.checkpoints: true\): mergekit 0.1.5"):
+        run_merges(ctx, tmp_path / "merges")
+    assert not (tmp_path / "merges").exists()
+
+
+def test_every_stage_has_its_config_section():
+    """A stage's settings hash reads the config section of the same name."""
+    from pydantic import BaseModel
+
+    from frankenstein_tasks.run.config import RunConfig
+    from frankenstein_tasks.run.stages import STAGES
+
+    for name in STAGES:
+        assert name in RunConfig.model_fields and issubclass(RunConfig.model_fields[name].annotation, BaseModel), name

@@ -8,7 +8,6 @@ from pathlib import Path
 from frankenstein_tasks.commands._options import add_cuts, cuts_of
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Read every per-layer curve (change_rate, source_adoption_rate, ...) from an lmms-eval results "

@@ -11,7 +11,10 @@ TASK_CHOICES = ("counting", "ocr", "grounding", "recognition", "all")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from frankenstein_tasks.vision.pairs import DEFAULT_N, DEFAULT_SEED, DEFAULT_SIZE
 
-    p.description = "Make probe data sets for the frank_* tasks."
+    p.description = (
+        "Make probe data sets for the frank_* tasks (make-pairs) and local copies of hub datasets where "
+        "the tasks find them offline (cache-dataset)."
+    )
     sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     mp = sub.add_parser(
         "make-pairs",
@@ -57,18 +60,17 @@ def run(args: argparse.Namespace) -> int:
 def _cache_dataset(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from frankenstein_tasks.hub_cache import cache_dataset, datasets_cache_dir
-    from frankenstein_tasks.run.data import HUB_DATASETS, IMAGE_FIELDS, read_rows
+    from frankenstein_tasks.hub_cache import datasets_cache_dir
+    from frankenstein_tasks.run.data import HUB_DATASETS, cache_local_dataset
     from surgery.errors import FrankensteinError
 
     path = Path(args.file)
     if not path.is_file():
         raise FrankensteinError(f"no file at {path}")
-    repo, config, splits = HUB_DATASETS[args.dataset]
-    rows = read_rows(path, IMAGE_FIELDS.get(args.dataset))
+    repo, _, splits = HUB_DATASETS[args.dataset]
     cache = Path(args.cache_dir) if args.cache_dir else datasets_cache_dir()
-    entry = cache_dataset(repo, config, {split: rows for split in splits}, cache_dir=cache)
-    print(f"{len(rows)} rows of {repo} ({', '.join(splits)}) cached in {entry}")
+    entry, count = cache_local_dataset(args.dataset, path, cache)
+    print(f"{count} rows of {repo} ({', '.join(splits)}) cached in {entry}")
     print(f"the tasks read it with: HF_DATASETS_OFFLINE=1 HF_DATASETS_CACHE={cache} lmms_eval --tasks ...")
     return 0
 

@@ -7,7 +7,6 @@ import argparse
 from frankenstein_tasks.commands._options import add_cuts, cuts_of
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Compare three checkpoints tensor by tensor without building a model: dIN = IN - Base and "

@@ -26,8 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Offline before datasets / huggingface_hub read their settings at import.
-    os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    from frankenstein_tasks.run.harness import OFFLINE_ENV
+
+    os.environ.update(OFFLINE_ENV)  # offline before datasets / huggingface_hub read their settings at import
     from frankenstein_tasks.demo import run_demo
     from frankenstein_tasks.run.stages import STAGES
     from surgery.errors import FrankensteinError

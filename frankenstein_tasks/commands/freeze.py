@@ -8,7 +8,6 @@ import sys
 from frankenstein_tasks.commands._options import add_cuts, cuts_of
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Print the parameters of the decoder layers in one block (early [0,C1), mid [C1,C2), late [C2,n); "

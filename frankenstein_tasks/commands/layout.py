@@ -9,7 +9,6 @@ from frankenstein_tasks.commands._options import add_cuts, cuts_of
 from surgery.arch import layout_of_checkpoint
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Read a checkpoint's config and tensor names (no weights are loaded) and print what the project "

@@ -26,7 +26,10 @@ Everything after `lm-eval` goes to lm-eval unchanged: `frankenstein lm-eval --he
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Only for `frankenstein --help`: the CLI passes this command's arguments through unparsed."""
+    """The command-module interface only: the CLI hands `frankenstein lm-eval ...` to `run` unparsed
+    (PASS_THROUGH in cli.py), so this parser is built only when an option precedes `lm-eval` (as in
+    `frankenstein -h lm-eval`, which prints the main help). `frankenstein lm-eval --help` prints USAGE
+    and then lm-eval's own help, from `run`."""
     p.description = USAGE
 
 

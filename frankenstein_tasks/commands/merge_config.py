@@ -68,6 +68,7 @@ def _variants(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from frankenstein_tasks.run.stages import check_mergeable
     from merge_configs.generate import generate
     from surgery.atomic import write_text
 
@@ -78,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if args.merge and Path(args.merge).exists() and not args.overwrite:
         raise FrankensteinError(f"{args.merge} already exists (pass --overwrite to replace it)")
     generated = generate(in_model, rl_model, variants, cuts=cuts_of(args), layers=args.layers, title=title)
-    if generated.known_issue and args.merge:
-        raise FrankensteinError(f"cannot --merge: {generated.known_issue}")
+    if args.merge:
+        check_mergeable(generated, "--merge")
     if generated.known_issue:
         print(f"frankenstein: warning: {generated.known_issue}", file=sys.stderr)
 

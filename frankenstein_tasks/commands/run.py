@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
         raise FrankensteinError("give a config file (or --print-config NAME for an example)")
     config = load_config(args.config)
     if config.offline:  # before datasets / huggingface_hub read their settings at import
-        os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+        from frankenstein_tasks.run.harness import OFFLINE_ENV
+
+        os.environ.update(OFFLINE_ENV)
     from frankenstein_tasks.run.runner import run as run_stages
 
     out = run_stages(config, force=args.force, report=not args.no_report)

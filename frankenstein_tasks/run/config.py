@@ -98,7 +98,7 @@ class LocalData(Section):
     mathvista: Path | None = None  # AI4Math/MathVista testmini rows (JSONL, decoded_image a path relative to it; or parquet)
     vision_pairs: Path | None = None  # a pair folder with counting/ ocr/ grounding/ recognition/ (else generated)
 
-    @field_validator("gsm8k", "math500", "mathvista", "vision_pairs")
+    @field_validator("*")
     @classmethod
     def _exists(cls, path: Path | None) -> Path | None:
         if path is not None and not Path(path).expanduser().exists():
@@ -174,7 +174,7 @@ def _resolve_paths(data: dict, base: Path) -> None:
             section[key] = str(base / section[key])
 
     fix(data, "out")
-    for key in ("gsm8k", "math500", "mathvista", "vision_pairs"):
+    for key in LocalData.model_fields:
         fix(data.get("data"), key)
     fix(data.get("transfer"), "descriptions")
 

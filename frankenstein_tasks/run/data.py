@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from frankenstein_tasks.hub_cache import cache_dataset
 from surgery.errors import FrankensteinError
@@ -23,16 +23,25 @@ HUB_DATASETS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
 IMAGE_FIELDS = {"mathvista": "decoded_image"}
 
 
-def cache_local_data(data: Any, cache_dir: Path) -> dict[str, str]:
-    """Cache every local file of `data` (a LocalData); returns the env the lmms-eval calls need."""
+def cache_local_data(data: Any, cache_dir: Path, needed: Iterable[str]) -> dict[str, str]:
+    """Cache the local files of `data` (a LocalData) that the run reads (`needed`: data field names);
+    returns the env the lmms-eval calls need."""
     given = {name: getattr(data, name) for name in HUB_DATASETS if getattr(data, name) is not None}
     if not given:
         return {}
+    needed = set(needed)
     for name, path in given.items():
-        repo, config, splits = HUB_DATASETS[name]
-        rows = read_rows(Path(path), IMAGE_FIELDS.get(name))
-        cache_dataset(repo, config, {split: rows for split in splits}, cache_dir=cache_dir)
+        if name in needed:
+            cache_local_dataset(name, Path(path), cache_dir)
     return {"HF_DATASETS_CACHE": str(cache_dir)}
+
+
+def cache_local_dataset(name: str, path: Path, cache_dir: Path) -> tuple[Path, int]:
+    """Write the rows of `path` into `cache_dir` as the hub dataset of data field `name` (all the splits
+    the tasks read); returns the cache entry and the number of rows."""
+    repo, config, splits = HUB_DATASETS[name]
+    rows = read_rows(path, IMAGE_FIELDS.get(name))
+    return cache_dataset(repo, config, {split: rows for split in splits}, cache_dir=cache_dir), len(rows)
 
 
 def read_rows(path: Path, image_field: str | None = None) -> list[dict[str, Any]]:

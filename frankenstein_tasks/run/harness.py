@@ -15,7 +15,11 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from frankenstein_tasks.hub_cache import OFFLINE_ENV as _DATASETS_OFFLINE_ENV
 from surgery.errors import FrankensteinError
+
+# What keeps huggingface_hub, datasets and transformers off the hub; set before they are imported.
+OFFLINE_ENV = {**_DATASETS_OFFLINE_ENV, "TRANSFORMERS_OFFLINE": "1"}
 
 
 @contextlib.contextmanager

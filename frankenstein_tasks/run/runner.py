@@ -20,17 +20,10 @@ from typing import Any, Callable, Iterable
 from frankenstein_tasks.run.config import RunConfig
 from frankenstein_tasks.run.data import HUB_DATASETS, cache_local_data
 from frankenstein_tasks.run.stages import STAGES, RunContext
-from surgery.atomic import write_json
+from surgery.atomic import replace_dir, write_json
 from surgery.errors import FrankensteinError
 
 MANIFEST = "run.json"
-# Datasets each stage reads, by the `data:` field that can replace them with a local copy.
-STAGE_DATASETS: dict[str, Callable[[RunConfig], list[str]]] = {
-    "reasoning": lambda c: list(c.reasoning.tasks),
-    "reasoning_logprob": lambda c: list(c.reasoning_logprob.tasks),
-    "transfer": lambda c: ["mathvista", "math500"],
-    "attention": lambda c: ["mathvista"],
-}
 
 
 def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, say: Callable[[str], None] = print) -> Path:
@@ -43,7 +36,7 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
     models = config.models.by_role()
     layout = preflight(config, models)
     manifest = _open_manifest(out, config, models, layout)
-    env = cache_local_data(config.data, out / ".cache" / "datasets")
+    env = cache_local_data(config.data, out / ".cache" / "datasets", needed_datasets(config))
     check_datasets(config, env)
     ctx = RunContext(config=config, out=out, models=models, env=env, say=say)
     chosen = [name for name in STAGES if name in config.stages]
@@ -56,7 +49,7 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
     if report:
         from analysis.report import write_report
 
-        written = write_report([out], out / "report", progress=False)
+        written = write_report([out], out / "report")
         say(f"report: {written.html}")
     return out
 
@@ -64,7 +57,6 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
 def preflight(config: RunConfig, models: dict[str, str]) -> dict[str, Any]:
     """Every checkpoint reachable (config and tensor names, no weights) and the layout, or one clear line."""
     from surgery import sources
-    from surgery.arch import layout_of_checkpoint
     from surgery.splice import check_pair
 
     for role, source in models.items():
@@ -72,21 +64,25 @@ def preflight(config: RunConfig, models: dict[str, str]) -> dict[str, Any]:
             sources.resolve(source, weights=False)
         except FrankensteinError as e:
             raise FrankensteinError(f"models.{role}: {e}") from None
-    check_pair(models["in"], models["rl"])
-    return layout_of_checkpoint(models["rl"]).describe(config.cuts)
+    return check_pair(models["in"], models["rl"]).layouts["rl"].describe(config.cuts)
+
+
+def needed_datasets(config: RunConfig) -> set[str]:
+    """The datasets the config's stages read, by their `data:` field names."""
+    return {name for stage in config.stages for name in STAGES[stage].datasets(config)}
 
 
 def check_datasets(config: RunConfig, env: dict[str, str]) -> None:
     """Each dataset a chosen stage reads is local, cached, or (online) downloadable; else one clear line."""
     from frankenstein_tasks.hub_cache import datasets_cache_dir, entry_root
-    from surgery.sources import _hub_reachable
+    from surgery.sources import hub_reachable
 
-    needed = {name for stage in config.stages if stage in STAGE_DATASETS for name in STAGE_DATASETS[stage](config)}
+    needed = needed_datasets(config)
     cache = Path(env.get("HF_DATASETS_CACHE") or datasets_cache_dir())
     missing = [name for name in sorted(needed) if not entry_root(HUB_DATASETS[name][0], cache).is_dir()]
     if not missing:
         return
-    reason = "offline: true in the config" if config.offline else _hub_reachable()
+    reason = "offline: true in the config" if config.offline else hub_reachable()
     if reason is not None:
         repo = HUB_DATASETS[missing[0]][0]
         raise FrankensteinError(
@@ -112,10 +108,9 @@ def _open_manifest(out: Path, config: RunConfig, models: dict[str, str], layout:
 
 
 def _settings_hash(config: RunConfig, name: str) -> str:
-    """What decides a stage's results: its own section plus the run-wide model settings."""
-    section = STAGES[name].settings(config)
+    """What decides a stage's results: its own section (named as the stage) plus the run-wide model settings."""
     decided = {
-        "section": section.model_dump(mode="json") if section is not None else None,
+        "section": getattr(config, name).model_dump(mode="json"),
         "models": config.models.by_role(), "cuts": config.cuts, "prompt_style": config.prompt_style,
         "dtype": config.dtype, "attn": config.attn_implementation, "data": config.data.model_dump(mode="json"),
     }
@@ -143,17 +138,8 @@ def _run_stage(ctx: RunContext, manifest: dict[str, Any], name: str, counter: st
         if isinstance(e, FrankensteinError):
             raise FrankensteinError(f"stage {name}: {e}") from None
         raise
-    _replace(partial, out / name)
+    replace_dir(partial, out / name)
     seconds = round(time.perf_counter() - start, 1)
     manifest["stages"][name] = {"status": "done", "seconds": seconds, "outputs": outputs, "settings": settings}
     write_json(out / MANIFEST, manifest)
     ctx.say(f"      done in {seconds} s")
-
-
-def _replace(partial: Path, final: Path) -> None:
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    partial.rename(final)
-    shutil.rmtree(old, ignore_errors=True)

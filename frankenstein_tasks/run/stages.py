@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from frankenstein_tasks.run import harness
+from surgery.errors import FrankensteinError
 from surgery.splice import VARIANTS
 
 
@@ -47,10 +48,13 @@ class RunContext:
 
 @dataclass(frozen=True)
 class Stage:
+    """A stage's name is also the name of its config section (whose change reruns it)."""
+
     name: str
     description: str
     run: Callable[[RunContext, Path], list[str]]
-    settings: Callable[[Any], Any] = lambda config: None  # the config section whose change reruns the stage
+    # The datasets the stage reads, by the `data:` field that can replace them with a local copy.
+    datasets: Callable[[Any], list[str]] = lambda config: []
 
 
 def _budget(tokens: int | None) -> str | None:
@@ -61,9 +65,9 @@ def _lmms_stage(ctx: RunContext, folder: Path, members: list[str], tasks: list[s
                 budget: int | None, env: dict[str, str | None]) -> list[str]:
     written = []
     for k, member in enumerate(members, 1):
-        ctx.say(f"      model {k}/{len(members)}: {member} ({ctx.model_args(member).get('splice') or 'checkpoint'})")
-        harness.evaluate(tasks, ctx.model_args(member, **probe), folder / member, gen_kwargs=_budget(budget),
-                         env={**ctx.env, **env})
+        args = ctx.model_args(member, **probe)
+        ctx.say(f"      model {k}/{len(members)}: {member} ({args.get('splice') or 'checkpoint'})")
+        harness.evaluate(tasks, args, folder / member, gen_kwargs=_budget(budget), env={**ctx.env, **env})
         written += [str(p.relative_to(folder)) for p in sorted((folder / member).rglob("*.json*"))]
     return written
 
@@ -77,12 +81,21 @@ def run_delta(ctx: RunContext, folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.iterdir())
 
 
+def check_mergeable(recipes: Any, what: str) -> None:
+    """Refuse to run mergekit on recipes it is known to fail on (`GeneratedRecipes.known_issue`, e.g. its
+    Qwen2-VL definition): one line naming the issue, before any work."""
+    if recipes.known_issue:
+        raise FrankensteinError(f"cannot {what}: {recipes.known_issue}")
+
+
 def run_merges(ctx: RunContext, folder: Path) -> list[str]:
     from merge_configs.generate import generate
     from merge_configs.mergekit_run import run_mergekit
     from surgery.atomic import write_text
 
     recipes = generate(ctx.models["in"], ctx.models["rl"], list(VARIANTS), cuts=ctx.config.cuts, title=ctx.config.recipe)
+    if ctx.config.merges.checkpoints:
+        check_mergeable(recipes, "write merged checkpoints (merges.checkpoints: true)")
     for variant, text in recipes.texts.items():
         write_text(folder / "recipes" / f"{variant}.yaml", text)
     if ctx.config.merges.checkpoints:
@@ -92,15 +105,28 @@ def run_merges(ctx: RunContext, folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in (folder / "recipes").iterdir())
 
 
-def run_vision_swap(ctx: RunContext, folder: Path) -> list[str]:
-    from frankenstein_tasks.vision.pairs import write_pair_sets
+def vision_pairs(ctx: RunContext) -> Path:
+    """The pair folder of the vision_swap stage: data.vision_pairs, else generated under the run's cache.
 
+    Generated once per setting (and generator version), outside the stage folder so a rerun reuses it;
+    each task's folder appears whole or not at all, so a killed run leaves some tasks done and the next
+    run generates only the missing ones.
+    """
+    from frankenstein_tasks.vision.pairs import GENERATOR_VERSION, write_pair_sets
+
+    if ctx.config.data.vision_pairs is not None:
+        return Path(ctx.config.data.vision_pairs)
     s = ctx.config.vision_swap
-    pairs = ctx.config.data.vision_pairs
-    if pairs is None:  # generated once per setting, outside the stage folder so a rerun reuses it
-        pairs = ctx.out / ".cache" / f"vision_pairs-n{s.n}-seed{s.seed}-size{s.size}"
-        if not pairs.is_dir():
-            write_pair_sets(s.tasks, pairs, n=s.n, seed=s.seed, size=s.size, overwrite=True, progress=False)
+    pairs = ctx.out / ".cache" / f"vision_pairs-n{s.n}-seed{s.seed}-size{s.size}-v{GENERATOR_VERSION}"
+    missing = [task for task in s.tasks if not (pairs / task / "data.jsonl").is_file()]
+    if missing:
+        write_pair_sets(missing, pairs, n=s.n, seed=s.seed, size=s.size, overwrite=True)
+    return pairs
+
+
+def run_vision_swap(ctx: RunContext, folder: Path) -> list[str]:
+    s = ctx.config.vision_swap
+    pairs = vision_pairs(ctx)
     probe = {"probe": "visual_swap", "layers": s.layers, "swap_mode": s.swap_mode, "window": s.window}
     return _lmms_stage(ctx, folder, s.roles, [f"frank_vision_{t}" for t in s.tasks], probe, s.max_new_tokens,
                        {"FRANKENSTEIN_VISION_DATA": str(pairs)})
@@ -136,17 +162,17 @@ def run_attention(ctx: RunContext, folder: Path) -> list[str]:
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
-        Stage("delta", "weight-delta energy and SVD across Base -> IN -> RL", run_delta, lambda c: c.delta),
-        Stage("merges", "mergekit recipes of the six splices (and checkpoints, if asked)", run_merges, lambda c: c.merges),
-        Stage("vision_swap", "visual-token swap per layer on frank_vision", run_vision_swap, lambda c: c.vision_swap),
+        Stage("delta", "weight-delta energy and SVD across Base -> IN -> RL", run_delta),
+        Stage("merges", "mergekit recipes of the six splices (and checkpoints, if asked)", run_merges),
+        Stage("vision_swap", "visual-token swap per layer on frank_vision", run_vision_swap),
         Stage("reasoning", "zero ablation per layer on frank_reasoning (generated answers)", run_reasoning,
-              lambda c: c.reasoning),
+              datasets=lambda c: list(c.reasoning.tasks)),
         Stage("reasoning_logprob", "zero ablation per layer, teacher-forced log-likelihood of the answers",
-              run_reasoning_logprob, lambda c: c.reasoning_logprob),
+              run_reasoning_logprob, datasets=lambda c: list(c.reasoning_logprob.tasks)),
         Stage("transfer", "frank_transfer on IN, RL and the six splices (M_vis, M_v2r, M_rea)", run_transfer,
-              lambda c: c.transfer),
+              datasets=lambda c: ["mathvista", "math500"]),
         Stage("attention", "attention of generated tokens on the image per layer, IN vs RL", run_attention,
-              lambda c: c.attention),
+              datasets=lambda c: ["mathvista"]),
     )
 }
 
