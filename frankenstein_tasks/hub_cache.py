@@ -20,11 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from surgery.atomic import atomic_dir
 from surgery.errors import FrankensteinError
 
 VERSION = "0.0.0"
@@ -100,11 +100,11 @@ def _build_entry(root: Path, repo_id: str, config_name: str, splits: Mapping[str
         builder.download_and_prepare()
         built = Path(builder.cache_dir)
         _set_config_name(built / "dataset_info.json", config_name)
-        target = root / config_name / VERSION / built.name
-        shutil.rmtree(root / config_name, ignore_errors=True)  # one entry per config: no stale copies
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(built, target)
-    return target
+        # One entry per config, no stale copies: the new folder replaces the old one only once it is complete.
+        with atomic_dir(root / config_name, overwrite=True) as entry:
+            (entry / VERSION).mkdir()
+            os.replace(built, entry / VERSION / built.name)
+    return root / config_name / VERSION / built.name
 
 
 def _content_hash(files: Mapping[str, str]) -> str:
