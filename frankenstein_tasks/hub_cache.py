@@ -17,12 +17,13 @@ config is replaced, and `datasets` picks the newest one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from surgery.atomic import atomic_dir
 from surgery.errors import FrankensteinError
@@ -62,8 +63,6 @@ def cache_dataset(
     `features` (a `datasets.Features`) fixes column types, e.g. `datasets.Image()` for an image column
     given as PIL images, file paths or bytes; without it types are inferred from the rows.
     """
-    import datasets
-
     if "/" not in repo_id:
         raise FrankensteinError(f"{repo_id!r} is not a hub dataset id (owner/name)")
     if not splits or any(len(rows) == 0 for rows in splits.values()):
@@ -71,10 +70,19 @@ def cache_dataset(
     config_name = config or "default"
     root = entry_root(repo_id, cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    bars = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # a few rows: the library's per-step bars are noise here
-    try:
+    with quiet_datasets():  # a few rows: the library's per-step bars are noise here
         return _build_entry(root, repo_id, config_name, splits, features)
+
+
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """Run `datasets` operations without its per-step progress bars; their previous state is restored after."""
+    import datasets
+
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
     finally:
         if bars:
             datasets.enable_progress_bars()

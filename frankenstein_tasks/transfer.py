@@ -57,6 +57,7 @@ from analysis.outcomes import BLACK, REAL, pair_conditions
 from analysis.transitions import Estimate, transition_stats
 from frankenstein_tasks import contract
 from frankenstein_tasks.grading import grade, grade_mathvista
+from frankenstein_tasks.hub_cache import quiet_datasets
 from frankenstein_tasks.prompt_styles import user_text
 from frankenstein_tasks.reasoning import prepare_docs as prepare_reasoning_docs
 from frankenstein_tasks.reasoning import subset_from_env
@@ -123,12 +124,14 @@ def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, sub
         "source_index": per_doc(chosen),
         contract.PROMPT_STYLE_KEY: per_doc([True] * len(items)),
     }
-    docs = _quiet(lambda: dataset.select(per_doc(chosen)))
     if "image" in dataset.column_names:  # the file name, which lmms-eval logs as the sample's input_media
         columns["image"] = [p if c == REAL else f"{p} (shown as a black image of its size)" for p in rows["image"] for c in conditions]
-        docs = docs.remove_columns("image")
-    for column, values in columns.items():
-        docs = _quiet(lambda d=docs, c=column, v=values: d.add_column(c, v))
+    with quiet_datasets():  # per-step progress bars are noise for a few hundred rows
+        docs = dataset.select(per_doc(chosen))
+        if "image" in columns:
+            docs = docs.remove_columns("image")
+        for column, values in columns.items():
+            docs = docs.add_column(column, values)
     return docs
 
 
@@ -168,19 +171,6 @@ def _describe(rows: Any, items: list[str], name: str) -> dict[str, str]:
         return descriptions_for(images)
     except FrankensteinError as e:
         raise FrankensteinError(f"{name} (descriptions for condition B): {e} (e.g. {DESCRIPTIONS_ENV}=FILE)") from None
-
-
-def _quiet(build):
-    """Run a datasets operation without its per-step progress bars (noise for a few hundred rows)."""
-    import datasets
-
-    bars = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        return build()
-    finally:
-        if bars:
-            datasets.enable_progress_bars()
 
 
 # -------------------------------------------------------------------------------- prompts, images
