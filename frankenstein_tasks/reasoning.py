@@ -28,6 +28,7 @@ and the `*_paper` tasks are fixed to the paper's 100 items with seed 123.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any, Callable, Mapping
 
 from frankenstein_tasks import contract
@@ -82,17 +83,22 @@ def subset_from_env(task: str) -> SubsetSpec:
     return SubsetSpec()
 
 
+def check_fields(dataset: Any, fields: Iterable[str], task: str, source: str) -> None:
+    """A one-line error naming the task and the fields `dataset` lacks (a wrong dataset, most likely)."""
+    missing = [f for f in fields if f not in dataset.column_names]
+    if missing:
+        raise FrankensteinError(
+            f"{task}: the {source} data has no {', '.join(repr(f) for f in missing)} field{'s' if len(missing) > 1 else ''} "
+            f"(columns: {', '.join(dataset.column_names)}); is it the right dataset?"
+        )
+
+
 def prepare_docs(dataset: Any, benchmark: str, task: str, subset: SubsetSpec | None = None) -> Any:
     """The task's docs: the subset of `dataset` (a datasets.Dataset) mapped to reasoning docs."""
     import datasets
 
     bench = BENCHMARKS[benchmark]
-    missing = [f for f in bench.fields if f not in dataset.column_names]
-    if missing:
-        raise FrankensteinError(
-            f"{task}: the {bench.dataset} data has no {', '.join(repr(f) for f in missing)} field "
-            f"(columns: {', '.join(dataset.column_names)}); is it the right dataset?"
-        )
+    check_fields(dataset, bench.fields, task, bench.dataset)
     spec = subset or subset_from_env(task)
     chosen = spec.indices(len(dataset))
     rows = select_subset(dataset, spec)

@@ -60,7 +60,7 @@ from frankenstein_tasks.grading import grade, grade_mathvista
 from frankenstein_tasks.hub_cache import quiet_datasets
 from frankenstein_tasks.prompt_styles import user_text
 from frankenstein_tasks.reasoning import prepare_docs as prepare_reasoning_docs
-from frankenstein_tasks.reasoning import subset_from_env
+from frankenstein_tasks.reasoning import check_fields, subset_from_env
 from frankenstein_tasks.subset import SubsetSpec
 from surgery.errors import FrankensteinError
 
@@ -103,7 +103,7 @@ def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, sub
     messages and the subset variable.
     """
     spec, name = TASKS[task], name or task
-    _check_fields(dataset, MATHVISTA_FIELDS, name, MATHVISTA)
+    check_fields(dataset, MATHVISTA_FIELDS, name, MATHVISTA)
     in_category = [i for i, meta in enumerate(dataset["metadata"]) if (meta or {}).get("category") == spec.category]
     if not in_category:
         raise FrankensteinError(f"{name}: the {MATHVISTA} data has no item of category {spec.category!r}; is it the right dataset?")
@@ -146,15 +146,6 @@ def prepare_math500_docs(dataset: Any, name: str, subset: SubsetSpec | None = No
     _check_unique(items, name)
     docs = docs.add_column("item_id", items)
     return docs.add_column("condition", [REAL] * len(items))
-
-
-def _check_fields(dataset: Any, fields: Iterable[str], name: str, source: str) -> None:
-    missing = [f for f in fields if f not in dataset.column_names]
-    if missing:
-        raise FrankensteinError(
-            f"{name}: the {source} data has no {', '.join(repr(f) for f in missing)} field{'s' if len(missing) > 1 else ''} "
-            f"(columns: {', '.join(dataset.column_names)}); is it the right dataset?"
-        )
 
 
 def _check_unique(items: list[str], name: str) -> None:

@@ -78,6 +78,20 @@ def test_per_layer_metrics_by_hand():
     assert m3["answer_logprob_per_token_drop"] == {"0": 3.0, "1": 0.5}
 
 
+def test_missing_fields_are_named_in_one_line():
+    """Reasoning and transfer tasks share the check (`reasoning.check_fields`): every missing field, one line."""
+    import datasets
+
+    from frankenstein_tasks.reasoning import prepare_docs
+    from surgery.errors import FrankensteinError
+
+    rows = datasets.Dataset.from_list([{"text": "1 + 1?"}])
+    with pytest.raises(FrankensteinError) as caught:
+        prepare_docs(rows, "gsm8k", "frank_gsm8k")
+    assert str(caught.value) == ("frank_gsm8k: the openai/gsm8k data has no 'question', 'answer' fields (columns: text); "
+                                 "is it the right dataset?")
+
+
 # ---------------------------------------------------------------- through lmms_eval
 
 
