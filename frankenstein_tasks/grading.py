@@ -30,6 +30,7 @@ to an option: the option's own text, a letter A-H ("B", "(B)", "B.", "Option B")
 text ("B. 1.5", judged by its text when the text is an option, else by the letter), or failing those
 the one option equivalent to it. It is right when that option is the gold option; an answer that
 maps to no option, or to several, is wrong (the 1% tolerance must not turn option "101" into "100").
+Prompts that list options letter them with `option_lines`, from the same OPTION_LETTERS.
 
 math-verify guards its parsing with signal.alarm, which raises in any thread but the main one, and
 lmms-eval may call process_results from worker threads. So math-verify runs here with its own timeout
@@ -163,6 +164,19 @@ def grade_mathvista(output: str | None, doc: Mapping[str, Any], **tolerances: fl
     return grade(output, str(doc["answer"]), choices=choices, **tolerances)
 
 
+def option_lines(choices: Sequence[str]) -> list[str]:
+    """A multiple-choice item's options as prompts list them, "(A) text", lettered as the grader reads them.
+
+    More options than OPTION_LETTERS is an error: the grader could not read the later letters back.
+    """
+    if len(choices) > len(OPTION_LETTERS):
+        raise FrankensteinError(
+            f"{len(choices)} options: a multiple-choice item can have at most {len(OPTION_LETTERS)} "
+            f"({OPTION_LETTERS[0]}-{OPTION_LETTERS[-1]}, the letters the grader reads)"
+        )
+    return [f"({letter}) {choice}" for letter, choice in zip(OPTION_LETTERS, choices)]
+
+
 def gsm8k_gold(solution: str) -> str:
     """GSM8K's gold answer: the text after the last '####' of the `answer` field."""
     _, sep, tail = str(solution).rpartition("####")
@@ -277,7 +291,7 @@ _WORD = re.compile(r"[^\W\d_]{2,}(?:[\s'-]+[^\W\d_]+)*")
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _LETTER_RUN = re.compile(r"[^\W\d_]{2,}")
 _OPTION = re.compile(
-    r"(?:(?i:option|choice)[\s:]*)?(?:\((?P<letter>[A-H])\)|(?P<bare>[A-H])(?=$|[.:)]))[.:)]?\s*(?P<rest>.*)",
+    rf"(?:(?i:option|choice)[\s:]*)?(?:\((?P<letter>[{OPTION_LETTERS}])\)|(?P<bare>[{OPTION_LETTERS}])(?=$|[.:)]))[.:)]?\s*(?P<rest>.*)",
     re.DOTALL,
 )
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")

@@ -56,7 +56,7 @@ from typing import Any
 from analysis.outcomes import BLACK, REAL, pair_conditions
 from analysis.transitions import Estimate, transition_stats
 from frankenstein_tasks import contract
-from frankenstein_tasks.grading import grade, grade_mathvista
+from frankenstein_tasks.grading import grade, grade_mathvista, option_lines
 from frankenstein_tasks.hub_cache import quiet_datasets
 from frankenstein_tasks.prompt_styles import user_text
 from frankenstein_tasks.reasoning import prepare_docs as prepare_reasoning_docs
@@ -195,7 +195,7 @@ def _question_with_choices(doc: Mapping[str, Any]) -> str:
     """A query for rows without one: the question, and the options of a multiple-choice item."""
     question = str(doc["question"]).strip()
     if doc.get("question_type") == "multi_choice" and doc.get("choices"):
-        options = "\n".join(f"({chr(65 + i)}) {c}" for i, c in enumerate(doc["choices"]))
+        options = "\n".join(option_lines(doc["choices"]))
         question += f"\nChoices:\n{options}"
     return question
 

@@ -201,6 +201,22 @@ def test_option_equivalent_to_two_options_is_ambiguous():
     assert resolve_option("1.505", ["1.50", "1.51"]) is None
 
 
+def test_option_lines_letter_options_as_the_grader_reads_them():
+    from frankenstein_tasks.llm_endpoint import render_judge_prompt
+    from frankenstein_tasks.transfer import problem_text
+
+    eight = [f"{n} cm" for n in range(1, 9)]
+    assert grading.option_lines(eight) == [f"({letter}) {n} cm" for letter, n in zip("ABCDEFGH", range(1, 9))]
+    assert all(resolve_option(letter, eight) == option for letter, option in zip(grading.OPTION_LETTERS, eight))
+    with pytest.raises(FrankensteinError, match="at most 8"):
+        grading.option_lines([*eight, "9 cm"])
+    # Both prompt builders list the options the same way: "(A) 1.0" ..., one per line.
+    row = {"question": "How long is it?", "question_type": "multi_choice", "choices": OPTIONS}
+    assert problem_text(row) == "How long is it?\nChoices:\n(A) 1.0\n(B) 1.5\n(C) 2.0\n(D) 2.5"
+    judge = render_judge_prompt(question="How long is it?", gold="1.5", output="B", choices=OPTIONS)
+    assert "Question:\nHow long is it?\nChoices:\n(A) 1.0\n(B) 1.5\n(C) 2.0\n(D) 2.5\n\nReference answer: 1.5" in judge
+
+
 # ---------------------------------------------------------------- datasets
 
 
