@@ -2,7 +2,8 @@
 
 `frank_gsm8k` (openai/gsm8k, config main, split test) and `frank_math500` (HuggingFaceH4/MATH-500,
 split test) load their data as lmms-eval's own tasks do (the YAML names the hub dataset). This module
-turns those rows into docs and scores responses; the task folder `tasks/frank_reasoning/` is glue.
+turns those rows into docs, builds their prompt (`doc_to_text`, also frank_math500_rea's) and scores
+responses; the task folder `tasks/frank_reasoning/` is glue.
 
 Docs (`prepare_docs`): the chosen subset of the rows (`subset_from_env`), each with
     problem               the question text
@@ -33,6 +34,7 @@ from typing import Any, Callable, Mapping
 
 from frankenstein_tasks import contract
 from frankenstein_tasks.grading import grade, gsm8k_gold, math500_gold
+from frankenstein_tasks.prompt_styles import user_text
 from frankenstein_tasks.subset import PAPER_SEED, PAPER_SIZE, SubsetSpec, parse_subset, select_subset
 from surgery.errors import FrankensteinError
 
@@ -103,6 +105,12 @@ def prepare_docs(dataset: Any, benchmark: str, task: str, subset: SubsetSpec | N
     chosen = spec.indices(len(dataset))
     rows = select_subset(dataset, spec)
     return datasets.Dataset.from_list([bench.doc(row, index) for row, index in zip(rows, chosen)])
+
+
+def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, Any] | None = None) -> str:
+    """The method's reasoning prompt (METHOD.md 1b): the prompt style's user text around the problem."""
+    style = (lmms_eval_specific_kwargs or {}).get("prompt_style", "base")
+    return user_text(style, str(doc["problem"]))
 
 
 def process_results(doc: Mapping[str, Any], results: list[str]) -> dict[str, Any]:

@@ -58,7 +58,7 @@ from analysis.transitions import Estimate, transition_stats
 from frankenstein_tasks import contract
 from frankenstein_tasks.grading import grade, grade_mathvista, option_lines
 from frankenstein_tasks.hub_cache import quiet_datasets
-from frankenstein_tasks.prompt_styles import user_text
+from frankenstein_tasks.reasoning import doc_to_text as reasoning_doc_to_text
 from frankenstein_tasks.reasoning import prepare_docs as prepare_reasoning_docs
 from frankenstein_tasks.reasoning import check_fields, subset_from_env
 from frankenstein_tasks.subset import SubsetSpec
@@ -203,8 +203,7 @@ def _question_with_choices(doc: Mapping[str, Any]) -> str:
 def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, Any] | None = None) -> str:
     """MATH-500: the method's reasoning prompt (METHOD.md 1b, the style's user text); MathVista: its query."""
     if "problem" in doc:
-        style = (lmms_eval_specific_kwargs or {}).get("prompt_style", "base")
-        return user_text(style, problem_text(doc))
+        return reasoning_doc_to_text(doc, lmms_eval_specific_kwargs)
     return problem_text(doc)
 
 
