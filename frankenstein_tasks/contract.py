@@ -55,6 +55,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, Field, field_validator
 
+from analysis.transitions import BOOTSTRAP_ITERS, BOOTSTRAP_SEED
 from surgery.errors import FrankensteinError
 from surgery.probes import PROBES, ProbeOutput
 
@@ -62,8 +63,6 @@ SOURCE_IMAGE_KEY = "source_image"
 REFERENCE_ANSWER_KEY = "reference_answer"
 PROMPT_STYLE_KEY = "uses_prompt_style"
 RESPONSE_KEY = "frankenstein_probe"
-BOOTSTRAP_ITERS = 1000
-BOOTSTRAP_SEED = 1234
 CURVE_KEYS = frozenset({"layers", "value", "stderr", "n"})
 ESTIMATE_KEYS = frozenset({"value", "low", "high", "n"})
 TRANSITION_KEYS = frozenset({"n", "TT", "TF", "FT", "FF", "net_gain"})
