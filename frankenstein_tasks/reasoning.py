@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 from frankenstein_tasks import contract
 from frankenstein_tasks.grading import grade, gsm8k_gold, math500_gold
 from frankenstein_tasks.prompt_styles import user_text
-from frankenstein_tasks.subset import PAPER_SEED, PAPER_SIZE, SubsetSpec, parse_subset, select_subset
+from frankenstein_tasks.subset import PAPER_SEED, PAPER_SIZE, SubsetSpec, parse_subset
 from surgery.errors import FrankensteinError
 
 SUBSET_ENV = "FRANKENSTEIN_SUBSET"
@@ -103,7 +103,7 @@ def prepare_docs(dataset: Any, benchmark: str, task: str, subset: SubsetSpec | N
     check_fields(dataset, bench.fields, task, bench.dataset)
     spec = subset or subset_from_env(task)
     chosen = spec.indices(len(dataset))
-    rows = select_subset(dataset, spec)
+    rows = dataset.select(chosen)
     return datasets.Dataset.from_list([bench.doc(row, index) for row, index in zip(rows, chosen)])
 
 

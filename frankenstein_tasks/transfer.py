@@ -137,12 +137,12 @@ def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, sub
 
 def prepare_math500_docs(dataset: Any, name: str, subset: SubsetSpec | None = None) -> Any:
     """Docs of frank_math500_rea: the reasoning task's docs plus item_id (unique_id) and condition A."""
-    spec = subset or subset_from_env(name)
-    docs = prepare_reasoning_docs(dataset, "math500", name, spec)
+    docs = prepare_reasoning_docs(dataset, "math500", name, subset)
+    chosen = docs["source_index"] if len(docs) else []  # (the docs of an empty split have no columns)
     if "unique_id" in dataset.column_names:
-        items = [str(u) for u in dataset.select(spec.indices(len(dataset)))["unique_id"]]
+        items = [str(u) for u in dataset.select(chosen)["unique_id"]]
     else:
-        items = [str(i) for i in docs["source_index"]]
+        items = [str(i) for i in chosen]
     _check_unique(items, name)
     docs = docs.add_column("item_id", items)
     return docs.add_column("condition", [REAL] * len(items))
