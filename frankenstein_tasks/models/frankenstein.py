@@ -116,9 +116,10 @@ class Frankenstein(lmms):
         return 1 + len(self.runner.layers) if self.probe_config.probe in SWEEPING_PROBES else 1
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        responses: list[str | None] = [None] * len(requests)
         keys = [self._store_key(r) for r in requests]
-        todo = [i for i, key in enumerate(keys) if not self._reuse(key, i, responses)]
+        # A response the store holds is reused; the others (None: not stored, or no store) are computed.
+        responses: list[str | None] = [self.store.get(key) if key is not None else None for key in keys]
+        todo = [i for i, response in enumerate(responses) if response is None]
         if self.store is not None and self.store.reused and self.rank == 0:
             # Printed, not logged: harness log levels differ, and a resumed run should always say so.
             tqdm.write(f"frankenstein: {self.store.reused} finished responses reused from {self.store.folder}", file=sys.stderr)
@@ -148,11 +149,6 @@ class Frankenstein(lmms):
             return None
         context, gen_kwargs, _, doc_id, task, split = request.args[:6]
         return self.store.key(task, self.task_dict[task][split][doc_id], context, gen_kwargs or {})
-
-    def _reuse(self, key: str | None, i: int, responses: list[str | None]) -> bool:
-        found = self.store.get(key) if key is not None else None
-        responses[i] = found
-        return found is not None
 
     def _probe_request(self, request: Instance) -> Any:
         from PIL import Image
