@@ -100,8 +100,6 @@ class FrankensteinLM(LM):
         raise FrankensteinError("the frankenstein lm-eval model generates; loglikelihood tasks are not supported")
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-        from surgery.probes import ProbeRequest
-
         # Same generation settings batch together; similar lengths pad least.
         groups: dict[str, list[int]] = defaultdict(list)
         for i, req in enumerate(requests):
@@ -114,7 +112,7 @@ class FrankensteinLM(LM):
                 indices.sort(key=lambda i: len(requests[i].args[0]))
                 for start in range(0, len(indices), per_call):
                     chunk = indices[start : start + per_call]
-                    batch = [self._request(requests[i], ProbeRequest) for i in chunk]
+                    batch = [self._request(requests[i]) for i in chunk]
                     for i, output in zip(chunk, self.runner.run(batch)):
                         answers[i] = output.baseline
                         if self.sweeps_layers:
@@ -122,7 +120,9 @@ class FrankensteinLM(LM):
                     bar.update(len(chunk))
         return answers  # type: ignore[return-value]
 
-    def _request(self, instance: Any, request_type: type) -> Any:
+    def _request(self, instance: Any) -> Any:
+        from surgery.probes import ProbeRequest
+
         context, gen_kwargs = instance.args[0], dict(instance.args[1] or {})
         if gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature") or 0) > 0:
             raise FrankensteinError(f"task {instance.task_name} asks for sampling; the frankenstein model decodes greedily")
@@ -130,7 +130,7 @@ class FrankensteinLM(LM):
         until = [until] if isinstance(until, str) else list(until)
         budget = gen_kwargs.get("max_gen_toks") or gen_kwargs.get("max_new_tokens")
         # lm-eval hands over the whole prompt as text (its chat template already applied, if asked).
-        return request_type(
+        return ProbeRequest(
             text=context, chat=False, max_new_tokens=int(budget) if budget else None, until=[u for u in until if u]
         )
 
