@@ -3,12 +3,15 @@
 The lmms-eval model (`frankenstein.py`) and the lm-eval model (`lm_eval_model.py`) take the same
 `--model_args`; both hand them to `ModelArgs` (pydantic: an unknown or malformed arg is one line naming
 it) and call `load_runner`, which loads the checkpoint (or an in-memory Frankenstein splice) and wraps
-it in the engine's `ProbeRunner`.
+it in the engine's `ProbeRunner`. They also share how requests reach the engine: `request_chunks`
+(which requests run together) and `greedy_until` (greedy decoding only, and the stop strings).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,3 +134,36 @@ def _load(args: ModelArgs, dtype: str, device: str) -> tuple[Any, Any, Any]:
         raise FrankensteinError("frankenstein needs pretrained=PATH (or in=..., rl=..., splice=VARIANT)")
     model, layout = load_model(args.pretrained, **common)
     return model, layout, args.pretrained
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: how both harness models hand theirs to the engine
+# ---------------------------------------------------------------------------------------------
+
+
+def request_chunks(requests: Sequence[Any], indices: Iterable[int], rows_per_item: int, max_batch_rows: int) -> Iterator[list[int]]:
+    """The `indices` of harness requests (`args[0]` the prompt, `args[1]` the generation settings) in
+    the chunks the engine runs together.
+
+    Requests with the same generation settings form a group (groups in order of first appearance);
+    within a group the shortest prompts come first, so a chunk pads least; a chunk holds at most
+    `max_batch_rows // rows_per_item` requests, and at least one.
+    """
+    groups: dict[str, list[int]] = {}
+    for i in indices:
+        groups.setdefault(json.dumps(requests[i].args[1], sort_keys=True, default=str), []).append(i)
+    per_call = max(1, max_batch_rows // rows_per_item)
+    for group in groups.values():
+        group.sort(key=lambda i: len(requests[i].args[0]))
+        for start in range(0, len(group), per_call):
+            yield group[start : start + per_call]
+
+
+def greedy_until(gen_kwargs: Mapping[str, Any], task: str) -> list[str]:
+    """The stop strings (`until`) of a task's generation settings; a task asking for sampling is refused."""
+    if gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature") or 0) > 0:
+        raise FrankensteinError(
+            f"task {task} asks for sampling (do_sample/temperature); the frankenstein model decodes greedily"
+        )
+    until = gen_kwargs.get("until") or []
+    return [until] if isinstance(until, str) else list(until)
