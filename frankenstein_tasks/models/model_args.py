@@ -90,8 +90,6 @@ class LoadedRunner:
 
 def load_runner(args: ModelArgs, device: str) -> LoadedRunner:
     """Load the model args' checkpoint (or splice) on `device` and build the engine around it."""
-    from pydantic import ValidationError as PydanticError
-
     from surgery.loading import load_processor
     from surgery.probes import ProbeConfig, ProbeRunner
 
@@ -110,7 +108,7 @@ def load_runner(args: ModelArgs, device: str) -> LoadedRunner:
             max_batch_rows=args.max_batch_rows or (128 if device.startswith("cuda") else 16),
             default_max_new_tokens=args.max_new_tokens,
         )
-    except PydanticError as e:
+    except ValidationError as e:
         raise FrankensteinError(_one_line(e)) from None
     if args.prompt_style:
         style, why = prompt_style(args.prompt_style), f"prompt_style={args.prompt_style} given"
