@@ -90,11 +90,10 @@ class LoadedRunner:
 
 def load_runner(args: ModelArgs, device: str) -> LoadedRunner:
     """Load the model args' checkpoint (or splice) on `device` and build the engine around it."""
-    from surgery.loading import load_processor
+    from surgery.loading import load_processor, resolve_dtype
     from surgery.probes import ProbeConfig, ProbeRunner
 
-    dtype = args.dtype if args.dtype not in (None, "auto") else ("bfloat16" if device.startswith("cuda") else "float32")
-    model, layout, processor_source = _load(args, dtype, device)
+    model, layout, processor_source = _load(args, resolve_dtype(args.dtype, device), device)
     processor_kwargs = {k: v for k, v in (("min_pixels", args.min_pixels), ("max_pixels", args.max_pixels)) if v}
     processor = load_processor(processor_source, **(processor_kwargs if layout.has_vision else {}))
     try:
