@@ -153,7 +153,7 @@ def resolve_option(answer: str, choices: Sequence[str], *, rel_tol: float = REL_
     return same[0] if len(same) == 1 else None
 
 
-def grade_mathvista(output: str | None, doc: Mapping[str, Any], **tolerances: float) -> Grade:
+def grade_mathvista(output: str | None, doc: Mapping[str, Any]) -> Grade:
     """Grade against a MathVista doc: `answer`, and `choices` when `question_type` is multi_choice."""
     missing = [k for k in ("answer", "question_type") if k not in doc]
     if missing:
@@ -161,7 +161,7 @@ def grade_mathvista(output: str | None, doc: Mapping[str, Any], **tolerances: fl
     choices = doc.get("choices") if doc["question_type"] == "multi_choice" else None
     if doc["question_type"] == "multi_choice" and not choices:
         raise FrankensteinError(f"MathVista doc {doc.get('pid', '?')} is multi_choice but has no choices")
-    return grade(output, str(doc["answer"]), choices=choices, **tolerances)
+    return grade(output, str(doc["answer"]), choices=choices)
 
 
 def option_lines(choices: Sequence[str]) -> list[str]:
@@ -335,14 +335,14 @@ class _Abandoned(BaseException):
     """Raised inside an overrunning math-verify helper; BaseException so math-verify's own handlers pass it on."""
 
 
-def _math_verify_equal(pred: str, gold: str, timeout_s: float | None = None) -> bool:
+def _math_verify_equal(pred: str, gold: str) -> bool:
     import math_verify  # noqa: F401  (imported here, not in the helper, so its slow first import is not timed)
 
     def compare() -> bool:
         parsed_gold, parsed_pred = _parse(gold), _parse(pred)
         return bool(parsed_gold and parsed_pred) and bool(_verify(parsed_gold, parsed_pred))
 
-    return bool(_run_with_deadline(compare, MATH_VERIFY_TIMEOUT_S if timeout_s is None else timeout_s, False))
+    return bool(_run_with_deadline(compare, MATH_VERIFY_TIMEOUT_S, False))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -45,9 +45,9 @@ PAPER_SUBSET = SubsetSpec(PAPER_SIZE, PAPER_SEED)
 class Benchmark:
     """How one hub dataset's rows become reasoning docs."""
 
-    def __init__(self, name: str, dataset: str, fields: tuple[str, ...], problem: str,
+    def __init__(self, dataset: str, fields: tuple[str, ...], problem: str,
                  gold: Callable[[Mapping[str, Any]], str], reference: Callable[[str], str]):
-        self.name, self.dataset, self.fields, self.problem_field = name, dataset, fields, problem
+        self.dataset, self.fields, self.problem_field = dataset, fields, problem
         self.gold, self.reference = gold, reference
 
     def doc(self, row: Mapping[str, Any], index: int) -> dict[str, Any]:
@@ -63,11 +63,11 @@ class Benchmark:
 
 BENCHMARKS: dict[str, Benchmark] = {
     "gsm8k": Benchmark(
-        "gsm8k", "openai/gsm8k", ("question", "answer"), "question",
+        "openai/gsm8k", ("question", "answer"), "question",
         gold=lambda row: gsm8k_gold(row["answer"]), reference=lambda gold: gold,
     ),
     "math500": Benchmark(
-        "math500", "HuggingFaceH4/MATH-500", ("problem", "answer"), "problem",
+        "HuggingFaceH4/MATH-500", ("problem", "answer"), "problem",
         gold=math500_gold, reference=lambda gold: f"\\boxed{{{gold}}}",
     ),
 }

@@ -35,6 +35,3 @@ def index_frankenstein_tasks() -> None:
 
     initialize_tasks._frankenstein_tasks = True
     TaskManager.initialize_tasks = initialize_tasks
-
-
-
