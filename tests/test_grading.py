@@ -100,6 +100,9 @@ TABLE = [
     ("mc_tolerance_trap", "\\boxed{101}", "100", ["100", "101"], False, "101", "boxed"),
     ("mc_option_word", "Answer: Option C", "osaka", CITIES, True, "Option C", "answer_is"),
 ]
+# The table itself: large, unique ids, and plenty of replies that must NOT pass.
+assert len(TABLE) >= 30 and len({row[0] for row in TABLE}) == len(TABLE)
+assert [row[4] for row in TABLE].count(False) >= 15
 
 
 @pytest.mark.parametrize("reply,gold,choices,correct,answer,rule", [row[1:] for row in TABLE], ids=[row[0] for row in TABLE])
@@ -108,13 +111,6 @@ def test_grader_table(reply, gold, choices, correct, answer, rule):
     assert (result.answer, result.rule) == (answer, rule)
     assert result.correct is correct
     assert (result.method is None) == (not correct)
-
-
-def test_table_is_large_and_balanced():
-    assert len(TABLE) >= 30
-    assert len({row[0] for row in TABLE}) == len(TABLE)
-    verdicts = [row[4] for row in TABLE]
-    assert verdicts.count(False) >= 15  # plenty of replies that must NOT pass
 
 
 def test_grading_from_worker_threads():
