@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import torch
 from PIL import Image, ImageDraw
 
-from surgery.loading import load_model, load_processor, resolve_device
+from surgery.loading import load_model, load_processor, resolve_device, resolve_dtype
 from surgery.tiny import TinySpec, build_config, build_processor, make_tiny
 
 QUESTIONS = [
@@ -56,8 +56,7 @@ def build_model(shape: str, layers: int, device: str, dtype: str) -> tuple[Any, 
     from surgery.arch import layout_of_model
 
     device = resolve_device(device)
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    dtype = resolve_dtype(dtype, device)
     if shape == "tiny":
         tmp = Path(tempfile.mkdtemp(prefix="frank_bench_"))
         paths = make_tiny(tmp / "trio", TinySpec(layers=layers, vision_depth=2, seed=0))

@@ -48,13 +48,13 @@ Metrics side
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import string
 from typing import Any, Iterable, Mapping, Sequence
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import field_validator
 
+from analysis.transitions import BOOTSTRAP_ITERS, BOOTSTRAP_SEED
 from surgery.errors import FrankensteinError
 from surgery.probes import PROBES, ProbeOutput
 
@@ -62,26 +62,15 @@ SOURCE_IMAGE_KEY = "source_image"
 REFERENCE_ANSWER_KEY = "reference_answer"
 PROMPT_STYLE_KEY = "uses_prompt_style"
 RESPONSE_KEY = "frankenstein_probe"
-BOOTSTRAP_ITERS = 1000
-BOOTSTRAP_SEED = 1234
 CURVE_KEYS = frozenset({"layers", "value", "stderr", "n"})
 ESTIMATE_KEYS = frozenset({"value", "low", "high", "n"})
 TRANSITION_KEYS = frozenset({"n", "TT", "TF", "FT", "FF", "net_gain"})
 _TRAILING_PUNCT = string.punctuation + "。，！？"
 
 
-class ProbeResult(BaseModel):
-    """Everything a probe produced for one request."""
-
-    probe: str  # a probe of `surgery.probes.PROBES` other than "none"
-    baseline: str = ""  # the answer without any intervention
-    layers: list[int] = Field(default_factory=list)  # decoder layer indices, aligned with answers / values
-    answers: list[str] | None = None  # per-layer answer under the intervention
-    values: list[float] | None = None  # per-layer number (attention mass on visual tokens)
-    options: dict[str, Any] = Field(default_factory=dict)  # probe settings, e.g. swap mode and window
-    error: str | None = None  # why the probe could not run on this item
-    baseline_value: float | None = None  # scoring=logprob: the unablated model's log-likelihood
-    answer_tokens: int | None = None  # scoring=logprob: tokens in the reference answer
+class ProbeResult(ProbeOutput):
+    """Everything a probe produced for one request: the engine's `ProbeOutput` fields, with a
+    per-layer probe (not "none") and readers by layer."""
 
     @field_validator("probe")
     @classmethod
@@ -93,7 +82,7 @@ class ProbeResult(BaseModel):
     @classmethod
     def from_output(cls, output: ProbeOutput) -> "ProbeResult":
         """The engine's plain record, as the contract's model."""
-        return cls.model_validate(dataclasses.asdict(output))
+        return cls.model_validate(output.model_dump())
 
     def answer_by_layer(self) -> dict[int, str]:
         if self.answers is None:
@@ -108,7 +97,7 @@ class ProbeResult(BaseModel):
 
 def encode(result: ProbeResult | ProbeOutput) -> str:
     """The string a probing model returns from generate_until (the engine's ProbeOutput, or a ProbeResult)."""
-    if isinstance(result, ProbeOutput):
+    if not isinstance(result, ProbeResult):
         result = ProbeResult.from_output(result)
     return json.dumps({RESPONSE_KEY: result.model_dump()}, ensure_ascii=False)
 

@@ -30,6 +30,7 @@ to an option: the option's own text, a letter A-H ("B", "(B)", "B.", "Option B")
 text ("B. 1.5", judged by its text when the text is an option, else by the letter), or failing those
 the one option equivalent to it. It is right when that option is the gold option; an answer that
 maps to no option, or to several, is wrong (the 1% tolerance must not turn option "101" into "100").
+Prompts that list options letter them with `option_lines`, from the same OPTION_LETTERS.
 
 math-verify guards its parsing with signal.alarm, which raises in any thread but the main one, and
 lmms-eval may call process_results from worker threads. So math-verify runs here with its own timeout
@@ -152,7 +153,7 @@ def resolve_option(answer: str, choices: Sequence[str], *, rel_tol: float = REL_
     return same[0] if len(same) == 1 else None
 
 
-def grade_mathvista(output: str | None, doc: Mapping[str, Any], **tolerances: float) -> Grade:
+def grade_mathvista(output: str | None, doc: Mapping[str, Any]) -> Grade:
     """Grade against a MathVista doc: `answer`, and `choices` when `question_type` is multi_choice."""
     missing = [k for k in ("answer", "question_type") if k not in doc]
     if missing:
@@ -160,7 +161,20 @@ def grade_mathvista(output: str | None, doc: Mapping[str, Any], **tolerances: fl
     choices = doc.get("choices") if doc["question_type"] == "multi_choice" else None
     if doc["question_type"] == "multi_choice" and not choices:
         raise FrankensteinError(f"MathVista doc {doc.get('pid', '?')} is multi_choice but has no choices")
-    return grade(output, str(doc["answer"]), choices=choices, **tolerances)
+    return grade(output, str(doc["answer"]), choices=choices)
+
+
+def option_lines(choices: Sequence[str]) -> list[str]:
+    """A multiple-choice item's options as prompts list them, "(A) text", lettered as the grader reads them.
+
+    More options than OPTION_LETTERS is an error: the grader could not read the later letters back.
+    """
+    if len(choices) > len(OPTION_LETTERS):
+        raise FrankensteinError(
+            f"{len(choices)} options: a multiple-choice item can have at most {len(OPTION_LETTERS)} "
+            f"({OPTION_LETTERS[0]}-{OPTION_LETTERS[-1]}, the letters the grader reads)"
+        )
+    return [f"({letter}) {choice}" for letter, choice in zip(OPTION_LETTERS, choices)]
 
 
 def gsm8k_gold(solution: str) -> str:
@@ -277,7 +291,7 @@ _WORD = re.compile(r"[^\W\d_]{2,}(?:[\s'-]+[^\W\d_]+)*")
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _LETTER_RUN = re.compile(r"[^\W\d_]{2,}")
 _OPTION = re.compile(
-    r"(?:(?i:option|choice)[\s:]*)?(?:\((?P<letter>[A-H])\)|(?P<bare>[A-H])(?=$|[.:)]))[.:)]?\s*(?P<rest>.*)",
+    rf"(?:(?i:option|choice)[\s:]*)?(?:\((?P<letter>[{OPTION_LETTERS}])\)|(?P<bare>[{OPTION_LETTERS}])(?=$|[.:)]))[.:)]?\s*(?P<rest>.*)",
     re.DOTALL,
 )
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -321,14 +335,14 @@ class _Abandoned(BaseException):
     """Raised inside an overrunning math-verify helper; BaseException so math-verify's own handlers pass it on."""
 
 
-def _math_verify_equal(pred: str, gold: str, timeout_s: float | None = None) -> bool:
+def _math_verify_equal(pred: str, gold: str) -> bool:
     import math_verify  # noqa: F401  (imported here, not in the helper, so its slow first import is not timed)
 
     def compare() -> bool:
         parsed_gold, parsed_pred = _parse(gold), _parse(pred)
         return bool(parsed_gold and parsed_pred) and bool(_verify(parsed_gold, parsed_pred))
 
-    return bool(_run_with_deadline(compare, MATH_VERIFY_TIMEOUT_S if timeout_s is None else timeout_s, False))
+    return bool(_run_with_deadline(compare, MATH_VERIFY_TIMEOUT_S, False))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -17,14 +17,15 @@ config is replaced, and `datasets` picks the newest one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
+from surgery.atomic import atomic_dir
 from surgery.errors import FrankensteinError
 
 VERSION = "0.0.0"
@@ -62,8 +63,6 @@ def cache_dataset(
     `features` (a `datasets.Features`) fixes column types, e.g. `datasets.Image()` for an image column
     given as PIL images, file paths or bytes; without it types are inferred from the rows.
     """
-    import datasets
-
     if "/" not in repo_id:
         raise FrankensteinError(f"{repo_id!r} is not a hub dataset id (owner/name)")
     if not splits or any(len(rows) == 0 for rows in splits.values()):
@@ -71,10 +70,19 @@ def cache_dataset(
     config_name = config or "default"
     root = entry_root(repo_id, cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    bars = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # a few rows: the library's per-step bars are noise here
-    try:
+    with quiet_datasets():  # a few rows: the library's per-step bars are noise here
         return _build_entry(root, repo_id, config_name, splits, features)
+
+
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """Run `datasets` operations without its per-step progress bars; their previous state is restored after."""
+    import datasets
+
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
     finally:
         if bars:
             datasets.enable_progress_bars()
@@ -100,11 +108,11 @@ def _build_entry(root: Path, repo_id: str, config_name: str, splits: Mapping[str
         builder.download_and_prepare()
         built = Path(builder.cache_dir)
         _set_config_name(built / "dataset_info.json", config_name)
-        target = root / config_name / VERSION / built.name
-        shutil.rmtree(root / config_name, ignore_errors=True)  # one entry per config: no stale copies
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(built, target)
-    return target
+        # One entry per config, no stale copies: the new folder replaces the old one only once it is complete.
+        with atomic_dir(root / config_name, overwrite=True) as entry:
+            (entry / VERSION).mkdir()
+            os.replace(built, entry / VERSION / built.name)
+    return root / config_name / VERSION / built.name
 
 
 def _content_hash(files: Mapping[str, str]) -> str:

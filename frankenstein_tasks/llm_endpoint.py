@@ -71,6 +71,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from tqdm import tqdm
 
+from frankenstein_tasks.grading import option_lines
 from surgery.atomic import write_json
 from surgery.errors import FrankensteinError
 
@@ -446,7 +447,7 @@ def image_data_url(image: ImageLike) -> str:
 
 
 def render_judge_prompt(*, question: str, gold: str, output: str, choices: Sequence[str] | None = None) -> str:
-    listed = "".join(f"\n({chr(65 + i)}) {c}" for i, c in enumerate(choices)) if choices else ""
+    listed = "".join(f"\n{line}" for line in option_lines(choices)) if choices else ""
     return JUDGE_TEMPLATE.format(question=question.strip(), choices=f"Choices:{listed}\n" if listed else "",
                                  gold=str(gold).strip(), output=output.strip())
 

@@ -1,7 +1,8 @@
 """Prompt styles of the reasoning benchmarks (METHOD.md 1b): one table, read by tasks and models.
 
-A style is what a checkpoint was trained to see: the user text around a problem, the system prompt,
-and the default decoding budget. All three styles share the method's user text
+A style is what a checkpoint was trained to see: the user text around a problem and the system
+prompt. (The decoding budget is the task's: the reasoning and transfer YAMLs set 2048 new tokens.)
+All three styles share the method's user text
 
     Please solve the problem step by step and put your answer in one "\\boxed{}".
     <blank line>
@@ -34,7 +35,6 @@ from surgery.errors import FrankensteinError
 log = logging.getLogger(__name__)
 
 INSTRUCTION = 'Please solve the problem step by step and put your answer in one "\\boxed{}".'
-DEFAULT_MAX_NEW_TOKENS = 2048
 
 
 class PromptStyle(BaseModel):
@@ -43,7 +43,6 @@ class PromptStyle(BaseModel):
     name: str
     system_prompt: str | None  # None: no system message (the chat template's default applies)
     user_template: str = INSTRUCTION + "\n\n{problem}"  # "{problem}" is replaced (no str.format: "\boxed{}")
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
 
     def user_text(self, problem: str) -> str:
         return self.user_template.replace("{problem}", problem.strip())

@@ -2,7 +2,8 @@
 
 `frank_gsm8k` (openai/gsm8k, config main, split test) and `frank_math500` (HuggingFaceH4/MATH-500,
 split test) load their data as lmms-eval's own tasks do (the YAML names the hub dataset). This module
-turns those rows into docs and scores responses; the task folder `tasks/frank_reasoning/` is glue.
+turns those rows into docs, builds their prompt (`doc_to_text`, also frank_math500_rea's) and scores
+responses; the task folder `tasks/frank_reasoning/` is glue.
 
 Docs (`prepare_docs`): the chosen subset of the rows (`subset_from_env`), each with
     problem               the question text
@@ -28,11 +29,13 @@ and the `*_paper` tasks are fixed to the paper's 100 items with seed 123.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any, Callable, Mapping
 
 from frankenstein_tasks import contract
 from frankenstein_tasks.grading import grade, gsm8k_gold, math500_gold
-from frankenstein_tasks.subset import PAPER_SEED, PAPER_SIZE, SubsetSpec, parse_subset, select_subset
+from frankenstein_tasks.prompt_styles import user_text
+from frankenstein_tasks.subset import PAPER_SEED, PAPER_SIZE, SubsetSpec, parse_subset
 from surgery.errors import FrankensteinError
 
 SUBSET_ENV = "FRANKENSTEIN_SUBSET"
@@ -42,9 +45,9 @@ PAPER_SUBSET = SubsetSpec(PAPER_SIZE, PAPER_SEED)
 class Benchmark:
     """How one hub dataset's rows become reasoning docs."""
 
-    def __init__(self, name: str, dataset: str, fields: tuple[str, ...], problem: str,
+    def __init__(self, dataset: str, fields: tuple[str, ...], problem: str,
                  gold: Callable[[Mapping[str, Any]], str], reference: Callable[[str], str]):
-        self.name, self.dataset, self.fields, self.problem_field = name, dataset, fields, problem
+        self.dataset, self.fields, self.problem_field = dataset, fields, problem
         self.gold, self.reference = gold, reference
 
     def doc(self, row: Mapping[str, Any], index: int) -> dict[str, Any]:
@@ -60,11 +63,11 @@ class Benchmark:
 
 BENCHMARKS: dict[str, Benchmark] = {
     "gsm8k": Benchmark(
-        "gsm8k", "openai/gsm8k", ("question", "answer"), "question",
+        "openai/gsm8k", ("question", "answer"), "question",
         gold=lambda row: gsm8k_gold(row["answer"]), reference=lambda gold: gold,
     ),
     "math500": Benchmark(
-        "math500", "HuggingFaceH4/MATH-500", ("problem", "answer"), "problem",
+        "HuggingFaceH4/MATH-500", ("problem", "answer"), "problem",
         gold=math500_gold, reference=lambda gold: f"\\boxed{{{gold}}}",
     ),
 }
@@ -82,21 +85,32 @@ def subset_from_env(task: str) -> SubsetSpec:
     return SubsetSpec()
 
 
+def check_fields(dataset: Any, fields: Iterable[str], task: str, source: str) -> None:
+    """A one-line error naming the task and the fields `dataset` lacks (a wrong dataset, most likely)."""
+    missing = [f for f in fields if f not in dataset.column_names]
+    if missing:
+        raise FrankensteinError(
+            f"{task}: the {source} data has no {', '.join(repr(f) for f in missing)} field{'s' if len(missing) > 1 else ''} "
+            f"(columns: {', '.join(dataset.column_names)}); is it the right dataset?"
+        )
+
+
 def prepare_docs(dataset: Any, benchmark: str, task: str, subset: SubsetSpec | None = None) -> Any:
     """The task's docs: the subset of `dataset` (a datasets.Dataset) mapped to reasoning docs."""
     import datasets
 
     bench = BENCHMARKS[benchmark]
-    missing = [f for f in bench.fields if f not in dataset.column_names]
-    if missing:
-        raise FrankensteinError(
-            f"{task}: the {bench.dataset} data has no {', '.join(repr(f) for f in missing)} field "
-            f"(columns: {', '.join(dataset.column_names)}); is it the right dataset?"
-        )
+    check_fields(dataset, bench.fields, task, bench.dataset)
     spec = subset or subset_from_env(task)
     chosen = spec.indices(len(dataset))
-    rows = select_subset(dataset, spec)
+    rows = dataset.select(chosen)
     return datasets.Dataset.from_list([bench.doc(row, index) for row, index in zip(rows, chosen)])
+
+
+def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, Any] | None = None) -> str:
+    """The method's reasoning prompt (METHOD.md 1b): the prompt style's user text around the problem."""
+    style = (lmms_eval_specific_kwargs or {}).get("prompt_style", "base")
+    return user_text(style, str(doc["problem"]))
 
 
 def process_results(doc: Mapping[str, Any], results: list[str]) -> dict[str, Any]:

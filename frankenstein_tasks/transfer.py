@@ -56,10 +56,11 @@ from typing import Any
 from analysis.outcomes import BLACK, REAL, pair_conditions
 from analysis.transitions import Estimate, transition_stats
 from frankenstein_tasks import contract
-from frankenstein_tasks.grading import grade, grade_mathvista
-from frankenstein_tasks.prompt_styles import user_text
+from frankenstein_tasks.grading import grade, grade_mathvista, option_lines
+from frankenstein_tasks.hub_cache import quiet_datasets
+from frankenstein_tasks.reasoning import doc_to_text as reasoning_doc_to_text
 from frankenstein_tasks.reasoning import prepare_docs as prepare_reasoning_docs
-from frankenstein_tasks.reasoning import subset_from_env
+from frankenstein_tasks.reasoning import check_fields, subset_from_env
 from frankenstein_tasks.subset import SubsetSpec
 from surgery.errors import FrankensteinError
 
@@ -102,7 +103,7 @@ def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, sub
     messages and the subset variable.
     """
     spec, name = TASKS[task], name or task
-    _check_fields(dataset, MATHVISTA_FIELDS, name, MATHVISTA)
+    check_fields(dataset, MATHVISTA_FIELDS, name, MATHVISTA)
     in_category = [i for i, meta in enumerate(dataset["metadata"]) if (meta or {}).get("category") == spec.category]
     if not in_category:
         raise FrankensteinError(f"{name}: the {MATHVISTA} data has no item of category {spec.category!r}; is it the right dataset?")
@@ -123,35 +124,28 @@ def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, sub
         "source_index": per_doc(chosen),
         contract.PROMPT_STYLE_KEY: per_doc([True] * len(items)),
     }
-    docs = _quiet(lambda: dataset.select(per_doc(chosen)))
     if "image" in dataset.column_names:  # the file name, which lmms-eval logs as the sample's input_media
         columns["image"] = [p if c == REAL else f"{p} (shown as a black image of its size)" for p in rows["image"] for c in conditions]
-        docs = docs.remove_columns("image")
-    for column, values in columns.items():
-        docs = _quiet(lambda d=docs, c=column, v=values: d.add_column(c, v))
+    with quiet_datasets():  # per-step progress bars are noise for a few hundred rows
+        docs = dataset.select(per_doc(chosen))
+        if "image" in columns:
+            docs = docs.remove_columns("image")
+        for column, values in columns.items():
+            docs = docs.add_column(column, values)
     return docs
 
 
 def prepare_math500_docs(dataset: Any, name: str, subset: SubsetSpec | None = None) -> Any:
     """Docs of frank_math500_rea: the reasoning task's docs plus item_id (unique_id) and condition A."""
-    spec = subset or subset_from_env(name)
-    docs = prepare_reasoning_docs(dataset, "math500", name, spec)
+    docs = prepare_reasoning_docs(dataset, "math500", name, subset)
+    chosen = docs["source_index"] if len(docs) else []  # (the docs of an empty split have no columns)
     if "unique_id" in dataset.column_names:
-        items = [str(u) for u in dataset.select(spec.indices(len(dataset)))["unique_id"]]
+        items = [str(u) for u in dataset.select(chosen)["unique_id"]]
     else:
-        items = [str(i) for i in docs["source_index"]]
+        items = [str(i) for i in chosen]
     _check_unique(items, name)
     docs = docs.add_column("item_id", items)
     return docs.add_column("condition", [REAL] * len(items))
-
-
-def _check_fields(dataset: Any, fields: Iterable[str], name: str, source: str) -> None:
-    missing = [f for f in fields if f not in dataset.column_names]
-    if missing:
-        raise FrankensteinError(
-            f"{name}: the {source} data has no {', '.join(repr(f) for f in missing)} field{'s' if len(missing) > 1 else ''} "
-            f"(columns: {', '.join(dataset.column_names)}); is it the right dataset?"
-        )
 
 
 def _check_unique(items: list[str], name: str) -> None:
@@ -168,19 +162,6 @@ def _describe(rows: Any, items: list[str], name: str) -> dict[str, str]:
         return descriptions_for(images)
     except FrankensteinError as e:
         raise FrankensteinError(f"{name} (descriptions for condition B): {e} (e.g. {DESCRIPTIONS_ENV}=FILE)") from None
-
-
-def _quiet(build):
-    """Run a datasets operation without its per-step progress bars (noise for a few hundred rows)."""
-    import datasets
-
-    bars = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        return build()
-    finally:
-        if bars:
-            datasets.enable_progress_bars()
 
 
 # -------------------------------------------------------------------------------- prompts, images
@@ -214,7 +195,7 @@ def _question_with_choices(doc: Mapping[str, Any]) -> str:
     """A query for rows without one: the question, and the options of a multiple-choice item."""
     question = str(doc["question"]).strip()
     if doc.get("question_type") == "multi_choice" and doc.get("choices"):
-        options = "\n".join(f"({chr(65 + i)}) {c}" for i, c in enumerate(doc["choices"]))
+        options = "\n".join(option_lines(doc["choices"]))
         question += f"\nChoices:\n{options}"
     return question
 
@@ -222,8 +203,7 @@ def _question_with_choices(doc: Mapping[str, Any]) -> str:
 def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, Any] | None = None) -> str:
     """MATH-500: the method's reasoning prompt (METHOD.md 1b, the style's user text); MathVista: its query."""
     if "problem" in doc:
-        style = (lmms_eval_specific_kwargs or {}).get("prompt_style", "base")
-        return user_text(style, problem_text(doc))
+        return reasoning_doc_to_text(doc, lmms_eval_specific_kwargs)
     return problem_text(doc)
 
 

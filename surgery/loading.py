@@ -37,6 +37,16 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+def resolve_dtype(dtype: str | None, device: str) -> str:
+    """'auto' (or None) means bfloat16 on a CUDA device, else float32; other names pass through.
+
+    (Unlike `load_model(dtype="auto")`, which keeps the checkpoint's own dtype.)
+    """
+    if dtype in (None, "auto"):
+        return "bfloat16" if device.startswith("cuda") else "float32"
+    return dtype
+
+
 def load_model(
     source: str | Path,
     *,

@@ -89,22 +89,22 @@ def parse_layers(text: str | int | Sequence[int], num_layers: int) -> list[int]:
     return sorted(layers)
 
 
-@dataclass
-class ProbeOutput:
+class ProbeOutput(BaseModel):
     """What a probe produced for one request (plain data; front ends encode it for their harness).
 
     `baseline` is the unmodified model's answer (the only field for probe=none); `answers` (per-layer
     answers under the intervention) or `values` (per-layer numbers) are aligned with `layers`; a
-    probe that cannot run on an item sets `error` instead.
+    probe that cannot run on an item sets `error` instead. The harness contract's `ProbeResult`
+    (`frankenstein_tasks.contract`) is this schema with its own checks and readers.
     """
 
-    probe: str
-    baseline: str = ""
-    layers: list[int] = field(default_factory=list)
-    answers: list[str] | None = None
-    values: list[float] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
+    probe: str  # a probe of PROBES
+    baseline: str = ""  # the answer without any intervention
+    layers: list[int] = Field(default_factory=list)  # decoder layer indices, aligned with answers / values
+    answers: list[str] | None = None  # per-layer answer under the intervention
+    values: list[float] | None = None  # per-layer number (attention mass on visual tokens, log-likelihood)
+    options: dict[str, Any] = Field(default_factory=dict)  # probe settings, e.g. swap mode and window
+    error: str | None = None  # why the probe could not run on this item
     baseline_value: float | None = None  # the unmodified model's number (scoring=logprob)
     answer_tokens: int | None = None  # scoring=logprob: tokens in the reference answer (per-token = value / this)
 

@@ -100,6 +100,9 @@ TABLE = [
     ("mc_tolerance_trap", "\\boxed{101}", "100", ["100", "101"], False, "101", "boxed"),
     ("mc_option_word", "Answer: Option C", "osaka", CITIES, True, "Option C", "answer_is"),
 ]
+# The table itself: large, unique ids, and plenty of replies that must NOT pass.
+assert len(TABLE) >= 30 and len({row[0] for row in TABLE}) == len(TABLE)
+assert [row[4] for row in TABLE].count(False) >= 15
 
 
 @pytest.mark.parametrize("reply,gold,choices,correct,answer,rule", [row[1:] for row in TABLE], ids=[row[0] for row in TABLE])
@@ -108,13 +111,6 @@ def test_grader_table(reply, gold, choices, correct, answer, rule):
     assert (result.answer, result.rule) == (answer, rule)
     assert result.correct is correct
     assert (result.method is None) == (not correct)
-
-
-def test_table_is_large_and_balanced():
-    assert len(TABLE) >= 30
-    assert len({row[0] for row in TABLE}) == len(TABLE)
-    verdicts = [row[4] for row in TABLE]
-    assert verdicts.count(False) >= 15  # plenty of replies that must NOT pass
 
 
 def test_grading_from_worker_threads():
@@ -199,6 +195,22 @@ def test_resolve_option(answer, option):
 
 def test_option_equivalent_to_two_options_is_ambiguous():
     assert resolve_option("1.505", ["1.50", "1.51"]) is None
+
+
+def test_option_lines_letter_options_as_the_grader_reads_them():
+    from frankenstein_tasks.llm_endpoint import render_judge_prompt
+    from frankenstein_tasks.transfer import problem_text
+
+    eight = [f"{n} cm" for n in range(1, 9)]
+    assert grading.option_lines(eight) == [f"({letter}) {n} cm" for letter, n in zip("ABCDEFGH", range(1, 9))]
+    assert all(resolve_option(letter, eight) == option for letter, option in zip(grading.OPTION_LETTERS, eight))
+    with pytest.raises(FrankensteinError, match="at most 8"):
+        grading.option_lines([*eight, "9 cm"])
+    # Both prompt builders list the options the same way: "(A) 1.0" ..., one per line.
+    row = {"question": "How long is it?", "question_type": "multi_choice", "choices": OPTIONS}
+    assert problem_text(row) == "How long is it?\nChoices:\n(A) 1.0\n(B) 1.5\n(C) 2.0\n(D) 2.5"
+    judge = render_judge_prompt(question="How long is it?", gold="1.5", output="B", choices=OPTIONS)
+    assert "Question:\nHow long is it?\nChoices:\n(A) 1.0\n(B) 1.5\n(C) 2.0\n(D) 2.5\n\nReference answer: 1.5" in judge
 
 
 # ---------------------------------------------------------------- datasets

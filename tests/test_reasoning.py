@@ -78,6 +78,20 @@ def test_per_layer_metrics_by_hand():
     assert m3["answer_logprob_per_token_drop"] == {"0": 3.0, "1": 0.5}
 
 
+def test_missing_fields_are_named_in_one_line():
+    """Reasoning and transfer tasks share the check (`reasoning.check_fields`): every missing field, one line."""
+    import datasets
+
+    from frankenstein_tasks.reasoning import prepare_docs
+    from surgery.errors import FrankensteinError
+
+    rows = datasets.Dataset.from_list([{"text": "1 + 1?"}])
+    with pytest.raises(FrankensteinError) as caught:
+        prepare_docs(rows, "gsm8k", "frank_gsm8k")
+    assert str(caught.value) == ("frank_gsm8k: the openai/gsm8k data has no 'question', 'answer' fields (columns: text); "
+                                 "is it the right dataset?")
+
+
 # ---------------------------------------------------------------- through lmms_eval
 
 
@@ -206,6 +220,27 @@ def test_bad_input_ends_with_one_clear_line(case, tiny_trio, data_env, tmp_path)
 
 
 # ---------------------------------------------------------------- lm-eval's own tasks
+
+
+def test_both_harness_models_chunk_and_check_requests_alike():
+    """`request_chunks` / `greedy_until` (model_args), shared by the lmms-eval and lm-eval models."""
+    from types import SimpleNamespace
+
+    from frankenstein_tasks.models.model_args import greedy_until, request_chunks
+    from surgery.errors import FrankensteinError
+
+    greedy, short = {"until": ["</s>"], "max_new_tokens": 8}, {"max_new_tokens": 2}
+    prompts = [("ccc", greedy), ("a", short), ("bbbb", greedy), ("b", greedy), ("dd", short), ("e", None)]
+    requests = [SimpleNamespace(args=args) for args in prompts]
+    # Groups by generation settings in order of appearance, shortest prompts first, 12 // 3 = 4 a chunk.
+    assert list(request_chunks(requests, range(6), 3, 12)) == [[3, 0, 2], [1, 4], [5]]
+    assert list(request_chunks(requests, [0, 2, 3, 5], 3, 7)) == [[3, 0], [2], [5]]
+    assert list(request_chunks(requests, range(6), 29, 16)) == [[3], [0], [2], [1], [4], [5]]  # at least one
+    assert greedy_until({"until": "Question:", "temperature": 0}, "t") == ["Question:"]
+    assert greedy_until({}, "t") == []
+    for sampling in ({"do_sample": True}, {"temperature": 0.7}):
+        with pytest.raises(FrankensteinError, match="task t asks for sampling"):
+            greedy_until(sampling, "t")
 
 
 class ScriptedRunner:

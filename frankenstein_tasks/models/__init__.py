@@ -3,11 +3,14 @@
 `pip install` registers the model and the `frank_*` tasks through the entry point in
 `registration.py`. The older `LMMS_EVAL_PLUGINS=frankenstein_tasks` route still works: lmms-eval
 then reads `AVAILABLE_MODELS` here (model name -> class name in `frankenstein_tasks.models.<name>`).
+
+Importing this package installs the lmms-eval hooks (task folder, console table, data errors), each
+once per process. This is the one place they are installed: both routes import the package (the
+entry point's module lives in it), and each hook does nothing without lmms-eval installed.
 """
 
 AVAILABLE_MODELS: dict[str, str] = {"frankenstein": "Frankenstein"}
 
-# The plugin route needs the same set-up as the entry point (task folder, console table, data errors).
 from frankenstein_tasks.models import _task_errors  # noqa: E402
 from frankenstein_tasks.models._console_table import install_curve_table  # noqa: E402
 from frankenstein_tasks.models._task_discovery import index_frankenstein_tasks  # noqa: E402

@@ -3,10 +3,10 @@
 lmms-eval 0.7.3 has no entry point for task folders, and it builds its TaskManager
 (`__main__.cli_evaluate_single`) *before* it appends a `LMMS_EVAL_PLUGINS` task folder to
 `include_path`. What it does load first is its model registry, which imports our model entry point
-(`registration.py`; or `frankenstein_tasks.models` on the plugin route). Those call
-`index_frankenstein_tasks()`, which wraps `TaskManager.initialize_tasks` so that every TaskManager
-also indexes `frankenstein_tasks/tasks`. `--include_path` keeps working, and a folder given twice is
-indexed once.
+(`registration.py`; or `frankenstein_tasks.models` on the plugin route). Both import the package
+`frankenstein_tasks.models`, whose `__init__` calls `index_frankenstein_tasks()`; that wraps
+`TaskManager.initialize_tasks` so that every TaskManager also indexes `frankenstein_tasks/tasks`.
+`--include_path` keeps working, and a folder given twice is indexed once.
 """
 
 from __future__ import annotations
@@ -35,6 +35,3 @@ def index_frankenstein_tasks() -> None:
 
     initialize_tasks._frankenstein_tasks = True
     TaskManager.initialize_tasks = initialize_tasks
-
-
-

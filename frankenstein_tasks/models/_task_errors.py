@@ -14,8 +14,9 @@ descriptions). lmms-eval 0.7.3 buries that line: `ConfigurableTask.download` (wh
 * under the `lmms_eval` command line it ends the process with `frankenstein: error: <message>` on
   stderr and exit status 2, like the `frankenstein` CLI.
 
-Any other exception keeps lmms-eval's own handling. Installed, with the other lmms-eval hooks, by the
-model's entry point (`registration.py`) and the plugin route (`models/__init__.py`).
+Any other exception keeps lmms-eval's own handling. Installed, with the other lmms-eval hooks, when
+the package `frankenstein_tasks.models` is imported (`models/__init__.py`), which both the model's
+entry point (`registration.py`) and the plugin route do.
 """
 
 from __future__ import annotations

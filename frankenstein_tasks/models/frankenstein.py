@@ -29,7 +29,6 @@ as `frankenstein_tasks.contract` describes.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -39,6 +38,7 @@ from loguru import logger as eval_logger
 from tqdm import tqdm
 
 from frankenstein_tasks import contract
+from frankenstein_tasks.models.model_args import ModelArgs, greedy_until, load_runner, request_chunks
 from surgery.errors import FrankensteinError
 from surgery.prompts import DEFAULT_SYSTEM_PROMPT
 
@@ -54,7 +54,6 @@ class Frankenstein(lmms):
         import torch
         from accelerate import Accelerator
 
-        from frankenstein_tasks.models.model_args import ModelArgs, load_runner
         from surgery.loading import resolve_device
 
         args = ModelArgs.parse(**model_args)
@@ -116,31 +115,24 @@ class Frankenstein(lmms):
         return 1 + len(self.runner.layers) if self.probe_config.probe in SWEEPING_PROBES else 1
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        responses: list[str | None] = [None] * len(requests)
         keys = [self._store_key(r) for r in requests]
-        todo = [i for i, key in enumerate(keys) if not self._reuse(key, i, responses)]
+        # A response the store holds is reused; the others (None: not stored, or no store) are computed.
+        responses: list[str | None] = [self.store.get(key) if key is not None else None for key in keys]
+        todo = [i for i, response in enumerate(responses) if response is None]
         if self.store is not None and self.store.reused and self.rank == 0:
             # Printed, not logged: harness log levels differ, and a resumed run should always say so.
             tqdm.write(f"frankenstein: {self.store.reused} finished responses reused from {self.store.folder}", file=sys.stderr)
-        # Same generation settings batch together; within a group, similar lengths pad least.
-        groups: dict[str, list[int]] = {}
-        for i in todo:
-            groups.setdefault(json.dumps(requests[i].args[1], sort_keys=True, default=str), []).append(i)
         rows = self._rows_per_item()
-        items_per_call = max(1, self.probe_config.max_batch_rows // rows)
         desc = f"frankenstein ({self.probe_config.probe}" + (f", {rows} rows/item)" if rows > 1 else ")")
         with tqdm(total=len(requests), initial=len(requests) - len(todo), disable=self.rank != 0, desc=desc, unit="item") as bar:
-            for indices in groups.values():
-                indices.sort(key=lambda i: len(requests[i].args[0]))
-                for start in range(0, len(indices), items_per_call):
-                    chunk = indices[start : start + items_per_call]
-                    # Images are read per chunk, so a large task never sits in memory at once.
-                    batch = [self._probe_request(requests[i]) for i in chunk]
-                    for i, output in zip(chunk, self.runner.run(batch)):
-                        responses[i] = output.baseline if output.probe == "none" else contract.encode(output)
-                    if self.store is not None:
-                        self.store.put_many((keys[i], responses[i]) for i in chunk)
-                    bar.update(len(chunk))
+            for chunk in request_chunks(requests, todo, rows, self.probe_config.max_batch_rows):
+                # Images are read per chunk, so a large task never sits in memory at once.
+                batch = [self._probe_request(requests[i]) for i in chunk]
+                for i, output in zip(chunk, self.runner.run(batch)):
+                    responses[i] = output.baseline if output.probe == "none" else contract.encode(output)
+                if self.store is not None:
+                    self.store.put_many((keys[i], responses[i]) for i in chunk)
+                bar.update(len(chunk))
         return responses  # type: ignore[return-value]
 
     def _store_key(self, request: Instance) -> str | None:
@@ -149,11 +141,6 @@ class Frankenstein(lmms):
         context, gen_kwargs, _, doc_id, task, split = request.args[:6]
         return self.store.key(task, self.task_dict[task][split][doc_id], context, gen_kwargs or {})
 
-    def _reuse(self, key: str | None, i: int, responses: list[str | None]) -> bool:
-        found = self.store.get(key) if key is not None else None
-        responses[i] = found
-        return found is not None
-
     def _probe_request(self, request: Instance) -> Any:
         from PIL import Image
 
@@ -161,16 +148,11 @@ class Frankenstein(lmms):
 
         context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args[:6]
         gen_kwargs = dict(gen_kwargs or {})
-        if gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature") or 0) > 0:
-            raise FrankensteinError(
-                f"task {task} asks for sampling (do_sample/temperature); the frankenstein model decodes greedily"
-            )
+        until = greedy_until(gen_kwargs, task)
         doc = self.task_dict[task][split][doc_id]
         visuals = [v for v in (doc_to_visual(doc) or []) if v is not None]
         if any(not isinstance(v, Image.Image) for v in visuals):
             raise FrankensteinError(f"task {task}: the frankenstein model takes images only (no video or audio)")
-        until = gen_kwargs.get("until") or []
-        until = [until] if isinstance(until, str) else list(until)
         source = [contract.source_visual(doc)] if self.probe_config.probe == "visual_swap" else None
         reference = contract.reference_answer(doc) if self.probe_config.scoring == "logprob" else None
         return ProbeRequest(

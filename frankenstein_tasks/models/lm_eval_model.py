@@ -30,7 +30,6 @@ with lm-eval's registry) and hands its arguments to lm-eval's own CLI.
 from __future__ import annotations
 
 import functools
-import json
 from collections import defaultdict
 from typing import Any
 
@@ -39,6 +38,7 @@ from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
 from frankenstein_tasks import contract
+from frankenstein_tasks.models.model_args import ModelArgs, greedy_until, load_runner, request_chunks
 from surgery.errors import FrankensteinError
 
 RESULTS_KEY = "frankenstein"
@@ -48,7 +48,6 @@ RESULTS_KEY = "frankenstein"
 class FrankensteinLM(LM):
     def __init__(self, **model_args: Any) -> None:
         super().__init__()
-        from frankenstein_tasks.models.model_args import ModelArgs, load_runner
         from surgery.loading import resolve_device
 
         args = ModelArgs.parse(**model_args)
@@ -100,37 +99,26 @@ class FrankensteinLM(LM):
         raise FrankensteinError("the frankenstein lm-eval model generates; loglikelihood tasks are not supported")
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-        from surgery.probes import ProbeRequest
-
-        # Same generation settings batch together; similar lengths pad least.
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, req in enumerate(requests):
-            groups[json.dumps(req.args[1], sort_keys=True, default=str)].append(i)
         rows_per_item = 1 + len(self.layers) if self.sweeps_layers else 1
-        per_call = max(1, self.runner.config.max_batch_rows // rows_per_item)
         answers: list[str | None] = [None] * len(requests)
         with tqdm(total=len(requests), disable=disable_tqdm, desc=f"frankenstein ({self.runner.config.probe})") as bar:
-            for indices in groups.values():
-                indices.sort(key=lambda i: len(requests[i].args[0]))
-                for start in range(0, len(indices), per_call):
-                    chunk = indices[start : start + per_call]
-                    batch = [self._request(requests[i], ProbeRequest) for i in chunk]
-                    for i, output in zip(chunk, self.runner.run(batch)):
-                        answers[i] = output.baseline
-                        if self.sweeps_layers:
-                            self.layer_answers[_key(requests[i])] = dict(zip(output.layers, output.answers))
-                    bar.update(len(chunk))
+            for chunk in request_chunks(requests, range(len(requests)), rows_per_item, self.runner.config.max_batch_rows):
+                batch = [self._request(requests[i]) for i in chunk]
+                for i, output in zip(chunk, self.runner.run(batch)):
+                    answers[i] = output.baseline
+                    if self.sweeps_layers:
+                        self.layer_answers[_key(requests[i])] = dict(zip(output.layers, output.answers))
+                bar.update(len(chunk))
         return answers  # type: ignore[return-value]
 
-    def _request(self, instance: Any, request_type: type) -> Any:
+    def _request(self, instance: Any) -> Any:
+        from surgery.probes import ProbeRequest
+
         context, gen_kwargs = instance.args[0], dict(instance.args[1] or {})
-        if gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature") or 0) > 0:
-            raise FrankensteinError(f"task {instance.task_name} asks for sampling; the frankenstein model decodes greedily")
-        until = gen_kwargs.get("until") or []
-        until = [until] if isinstance(until, str) else list(until)
+        until = greedy_until(gen_kwargs, instance.task_name)
         budget = gen_kwargs.get("max_gen_toks") or gen_kwargs.get("max_new_tokens")
         # lm-eval hands over the whole prompt as text (its chat template already applied, if asked).
-        return request_type(
+        return ProbeRequest(
             text=context, chat=False, max_new_tokens=int(budget) if budget else None, until=[u for u in until if u]
         )
 

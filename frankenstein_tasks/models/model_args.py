@@ -3,12 +3,15 @@
 The lmms-eval model (`frankenstein.py`) and the lm-eval model (`lm_eval_model.py`) take the same
 `--model_args`; both hand them to `ModelArgs` (pydantic: an unknown or malformed arg is one line naming
 it) and call `load_runner`, which loads the checkpoint (or an in-memory Frankenstein splice) and wraps
-it in the engine's `ProbeRunner`.
+it in the engine's `ProbeRunner`. They also share how requests reach the engine: `request_chunks`
+(which requests run together) and `greedy_until` (greedy decoding only, and the stop strings).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,13 +90,10 @@ class LoadedRunner:
 
 def load_runner(args: ModelArgs, device: str) -> LoadedRunner:
     """Load the model args' checkpoint (or splice) on `device` and build the engine around it."""
-    from pydantic import ValidationError as PydanticError
-
-    from surgery.loading import load_processor
+    from surgery.loading import load_processor, resolve_dtype
     from surgery.probes import ProbeConfig, ProbeRunner
 
-    dtype = args.dtype if args.dtype not in (None, "auto") else ("bfloat16" if device.startswith("cuda") else "float32")
-    model, layout, processor_source = _load(args, dtype, device)
+    model, layout, processor_source = _load(args, resolve_dtype(args.dtype, device), device)
     processor_kwargs = {k: v for k, v in (("min_pixels", args.min_pixels), ("max_pixels", args.max_pixels)) if v}
     processor = load_processor(processor_source, **(processor_kwargs if layout.has_vision else {}))
     try:
@@ -107,7 +107,7 @@ def load_runner(args: ModelArgs, device: str) -> LoadedRunner:
             max_batch_rows=args.max_batch_rows or (128 if device.startswith("cuda") else 16),
             default_max_new_tokens=args.max_new_tokens,
         )
-    except PydanticError as e:
+    except ValidationError as e:
         raise FrankensteinError(_one_line(e)) from None
     if args.prompt_style:
         style, why = prompt_style(args.prompt_style), f"prompt_style={args.prompt_style} given"
@@ -131,3 +131,36 @@ def _load(args: ModelArgs, dtype: str, device: str) -> tuple[Any, Any, Any]:
         raise FrankensteinError("frankenstein needs pretrained=PATH (or in=..., rl=..., splice=VARIANT)")
     model, layout = load_model(args.pretrained, **common)
     return model, layout, args.pretrained
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: how both harness models hand theirs to the engine
+# ---------------------------------------------------------------------------------------------
+
+
+def request_chunks(requests: Sequence[Any], indices: Iterable[int], rows_per_item: int, max_batch_rows: int) -> Iterator[list[int]]:
+    """The `indices` of harness requests (`args[0]` the prompt, `args[1]` the generation settings) in
+    the chunks the engine runs together.
+
+    Requests with the same generation settings form a group (groups in order of first appearance);
+    within a group the shortest prompts come first, so a chunk pads least; a chunk holds at most
+    `max_batch_rows // rows_per_item` requests, and at least one.
+    """
+    groups: dict[str, list[int]] = {}
+    for i in indices:
+        groups.setdefault(json.dumps(requests[i].args[1], sort_keys=True, default=str), []).append(i)
+    per_call = max(1, max_batch_rows // rows_per_item)
+    for group in groups.values():
+        group.sort(key=lambda i: len(requests[i].args[0]))
+        for start in range(0, len(group), per_call):
+            yield group[start : start + per_call]
+
+
+def greedy_until(gen_kwargs: Mapping[str, Any], task: str) -> list[str]:
+    """The stop strings (`until`) of a task's generation settings; a task asking for sampling is refused."""
+    if gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature") or 0) > 0:
+        raise FrankensteinError(
+            f"task {task} asks for sampling (do_sample/temperature); the frankenstein model decodes greedily"
+        )
+    until = gen_kwargs.get("until") or []
+    return [until] if isinstance(until, str) else list(until)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from surgery.atomic import atomic_dir
 
+from frankenstein_tasks.hub_cache import quiet_datasets
 from frankenstein_tasks.vision.pairs import plural
 
 from .data import Item, items, pair_seed
@@ -152,10 +153,5 @@ def _write_mathvista(folder: Path, visual_items: list[Item]) -> None:
             "query": datasets.Value("string"),
         }
     )
-    bars = datasets.utils.logging.is_progress_bar_enabled()
-    datasets.utils.logging.disable_progress_bar()
-    try:
+    with quiet_datasets():
         datasets.Dataset.from_list(records, features=features).to_parquet(str(folder / "testmini.parquet"))
-    finally:
-        if bars:
-            datasets.utils.logging.enable_progress_bar()

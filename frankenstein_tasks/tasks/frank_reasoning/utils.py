@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from frankenstein_tasks.contract import aggregate_curve, count_skipped, pool_across_tasks  # noqa: F401  (named by the YAMLs)
-from frankenstein_tasks.prompt_styles import user_text
-from frankenstein_tasks.reasoning import PAPER_SUBSET, prepare_docs, process_results  # noqa: F401
+from frankenstein_tasks.reasoning import PAPER_SUBSET, doc_to_text, prepare_docs, process_results  # noqa: F401
 
 
 def process_docs_gsm8k(dataset):
@@ -25,11 +24,6 @@ def process_docs_math500_paper(dataset):
 
 def doc_to_visual(doc):
     return []  # text only
-
-
-def doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    style = (lmms_eval_specific_kwargs or {}).get("prompt_style", "base")
-    return user_text(style, doc["problem"])
 
 
 def doc_to_target(doc):
