@@ -44,6 +44,7 @@ import ctypes
 import functools
 import logging
 import re
+import string
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 REL_TOL = 0.01
 ABS_TOL = 1e-6
 MATH_VERIFY_TIMEOUT_S = 5.0
-OPTION_LETTERS = "ABCDEFGH"
+OPTION_LETTERS = string.ascii_uppercase  # as prompts letter options (MathVista has up to 8)
 
 
 @dataclass(frozen=True)
@@ -165,15 +166,9 @@ def grade_mathvista(output: str | None, doc: Mapping[str, Any]) -> Grade:
 
 
 def option_lines(choices: Sequence[str]) -> list[str]:
-    """A multiple-choice item's options as prompts list them, "(A) text", lettered as the grader reads them.
-
-    More options than OPTION_LETTERS is an error: the grader could not read the later letters back.
-    """
+    """A multiple-choice item's options as prompts list them, "(A) text", lettered as the grader reads them."""
     if len(choices) > len(OPTION_LETTERS):
-        raise FrankensteinError(
-            f"{len(choices)} options: a multiple-choice item can have at most {len(OPTION_LETTERS)} "
-            f"({OPTION_LETTERS[0]}-{OPTION_LETTERS[-1]}, the letters the grader reads)"
-        )
+        raise FrankensteinError(f"{len(choices)} options: more than the {len(OPTION_LETTERS)} letters A-Z")
     return [f"({letter}) {choice}" for letter, choice in zip(OPTION_LETTERS, choices)]
 
 

@@ -204,8 +204,9 @@ def test_option_lines_letter_options_as_the_grader_reads_them():
     eight = [f"{n} cm" for n in range(1, 9)]
     assert grading.option_lines(eight) == [f"({letter}) {n} cm" for letter, n in zip("ABCDEFGH", range(1, 9))]
     assert all(resolve_option(letter, eight) == option for letter, option in zip(grading.OPTION_LETTERS, eight))
-    with pytest.raises(FrankensteinError, match="at most 8"):
-        grading.option_lines([*eight, "9 cm"])
+    nine = [*eight, "9 cm"]  # a ninth option is (I), and the grader reads it back
+    assert grading.option_lines(nine)[-1] == "(I) 9 cm" and resolve_option("(I)", nine) == "9 cm"
+    assert resolve_option("I", eight) is None  # a letter past the options picks nothing
     # Both prompt builders list the options the same way: "(A) 1.0" ..., one per line.
     row = {"question": "How long is it?", "question_type": "multi_choice", "choices": OPTIONS}
     assert problem_text(row) == "How long is it?\nChoices:\n(A) 1.0\n(B) 1.5\n(C) 2.0\n(D) 2.5"
