@@ -26,7 +26,7 @@ Equivalence of an extracted answer and the gold answer, first test that succeeds
                   signs and trailing unit words) within absolute 1e-6 or relative 1% of the gold
 
 MathVista multiple choice: the gold answer is the option text. The extracted answer is first mapped
-to an option: the option's own text, a letter A-H ("B", "(B)", "B.", "Option B"), or a letter with
+to an option: the option's own text, its letter ("B", "(B)", "B.", "Option B"), or a letter with
 text ("B. 1.5", judged by its text when the text is an option, else by the letter), or failing those
 the one option equivalent to it. It is right when that option is the gold option; an answer that
 maps to no option, or to several, is wrong (the 1% tolerance must not turn option "101" into "100").
