@@ -170,10 +170,6 @@ class AnswerLogprob:
     total: float  # sum over the answer tokens of log p(token | prompt, previous answer tokens)
     tokens: int  # how many answer tokens
 
-    @property
-    def per_token(self) -> float:
-        return self.total / self.tokens
-
 
 @dataclass
 class LogprobOutcome:

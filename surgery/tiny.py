@@ -196,13 +196,12 @@ def new_model(spec: TinySpec) -> Any:
     return getattr(transformers, facts_for(spec.arch).hf_class)(config).eval()
 
 
-def hub_state_dict(model: Any, dtype: Any = None) -> dict[str, Any]:
+def hub_state_dict(model: Any) -> dict[str, Any]:
     """The model's tensors under the names hub checkpoints use (what save_pretrained writes), as bf16."""
     import torch
 
     layout = layout_from_config(model.config.to_dict())
-    dtype = dtype or torch.bfloat16
-    return {layout.rename(name, "hf4"): t.detach().to(dtype).contiguous() for name, t in model.state_dict().items()}
+    return {layout.rename(name, "hf4"): t.detach().to(torch.bfloat16).contiguous() for name, t in model.state_dict().items()}
 
 
 def build_state_dicts(spec: TinySpec) -> tuple[Any, dict[str, dict[str, Any]]]:

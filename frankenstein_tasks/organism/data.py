@@ -168,10 +168,6 @@ MAKERS: dict[str, Callable[[Callable[[str], Any], random.Random, bool], Iterator
 assert tuple(MAKERS) == TASKS
 
 
-def _draw(pair_task: str, *, index: int, seed: int, size: int) -> Any:
-    return draw_pair(pair_task, index, seed, size)
-
-
 def pair_seed(split: str, seed: int) -> int:
     """Pair-generator seed of a split: far from the generator's default seeds (0, 1, ...)."""
     return 7_000_000 + 1000 * seed + SPLITS.index(split)
@@ -188,7 +184,7 @@ def items(task: str, n: int, *, split: str, seed: int, size: int) -> list[Item]:
     index = 0
     while len(out) < n:
         rng = random.Random(f"frankenstein-organism:{task}:{split}:{seed}:{index}")
-        draw = functools.partial(_draw, index=index, seed=generator_seed, size=size)
+        draw = functools.partial(draw_pair, index=index, seed=generator_seed, size=size)
         for item in MAKERS[task](draw, rng, split in EVAL_SPLITS):
             if len(out) < n:
                 out.append(item)
