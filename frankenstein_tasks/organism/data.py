@@ -23,10 +23,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from frankenstein_tasks.prompt_styles import INSTRUCTION as REASONING_INSTRUCTION
 from frankenstein_tasks.vision.pairs import draw_pair, plural
 
-# METHOD.md 1b: the reasoning prompt's user text is this line, a blank line, then the problem.
-REASONING_INSTRUCTION = 'Please solve the problem step by step and put your answer in one "\\boxed{}".'
+# METHOD.md 1b: the reasoning prompt's user text is REASONING_INSTRUCTION, a blank line, then the problem.
 TASKS = ("counting", "recognition", "arithmetic", "count_compute")
 SPLITS = ("train", "rl", "eval", "eval_math")  # eval: GSM8K / general-vqa / pairs; eval_math: MATH-500 / math-targeted
 EVAL_SPLITS = ("eval", "eval_math")
