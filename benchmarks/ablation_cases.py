@@ -26,13 +26,11 @@ def run_case(args: Any, problems: list[str]) -> int:
     else:
         rows = [{"question": problems[i % len(problems)], "answer": f"...\n#### {ANSWERS[i % len(problems)]}"}
                 for i in range(args.prompts)]
+    if args.case != "task":
+        return _logprob_case(model, rows, args)
     cache_dataset("openai/gsm8k", "main", {"test": rows, "train": rows}, cache_dir=work / "datasets")
-    (work / "rows.json").write_text(json.dumps(rows))
     env = {**OFFLINE_ENV, "HF_DATASETS_CACHE": str(work / "datasets")}
-    common = f"pretrained={model},device={args.device},max_batch_rows={args.max_batch_rows}"
-    if args.case == "task":
-        return _task_case(work, env, common, args)
-    return _logprob_case(work, env, common, args)
+    return _task_case(work, env, model, args)
 
 
 def _tiny_model(work: Path, layers: int) -> str:
@@ -59,7 +57,8 @@ def lmms_eval(env: dict, model_args: str, out: Path, new_tokens: int) -> tuple[f
     return seconds, sorted(samples, key=lambda s: s["doc_id"])
 
 
-def _task_case(work: Path, env: dict, common: str, args: Any) -> int:
+def _task_case(work: Path, env: dict, model: str, args: Any) -> int:
+    common = f"pretrained={model},device={args.device},max_batch_rows={args.max_batch_rows}"
     fast_s, fast = lmms_eval(env, common + ",probe=zero_ablation", work / "fast", args.new_tokens)
     decoded = [contract.decode(s["filtered_resps"]) for s in fast]
     layers = decoded[0].layers
@@ -73,7 +72,7 @@ def _task_case(work: Path, env: dict, common: str, args: Any) -> int:
             total += 1
             same += expected.strip() == s["filtered_resps"].strip()  # lmms-eval strips plain responses
     print(f"case task: frank_gsm8k through lmms_eval, {len(fast)} items, {len(layers)} layers, "
-          f"{args.new_tokens} new tokens, model {common.split(',')[0]}")
+          f"{args.new_tokens} new tokens, model pretrained={model}")
     print(f"naive ({len(layers) + 1} lmms_eval runs, one per ablated layer + baseline): {naive_s:8.2f} s")
     print(f"fast  (1 lmms_eval run, probe=zero_ablation):                  {fast_s:8.2f} s")
     print(f"agreement: {same}/{total} answers identical")
@@ -81,7 +80,7 @@ def _task_case(work: Path, env: dict, common: str, args: Any) -> int:
     return 0 if same == total else 1
 
 
-def _logprob_case(work: Path, env: dict, common: str, args: Any) -> int:
+def _logprob_case(path: str, rows: list[dict], args: Any) -> int:
     """In-process, on the engine (lmms_eval start-up would dominate a tiny model's times)."""
     import torch
 
@@ -95,11 +94,9 @@ def _logprob_case(work: Path, env: dict, common: str, args: Any) -> int:
 
     from _common import timed
 
-    path = common.split(",")[0].removeprefix("pretrained=")
     model, layout = load_model(path, dtype="float32" if args.device in ("cpu", "auto") else args.dtype, device=args.device)
     processor = load_processor(path)
     tokenizer = getattr(processor, "tokenizer", processor)
-    rows = json.loads((work / "rows.json").read_text())
     prompts = [encode_prompt(processor, model, layout, user_text("base", r["question"]), [], system_prompt=None) for r in rows]
     golds = [gsm8k_gold(r["answer"]) for r in rows]
     references = [tokenizer.encode(g, add_special_tokens=False) for g in golds]
@@ -126,11 +123,6 @@ def _logprob_case(work: Path, env: dict, common: str, args: Any) -> int:
     print(f"layer ranking agreement (Spearman, accuracy drop vs log-likelihood drop): {rho:.2f}")
     print(f"layers the log-likelihood drop ranks highest: {top}; accuracy drop there: {[round(acc_drop[k], 2) for k in top]}")
     return 0
-
-
-def _mean_curve(items: Any) -> dict[int, float]:
-    items = list(items)
-    return {int(k): sum(float(it[k]) for it in items) / len(items) for k in items[0]}
 
 
 def _spearman(a: list[float], b: list[float]) -> float:

@@ -130,27 +130,26 @@ def _shared_tree(
     """
     ablated = [v for v in variants if v is not None]
     branches: list[int] = []  # ablated layers forked so far; block b+1 of the batch holds branch b
-    hidden = chunk.embeds  # (g * (1 + len(branches)), W, H): trunk first, then each branch
+    hidden = chunk.embeds.clone()  # (g * (1 + len(branches)), W, H): trunk first, then each branch
     per_layer_kv: list[tuple[torch.Tensor, torch.Tensor, list[int | None]]] = []
     for j in range(stack.num_layers):
         if j in ablated:
             # The row ablating j leaves layer j's input unchanged: fork it off the trunk here.
             branches.append(j)
             hidden = torch.cat([hidden, hidden[:g]], dim=0)
-        runs = [None] + [b for b in branches if b != j]  # blocks that compute layer j
-        blocks = [None] + branches
-        take = torch.cat([torch.arange(g) + g * blocks.index(b) for b in runs]).to(stack.device)
-        n_blocks = len(runs)
-        cache = stack.new_cache()
-        out = stack.run_layers(
-            hidden[take],
-            chunk.positions.repeat(1, n_blocks, 1),
-            chunk.mask.repeat(n_blocks, 1),
+        # Blocks that compute layer j: every block but the branch skipping j. Layers run in order, so
+        # that branch (if any) was just appended last: the computing blocks are a prefix of the batch.
+        runs = [None] + [b for b in branches if b != j]
+        assert j not in branches or branches[-1] == j
+        n = len(runs) * g
+        cache = stack.new_cache() if keep_kv else None
+        hidden[:n] = stack.run_layers(
+            hidden[:n],
+            chunk.positions.repeat(1, len(runs), 1),
+            chunk.mask.repeat(len(runs), 1),
             cache,
             layers=[j],
         )
-        hidden = hidden.clone()
-        hidden[take] = out
         if keep_kv:
             kv = cache.layers[j]
             per_layer_kv.append((kv.keys, kv.values, runs))
@@ -170,10 +169,6 @@ class AnswerLogprob:
 
     total: float  # sum over the answer tokens of log p(token | prompt, previous answer tokens)
     tokens: int  # how many answer tokens
-
-    @property
-    def per_token(self) -> float:
-        return self.total / self.tokens
 
 
 @dataclass

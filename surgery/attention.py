@@ -95,10 +95,11 @@ def capture_decode_attention(stack: DecoderStack) -> Iterator[AttentionRecord]:
             w = weights[:, :, 0, :].float()  # (B, heads, L)
             vis_mass = (w * rows.visual.to(w.device)[:, None, :]).sum(-1)  # (B, heads)
             record.heads = w.shape[1]
+            per_row = vis_mass.sum(-1).tolist()  # one device sync per hook call, not per row
             for b, slot in enumerate(rows.slots):
                 if slot not in record.visual_mass:
                     record.visual_mass[slot] = torch.zeros(stack.num_layers, dtype=torch.float64)
-                record.visual_mass[slot][layer_index] += float(vis_mass[b].sum())
+                record.visual_mass[slot][layer_index] += per_row[b]
                 if layer_index == 0:
                     record.steps[slot] = record.steps.get(slot, 0) + 1
 

@@ -35,6 +35,10 @@ ROLES = ("base", "in", "rl")
 TINY_ARCHS = ("qwen2_5_vl", "qwen2_vl")
 CHAT_TEMPLATE = Path(__file__).with_name("templates") / "qwen_vl_chat.jinja"
 
+# The Qwen tokenizer's special ids: <|endoftext|> (bos, pad) and <|im_end|> (end of a chat turn).
+TOKEN_IDS = {"bos_token_id": 151643, "eos_token_id": 151645}
+GENERATION_CONFIG = {"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643}
+
 # Image sizes: at most 64 visual tokens per image by default, so CPU runs stay fast.
 MIN_PIXELS = 4 * 28 * 28
 MAX_PIXELS = 64 * 28 * 28
@@ -92,8 +96,7 @@ def build_config(spec: TinySpec) -> Any:
         max_position_embeddings=32768,
         rope_scaling={"type": "mrope", "mrope_section": mrope},
         initializer_range=spec.initializer_range,
-        bos_token_id=151643,
-        eos_token_id=151645,
+        **TOKEN_IDS,
         tie_word_embeddings=False,
     )
     if facts.model_type == "qwen2_5_vl":
@@ -142,14 +145,22 @@ def tokenizer_dir() -> Path:
     return path
 
 
+def qwen_tokenizer() -> Any:
+    """The real Qwen tokenizer with the project's Qwen-VL chat template."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir()))
+    tokenizer.chat_template = CHAT_TEMPLATE.read_text()
+    return tokenizer
+
+
 def build_processor(arch: str) -> Any:
-    from transformers import AutoTokenizer, Qwen2_5_VLProcessor, Qwen2VLProcessor
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
     from transformers.models.qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     template = CHAT_TEMPLATE.read_text()
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir()))
-    tokenizer.chat_template = template
+    tokenizer = qwen_tokenizer()
     image_processor = Qwen2VLImageProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
     video_processor = Qwen2VLVideoProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
     cls = Qwen2_5_VLProcessor if arch == "qwen2_5_vl" else Qwen2VLProcessor
@@ -196,13 +207,12 @@ def new_model(spec: TinySpec) -> Any:
     return getattr(transformers, facts_for(spec.arch).hf_class)(config).eval()
 
 
-def hub_state_dict(model: Any, dtype: Any = None) -> dict[str, Any]:
+def hub_state_dict(model: Any) -> dict[str, Any]:
     """The model's tensors under the names hub checkpoints use (what save_pretrained writes), as bf16."""
     import torch
 
     layout = layout_from_config(model.config.to_dict())
-    dtype = dtype or torch.bfloat16
-    return {layout.rename(name, "hf4"): t.detach().to(dtype).contiguous() for name, t in model.state_dict().items()}
+    return {layout.rename(name, "hf4"): t.detach().to(torch.bfloat16).contiguous() for name, t in model.state_dict().items()}
 
 
 def build_state_dicts(spec: TinySpec) -> tuple[Any, dict[str, dict[str, Any]]]:
@@ -234,9 +244,7 @@ def write_checkpoint(folder: Path, config: Any, state: dict[str, Any], processor
     config.save_pretrained(str(folder))
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     processor.save_pretrained(str(folder))
-    (folder / "generation_config.json").write_text(
-        json.dumps({"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643}, indent=2)
-    )
+    (folder / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2))
 
 
 def make_tiny(out: str | Path, spec: TinySpec | None = None, *, overwrite: bool = False) -> dict[str, Path]:

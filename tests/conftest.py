@@ -58,22 +58,17 @@ def tiny_qwen2_text(tmp_path_factory) -> Path:
     import json
 
     import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from surgery.tiny import CHAT_TEMPLATE, tokenizer_dir
+    from surgery.tiny import GENERATION_CONFIG, TOKEN_IDS, qwen_tokenizer
 
     torch.manual_seed(0)
     config = Qwen2Config(
         hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=151936, bos_token_id=151643, eos_token_id=151645,
-        tie_word_embeddings=False,
+        num_key_value_heads=2, vocab_size=151936, **TOKEN_IDS, tie_word_embeddings=False,
     )
     out = tmp_path_factory.mktemp("qwen2") / "text"
     Qwen2ForCausalLM(config).save_pretrained(out)
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir()))
-    tokenizer.chat_template = CHAT_TEMPLATE.read_text()
-    tokenizer.save_pretrained(out)
-    (out / "generation_config.json").write_text(
-        json.dumps({"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643})
-    )
+    qwen_tokenizer().save_pretrained(out)
+    (out / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG))
     return out

@@ -197,6 +197,24 @@ def test_ablation_shared_prefill_equals_rowwise_and_naive(engine):
         assert small_batches[i].by_layer == {1: naive.by_layer[1], 4: naive.by_layer[4]}
 
 
+def test_shared_prefill_tree_leaves_its_input_alone(engine):
+    """The ablation tree updates its batch in place: the chunk's embeddings stay as they were, and the
+    final hidden states do not depend on whether the per-layer keys / values are kept."""
+    import torch
+
+    from surgery.ablation import _shared_tree
+
+    prompts = [engine.prompt("What is 2 + 3?"), engine.pairs()[0].target]
+    chunk = engine.stack.chunk(prompts, engine.stack.prompt_embeddings(prompts), [(0, p.length) for p in prompts])
+    before = chunk.embeds.clone()
+    variants = [None, 0, 2, engine.n - 1]
+    kept, per_layer_kv = _shared_tree(engine.stack, chunk, len(prompts), variants, keep_kv=True)
+    dropped, nothing = _shared_tree(engine.stack, chunk, len(prompts), variants, keep_kv=False)
+    assert torch.equal(chunk.embeds, before)
+    assert torch.equal(kept, dropped) and kept.shape[0] == len(prompts) * len(variants)
+    assert len(per_layer_kv) == engine.n and nothing == []
+
+
 @pytest.fixture(scope="module")
 def hf_eager(tiny_trio):
     """The IN checkpoint loaded with plain transformers, eager attention (the one that returns weights)."""

@@ -23,10 +23,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from frankenstein_tasks.prompt_styles import INSTRUCTION as REASONING_INSTRUCTION
 from frankenstein_tasks.vision.pairs import draw_pair, plural
 
-# METHOD.md 1b: the reasoning prompt's user text is this line, a blank line, then the problem.
-REASONING_INSTRUCTION = 'Please solve the problem step by step and put your answer in one "\\boxed{}".'
+# METHOD.md 1b: the reasoning prompt's user text is REASONING_INSTRUCTION, a blank line, then the problem.
 TASKS = ("counting", "recognition", "arithmetic", "count_compute")
 SPLITS = ("train", "rl", "eval", "eval_math")  # eval: GSM8K / general-vqa / pairs; eval_math: MATH-500 / math-targeted
 EVAL_SPLITS = ("eval", "eval_math")
@@ -168,10 +168,6 @@ MAKERS: dict[str, Callable[[Callable[[str], Any], random.Random, bool], Iterator
 assert tuple(MAKERS) == TASKS
 
 
-def _draw(pair_task: str, *, index: int, seed: int, size: int) -> Any:
-    return draw_pair(pair_task, index, seed, size)
-
-
 def pair_seed(split: str, seed: int) -> int:
     """Pair-generator seed of a split: far from the generator's default seeds (0, 1, ...)."""
     return 7_000_000 + 1000 * seed + SPLITS.index(split)
@@ -188,7 +184,7 @@ def items(task: str, n: int, *, split: str, seed: int, size: int) -> list[Item]:
     index = 0
     while len(out) < n:
         rng = random.Random(f"frankenstein-organism:{task}:{split}:{seed}:{index}")
-        draw = functools.partial(_draw, index=index, seed=generator_seed, size=size)
+        draw = functools.partial(draw_pair, index=index, seed=generator_seed, size=size)
         for item in MAKERS[task](draw, rng, split in EVAL_SPLITS):
             if len(out) < n:
                 out.append(item)

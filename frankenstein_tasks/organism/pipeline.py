@@ -167,24 +167,23 @@ def _vocab(build: Build, model: Any, layout: Any) -> Any:
     return VocabSlice(model, layout, build.inputs, build.outputs)
 
 
-def _stage_base(build: Build) -> dict[str, Any]:
+def _sft_stage(build: Build, stage: str, model: Any, layout: Any, config: SftConfig, desc: str) -> dict[str, Any]:
+    """Train `model` by SFT on the stage's examples and save it as the stage's checkpoint."""
     from surgery.organism_train import train_sft
 
-    model, layout = build.model, build.encoder.layout
-    losses = train_sft(model, layout, _vocab(build, model, layout), build.examples["base"], build.settings.base,
-                       encoder=build.encoder, seed=_seed(build, "base"), desc="Base (SFT from scratch)", progress=build.progress)
-    _save(build, model, "base")
+    losses = train_sft(model, layout, _vocab(build, model, layout), build.examples[stage], config,
+                       encoder=build.encoder, seed=_seed(build, stage), desc=desc, progress=build.progress)
+    _save(build, model, stage)
     return {"final_loss": _tail_mean(losses)}
+
+
+def _stage_base(build: Build) -> dict[str, Any]:
+    return _sft_stage(build, "base", build.model, build.encoder.layout, build.settings.base, "Base (SFT from scratch)")
 
 
 def _stage_in(build: Build) -> dict[str, Any]:
-    from surgery.organism_train import train_sft
-
     model, layout = _load_float32(build.out / "base")
-    losses = train_sft(model, layout, _vocab(build, model, layout), build.examples["in"], build.settings.in_sft,
-                       encoder=build.encoder, seed=_seed(build, "in"), desc="IN (SFT, reasoning format)", progress=build.progress)
-    _save(build, model, "in")
-    return {"final_loss": _tail_mean(losses)}
+    return _sft_stage(build, "in", model, layout, build.settings.in_sft, "IN (SFT, reasoning format)")
 
 
 def _stage_rl(build: Build) -> dict[str, Any]:
