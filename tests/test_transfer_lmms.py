@@ -233,7 +233,7 @@ def test_wrong_dataset_ends_with_one_line(tiny_trio, tmp_path):
                      env={"HF_DATASETS_CACHE": str(tmp_path / "hf")})
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
-    assert errors == [f"frankenstein: error: frank_general_vqa: the AI4Math/MathVista data has no 'pid', 'question', 'decoded_image', "
-                      f"'choices', 'question_type', 'metadata' fields (columns: problem, solution, answer, subject, level, unique_id); "
-                      f"is it the right dataset?"]
+    assert errors == ["frankenstein: error: frank_general_vqa: the AI4Math/MathVista data has no 'pid', 'question', 'decoded_image', "
+                      "'choices', 'question_type', 'metadata' fields (columns: problem, solution, answer, subject, level, unique_id); "
+                      "is it the right dataset?"]
     assert "Traceback" not in result.stderr and not list((tmp_path / "out").rglob("*_results.json"))
