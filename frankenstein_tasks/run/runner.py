@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -137,9 +138,26 @@ def _run_stage(ctx: RunContext, manifest: dict[str, Any], name: str, counter: st
         write_json(out / MANIFEST, manifest)
         if isinstance(e, FrankensteinError):
             raise FrankensteinError(f"stage {name}: {e}") from None
+        if isinstance(e, Exception):  # not Ctrl-C: a bug here or in a library; its traceback follows
+            print(_unexpected_failure_line(name, e), file=sys.stderr, flush=True)
         raise
     replace_dir(partial, out / name)
     seconds = round(time.perf_counter() - start, 1)
     manifest["stages"][name] = {"status": "done", "seconds": seconds, "outputs": outputs, "settings": settings}
     write_json(out / MANIFEST, manifest)
     ctx.say(f"      done in {seconds} s")
+
+
+def _unexpected_failure_line(stage: str, error: BaseException) -> str:
+    """What to check first when a stage dies inside a library: the versions in use against the tested set."""
+    from frankenstein_tasks import tested_set
+
+    where = f"{type(error).__module__}.{type(error).__name__}".removeprefix("builtins.")
+    lock = tested_set.lock_path()
+    outside: list[str] = []
+    if lock is not None:
+        states = tested_set.compare(tested_set.read_lock(lock), tested_set.installed_versions(), list(tested_set.STACK))
+        outside = [f"{s.name} {s.installed or 'missing'} (tested {s.locked})" for s in states if s.status != "ok"]
+    versions = f"outside the tested set: {', '.join(outside)}" if outside else "`frankenstein doctor` lists the versions in use"
+    return (f"frankenstein: stage {stage} failed with an unexpected {where} (a bug, or a library outside the "
+            f"tested set; {versions}); traceback follows")
