@@ -127,26 +127,37 @@ def _score_group(
         for m, (_, k) in enumerate(part):
             n = len(continuations[k][1]) - 1
             tails[k] = out[m * R : (m + 1) * R, width - n :]
-    rows = []
-    for i, k in members:
-        targets = torch.tensor(list(continuations[k][1]), device=stack.device)
+    # Every scored position of the group at once: the hidden state before each continuation token,
+    # its target, and the (continuation, variant) it belongs to.
+    states, targets, owners = [], [], []
+    for m, (i, k) in enumerate(members):
+        tokens = torch.tensor(list(continuations[k][1]), device=stack.device)
         first = last[i * R : (i + 1) * R, None]  # (R, 1, H)
-        states = torch.cat([first, tails[k]], dim=1) if k in tails else first
-        rows.append([_token_score(stack, states[r], targets) for r in range(R)])
-    return rows
+        seq = torch.cat([first, tails[k]], dim=1) if k in tails else first  # (R, n, H)
+        states.append(seq.reshape(-1, seq.shape[-1]))
+        targets.append(tokens.repeat(R))
+        owners.append(m * R + torch.arange(R, device=stack.device).repeat_interleave(len(tokens)))
+    logprob, greedy = _token_scores(stack, torch.cat(states), torch.cat(targets))
+    owner = torch.cat(owners)
+    totals = torch.zeros(len(members) * R, dtype=logprob.dtype, device=stack.device).index_add_(0, owner, logprob)
+    misses = torch.zeros(len(members) * R, dtype=torch.long, device=stack.device).index_add_(0, owner, (~greedy).long())
+    totals, misses = totals.tolist(), misses.tolist()
+    return [
+        [TokenScore(totals[m * R + r], misses[m * R + r] == 0, len(continuations[k][1])) for r in range(R)]
+        for m, (_, k) in enumerate(members)
+    ]
 
 
-def _token_score(stack: DecoderStack, states: torch.Tensor, targets: torch.Tensor, span: int = 512) -> TokenScore:
-    """Score `targets[t]` from the final hidden state `states[t]` (n, H); `span` positions at a time,
-    so a long continuation (a rolling perplexity window) never holds n x vocabulary logits at once."""
-    total, greedy = 0.0, True
+def _token_scores(stack: DecoderStack, states: torch.Tensor, targets: torch.Tensor, span: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(targets[t]) from final hidden states `states[t]` (N, H), and whether each is the argmax;
+    `span` positions at a time, so N x vocabulary logits never exist at once."""
+    logprobs, greedy = [], []
     for start in range(0, len(targets), span):
         logits = stack.lm_head(stack.norm(states[None, start : start + span]))[0].float()
-        logprobs = torch.log_softmax(logits, dim=-1)
         wanted = targets[start : start + span]
-        total += float(logprobs.gather(1, wanted[:, None]).sum())
-        greedy = greedy and bool((logprobs.argmax(dim=-1) == wanted).all())
-    return TokenScore(total, greedy, len(targets))
+        logprobs.append(torch.log_softmax(logits, dim=-1).gather(1, wanted[:, None])[:, 0])
+        greedy.append(logits.argmax(dim=-1) == wanted)
+    return torch.cat(logprobs), torch.cat(greedy)
 
 
 def _after(context: EncodedPrompt, tokens: Sequence[int]) -> EncodedPrompt:
