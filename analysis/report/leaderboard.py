@@ -32,14 +32,14 @@ HEADER = ["run", "recipe", "model", "task", "metric", "value", "stderr", "headli
 
 
 def parts(runs: Sequence[RunFolder], folder: Path) -> list[Block]:
-    """The leaderboard figure and table, or a note per run saying why there is none."""
+    """The leaderboard figure and table; a note for a run whose stage failed or left no results."""
     found: list[tuple[RunFolder, str, Run]] = []
     notes: list[Block] = []
     for run in runs:
         got = [(run, label, r) for label in run.members(STAGE, LABELS) if (r := run.lm_eval(STAGE, label)) is not None]
-        if not got:
-            why = run.stage_missing(STAGE) or f"no lm-eval results under {run.path / STAGE}"
-            notes.append(Note(f"{run.label}: lm-eval leaderboard tasks {why} (the `leaderboard` stage is off by default)."))
+        why = run.stage_missing(STAGE)
+        if not got and why != "not run":  # a stage off by default says nothing when it was not asked for
+            notes.append(Note(f"{run.label}: lm-eval leaderboard tasks {why or f'have no results under {run.path / STAGE}'}."))
         found += got
     if not found:
         return notes

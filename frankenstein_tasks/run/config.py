@@ -158,11 +158,10 @@ def _stage_names() -> tuple[str, ...]:
     return tuple(STAGES)
 
 
-def _default_stages() -> tuple[str, ...]:
-    """The stages a config without `stages:` runs (all but those off by default)."""
-    from frankenstein_tasks.run.stages import STAGES
+def _default_stages() -> list[str]:
+    from frankenstein_tasks.run.stages import default_stages
 
-    return tuple(name for name, stage in STAGES.items() if stage.default)
+    return default_stages()
 
 
 def load_config(path: str | Path) -> RunConfig:

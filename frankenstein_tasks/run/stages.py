@@ -204,6 +204,11 @@ STAGES: dict[str, Stage] = {
 }
 
 
+def default_stages() -> list[str]:
+    """The stages a config (or the demo) runs when it names none: all but those off by default."""
+    return [name for name, stage in STAGES.items() if stage.default]
+
+
 def stages_help() -> str:
     """One line per stage, for `--help` texts."""
     return "\n".join(f"  {name:<18} {stage.description}" for name, stage in STAGES.items())
