@@ -4,7 +4,7 @@
 (`frankenstein_tasks.hub_cache`) and returns the environment under which the unchanged task code
 (`dataset_path: openai/gsm8k` ...) loads them offline. `leaderboard_env(root)` does the same for
 lm-eval's own `arc_easy` (allenai/ai2_arc, ARC-Easy) and `wikitext`
-(EleutherAI/wikitext_document_level, wikitext-2-raw-v1).
+(EleutherAI/wikitext_document_level, wikitext-2-raw-v1), and `arc_challenge` for a group of two.
 """
 
 from __future__ import annotations
@@ -57,6 +57,12 @@ ARC_EASY = [
     _arc(7, "What is the main source of energy for Earth?", ["the Moon", "the Sun", "wind", "coal"], 1),
 ]
 
+ARC_CHALLENGE = [
+    _arc(10, "Which property of a mineral can be determined just by looking at it?", ["luster", "mass", "weight", "hardness"], 0),
+    _arc(11, "A student mixes salt into water. What kind of matter is formed?", ["a solution", "an element", "a gas"], 0),
+    _arc(12, "Which layer of Earth is made of liquid metal?", ["crust", "mantle", "outer core", "inner core"], 2),
+]
+
 WIKITEXT = [
     {"page": " = Valkyria Chronicles III = \n \n Senjō no Valkyria 3 : Unrecorded Chronicles is a tactical role @-@ "
              "playing video game developed by Sega and Media.Vision for the PlayStation Portable . \n"},
@@ -67,9 +73,10 @@ WIKITEXT = [
 
 
 def leaderboard_env(root: Path) -> dict[str, str]:
-    """Cache ARC_EASY and WIKITEXT (every split) under root; the env under which lm-eval's tasks read them."""
+    """Cache ARC_EASY, ARC_CHALLENGE and WIKITEXT (every split) under root; the env under which lm-eval's tasks read them."""
     cache = Path(root) / "datasets"
     cache_dataset("allenai/ai2_arc", "ARC-Easy", {"train": ARC_EASY, "validation": ARC_EASY, "test": ARC_EASY}, cache_dir=cache)
+    cache_dataset("allenai/ai2_arc", "ARC-Challenge", {s: ARC_CHALLENGE for s in ("train", "validation", "test")}, cache_dir=cache)
     cache_dataset("EleutherAI/wikitext_document_level", "wikitext-2-raw-v1",
                   {"train": WIKITEXT, "validation": WIKITEXT, "test": WIKITEXT}, cache_dir=cache)
     return {"HF_DATASETS_CACHE": str(cache), **OFFLINE_ENV}

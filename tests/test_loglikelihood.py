@@ -33,7 +33,7 @@ from surgery.reference import zero_ablation
 from surgery.stack import DecoderStack
 
 from conftest import cli_path, run_cli
-from hub_data import ARC_EASY, WIKITEXT, leaderboard_env
+from hub_data import ARC_CHALLENGE, ARC_EASY, WIKITEXT, leaderboard_env
 from lmms_tasks import dots, write_choice_task, write_multi_round_task
 
 pytest_plugins = ("organism_fixture",)
@@ -209,11 +209,26 @@ def leaderboard_data(tmp_path_factory):
     return leaderboard_env(tmp_path_factory.mktemp("leaderboard"))
 
 
+ARC_GROUP = """\
+group: arc_pair
+task:
+  - arc_easy
+  - arc_challenge
+aggregate_metric_list:
+  - metric: acc
+    weight_by_size: true
+"""
+
+
 def lm_eval_run(model, data_env, out, launcher=()):
+    """The real CLI on lm-eval's arc_easy, arc_challenge (in a group of ours, `arc_pair`) and wikitext."""
+    groups = out.parent / f"{out.name}_groups"
+    groups.mkdir(parents=True, exist_ok=True)
+    (groups / "arc_pair.yaml").write_text(ARC_GROUP)
     done = run_cli([
         *launcher, cli_path("frankenstein"), "lm-eval", "run", "--model", "frankenstein",
         "--model_args", f"pretrained={model},device=cpu,probe=zero_ablation,max_length={MAX_LENGTH}",
-        "--tasks", "arc_easy,wikitext", "--output_path", str(out), "--log_samples",
+        "--tasks", "arc_pair,wikitext", "--include_path", str(groups), "--output_path", str(out), "--log_samples",
     ], env=data_env, timeout=900)
     found = list(out.rglob("results_*.json"))
     assert found, done.stdout[-3000:] + done.stderr[-3000:]
@@ -248,6 +263,7 @@ def test_arc_easy_and_wikitext_per_layer_through_the_cli(layered_qwen2_text, one
     # Every layer's log-likelihoods == lm-eval's hf model with that layer hooked, on the logged requests.
     hf = HFLM(pretrained=str(layered_qwen2_text), device="cpu", dtype="float32", max_length=MAX_LENGTH)
     layout = layout_of_model(hf.model)
+    assert {"arc_easy", "arc_challenge", "wikitext"} <= set(samples), done.stderr[-3000:]
     arc_args = [args for s in samples["arc_easy"] for args in logged_arguments(s)]
     wiki_args = [args for s in samples["wikitext"] for args in logged_arguments(s)]
     for layer in [None, 0, 1, 2, 3]:
@@ -281,6 +297,11 @@ def test_arc_easy_and_wikitext_per_layer_through_the_cli(layered_qwen2_text, one
     assert len(set(hand_acc)) > 1  # the data tells layers apart, so a mix-up of layers would show
     base = results["results"]["arc_easy"]["acc,none"]
     assert section["layer_drops"]["arc_easy"]["acc,none"]["value"] == pytest.approx([base - a for a in hand_acc])
+    # The group's curve is its own aggregation per layer: acc weighted by the tasks' sizes.
+    challenge = section["layer_scores"]["arc_challenge"]["acc,none"]["value"]
+    n_easy, n_challenge = len(ARC_EASY), len(ARC_CHALLENGE)
+    assert section["layer_scores"]["arc_pair"]["acc,none"]["value"] == pytest.approx(
+        [(a * n_easy + c * n_challenge) / (n_easy + n_challenge) for a, c in zip(hand_acc, challenge)])
 
     # Perplexities per layer by hand: exp(-sum ll / sum words), 2 ** (-sum ll / sum bytes / ln 2).
     words = sum(len(re.split(r"\s+", d["page"])) for d in WIKITEXT)

@@ -303,6 +303,26 @@ def _leaf_tasks(task_dict: Any) -> dict[str, Any]:
     return found
 
 
+def add_group_curves(section: dict[str, Any], task_dict: Any) -> None:
+    """Per-layer curves of lm-eval's groups (mmlu, leaderboard_bbh, ...): each group's own aggregation
+    (`Group.aggregate`: its metrics, filters and size weighting) over its tasks' values at each layer."""
+    groups = task_dict.get("groups", {}) if isinstance(task_dict, dict) else {}
+    layers = section["layers"]
+    leaves = section["layer_scores"]
+    for name, group in groups.items():
+        per_layer = []
+        for k in range(len(layers)):
+            metrics = {task: {**{key: c["value"][k] for key, c in curves.items() if c["layers"] == layers},
+                              "sample_len": max((c["n"] for c in curves.values()), default=0)}
+                       for task, curves in leaves.items()}
+            per_layer.append(group.aggregate(metrics))
+        keys = [key for key in per_layer[0] if "," in key and "_stderr" not in key] if per_layer else []
+        if keys:
+            n = per_layer[0].get("sample_len", 0)
+            section["layer_scores"][name] = {key: {"layers": layers, "value": [float(m[key]) for m in per_layer],
+                                                   "stderr": [None] * len(layers), "n": n} for key in keys}
+
+
 def install_layer_scoring() -> None:
     """Wrap `lm_eval.evaluator.evaluate` so that sweeping FrankensteinLM runs get per-layer scores."""
     import lm_eval.evaluator as evaluator
@@ -320,6 +340,7 @@ def install_layer_scoring() -> None:
             section = score_layers(_leaf_tasks(task_dict), lm.layers, lm.layer_responses,
                                    doc_of=lambda task, instance: instance.doc, mean=mean)
             if results is not None and section is not None:
+                add_group_curves(section, task_dict)
                 results[RESULTS_KEY] = section
                 print_curves(section)
         return results
