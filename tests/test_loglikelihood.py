@@ -328,9 +328,11 @@ def test_two_processes_under_torchrun_equal_one(layered_qwen2_text, leaderboard_
         assert sorted(ranks[0] + ranks[1]) == list(range(n_docs))
         for key, value in single["results"][task].items():
             if isinstance(value, float):
-                assert results["results"][task][key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+                assert results["results"][task][key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
         for key, curve in one["layer_scores"][task].items():
-            assert section["layer_scores"][task][key]["value"] == pytest.approx(curve["value"], rel=1e-6)
+            # Batches differ between the runs (each rank pads its own), so log-likelihoods agree to ~1e-5;
+            # perplexities, exponentials of their sums, to a relative 1e-5.
+            assert section["layer_scores"][task][key]["value"] == pytest.approx(curve["value"], rel=1e-5)
         assert section["loglikelihoods"][task].keys() == one["loglikelihoods"][task].keys()
         for doc, by_layer in one["loglikelihoods"][task].items():
             for layer, values in by_layer.items():
