@@ -12,7 +12,9 @@ through every layer).
 
 Teacher-forced mode (`ablation_logprob_sweep`): instead of generating, the log-likelihood of a
 reference answer after the prompt, per ablated layer, from one pass of the same tree over
-prompt + answer. It ranks layers without decoding thousands of tokens per row.
+prompt + answer. It ranks layers without decoding thousands of tokens per row. The tree can also
+continue from columns already run through it (`TreePrefix`): `surgery.loglikelihood` runs each
+context once and every continuation of it on top (multiple-choice and perplexity requests).
 
 Reference path (`surgery.reference.ablation_generate_naive`): a forward hook makes the layer return
 its input, and an ordinary `model.generate` runs per layer and prompt (batch 1).

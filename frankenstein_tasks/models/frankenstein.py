@@ -129,11 +129,14 @@ class Frankenstein(lmms):
         raise unserved(requests, "generate_visual_cot")
 
     # -- log-likelihood ------------------------------------------------------------------------
-    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
-        """(mean negative log-likelihood per continuation token, is_greedy) per request; see the module docstring."""
+    def loglikelihood(self, requests: list[Instance]) -> list[Any]:
+        """(mean negative log-likelihood per continuation token, is_greedy) per request, each in a
+        GenerationResult (see below); see the module docstring."""
         prompts: dict[tuple, tuple[int, Any]] = {}  # (task, split, doc, context) -> (context number, engine request)
         contexts, continuations = [], []
         for request in requests:
+            if len(request.args) < 6:  # lmms-eval's unconditional requests ("", choice) of acc_mutual_info
+                raise unserved([request], "loglikelihood requests without a doc (acc_mutual_info)")
             context, continuation, _, doc_id, task, split = request.args[:6]
             key = (task, split, doc_id, context)  # same doc and text: same prompt, same images
             if key not in prompts:
@@ -241,10 +244,12 @@ def lmms_response(score: Any) -> tuple[float, bool]:
     return (-score.logprob / score.tokens, score.is_greedy)
 
 
-def unserved(requests: list[Instance], request_type: str) -> FrankensteinError:
+def unserved(requests: list[Instance], what: str) -> FrankensteinError:
+    """The one line for a request type the model does not serve, naming the task(s)."""
     tasks = sorted({str(r.task_name) for r in requests}) or ["?"]
+    requested = what if what.endswith(")") else f"{what} requests"
     return FrankensteinError(
-        f"task {', '.join(tasks)} asks for {request_type} requests, which the frankenstein model does not serve "
+        f"task {', '.join(tasks)} asks for {requested}, which the frankenstein model does not serve "
         "(it serves generate_until and loglikelihood)"
     )
 
