@@ -27,8 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "delta": ("delta", "weight-delta energy and SVD per tensor and layer across Base -> IN -> RL (streaming)"),
     "transfer": ("transfer", "transfer table (M_vis, M_v2r, M_rea) of IN, RL and the splices, and the attention shift"),
     "report": ("report", "one HTML report (+ Markdown, figures, CSVs) from one or more run folders"),
+    "lm-eval": ("lm_eval_cmd", "lm-eval's own CLI with the frankenstein model registered (any task, splices, sweeps per layer)"),
     "doctor": ("doctor", "installed versions of the stack (torch, transformers, lmms-eval, ...) against the tested set (the lock)"),
-    "lm-eval": ("lm_eval_cmd", "lm-eval's own CLI with the frankenstein model registered (zero-ablation sweeps per layer)"),
 }
 
 # Commands that hand every argument after their name to another program's CLI, unparsed.

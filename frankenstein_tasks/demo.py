@@ -25,14 +25,14 @@ DEMO_NEW_TOKENS = 40
 
 def demo_config(out: Path, models: dict[str, Path], data: dict[str, Path], *, device: str, stages: list[str] | None) -> dict[str, Any]:
     """The demo's run config, as the YAML mapping written to OUT/demo.yaml."""
-    from frankenstein_tasks.run.stages import STAGES
+    from frankenstein_tasks.run.stages import default_stages
 
     budget = {"max_new_tokens": DEMO_NEW_TOKENS}
     return {
         "recipe": "Organism",
         "models": {role: str(path) for role, path in models.items()},
         "out": str(out),
-        "stages": stages or list(STAGES),
+        "stages": stages or default_stages(),
         "offline": True,
         "device": device,
         "max_batch_rows": 64,

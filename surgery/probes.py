@@ -9,6 +9,10 @@ probe named in its `ProbeConfig` (`PROBES`, the one list of probe names):
                     instead of answers the log-likelihood of each request's reference answer
     attention       the answer, and per layer the attention mass generated tokens put on the image
 
+Log-likelihood requests (a context and continuation tokens: multiple choice, perplexity) go to
+`ProbeRunner.score` instead, with probe=none (optionally `ablate=`) or zero_ablation (every layer in
+`layers`), teacher-forced (`surgery.loglikelihood`).
+
 Each request gets one `ProbeOutput`: plain data, no harness format. Front ends (the lmms-eval and
 lm-eval models in `frankenstein_tasks.models`) translate their requests into `ProbeRequest`s and
 encode the outputs for their harness; the engine knows no harness.
@@ -24,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from surgery.arch import Layout
 from surgery.errors import FrankensteinError
-from surgery.prompts import DEFAULT_SYSTEM_PROMPT, encode_prompt, encode_text
+from surgery.prompts import DEFAULT_SYSTEM_PROMPT, chat_text, continuation_ids, encode_ids, encode_prompt, encode_text
 from surgery.stack import DecoderStack
 from surgery.swap import SwapMode
 
@@ -169,12 +173,47 @@ class ProbeRunner:
             "progress": progress,
         }
 
-    # -- entry point ---------------------------------------------------------------------------
+    # -- entry points --------------------------------------------------------------------------
     def run(self, requests: Sequence[ProbeRequest], progress: Any = None) -> list[ProbeOutput]:
         """One ProbeOutput per request."""
         if not requests:
             return []
         return RUNNERS[self.config.probe](self, list(requests), progress)
+
+    def score(
+        self, contexts: Sequence[Any], continuations: Sequence[tuple[int, Sequence[int]]], progress: Any = None
+    ) -> list[Any]:
+        """Log-likelihood requests: per continuation (context index, token ids), a
+        `surgery.loglikelihood.ContinuationOutcome`: the unablated score (with `ablate=` layers
+        skipped) and, for probe=zero_ablation, one per swept layer."""
+        from surgery.loglikelihood import loglikelihood_sweep
+
+        self.check_scoring()
+        if not continuations:
+            return []
+        return loglikelihood_sweep(
+            self.stack, contexts, continuations, SCORED_LAYERS[self.config.probe](self),
+            ablated=self.ablated, max_batch_rows=self.config.max_batch_rows, progress=progress,
+        )
+
+    def check_scoring(self) -> None:
+        """Refuse log-likelihood requests under a probe that has no log-likelihood form."""
+        if self.config.probe not in SCORED_LAYERS:
+            raise FrankensteinError(
+                f"probe={self.config.probe} has no log-likelihood form; log-likelihood requests run with "
+                f"probe={' or probe='.join(SCORED_LAYERS)}"
+            )
+
+    def encode_ids(self, ids: Sequence[int]) -> Any:
+        """A text prompt the harness tokenized already."""
+        return encode_ids(self.model, self.layout, ids)
+
+    def continuation_ids(self, request: ProbeRequest, continuation: str) -> list[int]:
+        """Token ids of `continuation` right after the request's prompt (as `encode` builds it)."""
+        prompt = request.text
+        if request.chat:
+            prompt = chat_text(self.processor, self.layout, request.text, len(request.images), system_prompt=request.system_prompt)
+        return continuation_ids(self.tokenizer, prompt, continuation)
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -327,6 +366,12 @@ RUNNERS: dict[str, Callable[[ProbeRunner, list[ProbeRequest], Any], list[ProbeOu
     "attention": _run_attention,
 }
 PROBES = tuple(RUNNERS)
+
+# Probes that answer log-likelihood requests (multiple choice, perplexity) -> the layers each sweeps.
+SCORED_LAYERS: dict[str, Callable[[ProbeRunner], list[int]]] = {
+    "none": lambda runner: [],
+    "zero_ablation": lambda runner: runner.layers,
+}
 
 # How zero_ablation scores a layer: by the answer it generates, or by the reference answer's log-likelihood.
 SCORINGS: dict[str, Callable[[ProbeRunner, list[ProbeRequest], Any], list[ProbeOutput]]] = {

@@ -135,15 +135,18 @@ class DecoderStack:
 
         return new_cache(self.num_layers)
 
-    def _masks(self, hidden: torch.Tensor, attention_mask: torch.Tensor, cache: Any, positions: torch.Tensor) -> dict:
+    def _masks(self, hidden: torch.Tensor, attention_mask: torch.Tensor, cache: Any, positions: torch.Tensor, layer: int) -> dict:
         from transformers.masking_utils import create_causal_mask
 
+        # Sized against the first layer run: a cache may hold entries for that layer only (the
+        # ablation tree feeds one layer at a time, each on top of its own cached prefix).
         kwargs = dict(
             config=self.config,
             inputs_embeds=hidden,
             attention_mask=attention_mask,
-            past_key_values=cache if cache is not None and cache.get_seq_length() > 0 else None,
+            past_key_values=cache if cache is not None and cache.get_seq_length(layer) > 0 else None,
             position_ids=None if self.mrope else positions[0],
+            layer_idx=layer,
         )
         return {"full_attention": create_causal_mask(**kwargs)}
 
@@ -166,9 +169,10 @@ class DecoderStack:
         """
         rotary_positions = positions if self.mrope else positions[0]
         position_embeddings = self.text_model.rotary_emb(hidden, rotary_positions)
-        masks = self._masks(hidden, attention_mask, cache, positions)
+        layers = range(self.num_layers) if layers is None else layers
+        masks = self._masks(hidden, attention_mask, cache, positions, layers[0])
         layer_position_ids = None if self.mrope else positions[0]
-        for i in range(self.num_layers) if layers is None else layers:
+        for i in layers:
             out = self.layers[i](
                 hidden,
                 attention_mask=masks[self.layer_types[i]],

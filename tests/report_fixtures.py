@@ -1,7 +1,8 @@
 """Fake run folders for the report tests: the files `frankenstein run` writes, with chosen numbers.
 
 `make_run(root, ...)` writes run.json, delta/delta.json and lmms-eval output folders (results JSON in
-the exact shapes the frank_* tasks produce, plus a samples log) for the stages asked for, and returns
+the exact shapes the frank_* tasks produce, plus a samples log) and lm-eval ones (the leaderboard
+stage) for the stages asked for, and returns
 a `FakeRun` holding every number it wrote, so tests compare the report's CSVs with the sources.
 Numbers come from a seeded generator, rounded so that they survive JSON and CSV unchanged.
 """
@@ -18,7 +19,7 @@ import numpy as np
 from analysis.delta.schema import DeltaReport, GroupStats, GroupSummary
 from surgery.arch import Layout, facts_for
 
-ALL_STAGES = ("delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "attention")
+ALL_STAGES = ("delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "leaderboard", "attention")
 VISION_TASKS = ("frank_vision_counting", "frank_vision_ocr", "frank_vision_grounding", "frank_vision_recognition")
 REASONING_TASKS = ("frank_gsm8k", "frank_math500")
 TRANSFER_LABELS = ("in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late")
@@ -47,6 +48,8 @@ class FakeRun:
     # attention stage: role -> task -> item id -> per-layer mass, as its samples log holds them
     # (None: the samples log holds no per-item curves, so the report must fall back to unpaired intervals)
     attention_items: dict[str, dict[str, dict[str, list[float]]]] | None = None
+    # leaderboard stage (lm-eval results): label -> task -> metric -> (value, stderr)
+    leaderboard: dict[str, dict[str, dict[str, tuple[float, float]]]] = field(default_factory=dict)
 
 
 def layout_description(layers: int, vision_blocks: int, cuts: tuple[int, int] | None) -> dict[str, Any]:
@@ -83,6 +86,7 @@ def make_run(
         "reasoning_logprob": lambda: _write_curves(fake, "reasoning_logprob", ("in", "rl"), REASONING_TASKS, ("answer_logprob_drop", "answer_logprob_per_token_drop"), "answer_logprob", rng, old_results),
         "attention": lambda: (_write_attention if attention_items else _write_curves)(fake, "attention", ("in", "rl"), ("frank_attention_shift",), ("visual_attention",), None, rng, old_results),
         "transfer": lambda: _write_transfer(fake, rng),
+        "leaderboard": lambda: _write_leaderboard(fake, rng),
     }
     for stage in stages:
         if stage in writers:
@@ -239,6 +243,31 @@ def _write_transfer(fake: FakeRun, rng: np.random.RandomState) -> None:
                 fake.transitions[label][task] = trans
             results[task] = row
         _write_lmms(fake.path / "transfer" / label, results, tuple(TRANSFER_TASKS), NEW_STAMP, group="frank_transfer")
+
+
+LEADERBOARD = {  # lm-eval task -> metrics; mmlu is a group with two subtasks
+    "arc_easy": ("acc", "acc_norm"), "mmlu": ("acc",), "mmlu_anatomy": ("acc",), "mmlu_virology": ("acc",),
+}
+
+
+def _write_leaderboard(fake: FakeRun, rng: np.random.RandomState) -> None:
+    """lm-eval --output_path folders: leaderboard/<label>/<model>/results_<date>.json (lm-eval's names and shapes)."""
+    for label in TRANSFER_LABELS:
+        results: dict[str, Any] = {}
+        fake.leaderboard[label] = {}
+        for task, metrics in LEADERBOARD.items():
+            row: dict[str, Any] = {"alias": task if not task.startswith("mmlu_") else f" - {task}"}
+            fake.leaderboard[label][task] = {}
+            for metric in metrics:
+                value, stderr = _r(rng.uniform(0.2, 0.9)), _r(rng.uniform(0.005, 0.05))
+                row[f"{metric},none"], row[f"{metric}_stderr,none"] = value, stderr
+                fake.leaderboard[label][task][metric] = (value, stderr)
+            results[task] = row
+        data = {"results": results, "group_subtasks": {"mmlu": ["mmlu_anatomy", "mmlu_virology"], "arc_easy": []},
+                "sample_len": 40, "configs": {}}
+        folder = fake.path / "leaderboard" / label / "frankenstein_model"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results_2026-03-01T12-00-00.000000.json").write_text(json.dumps(data, indent=2))
 
 
 def _write_lmms(

@@ -283,7 +283,7 @@ def test_lm_eval_scores_every_layer_with_its_own_metrics(data_env, monkeypatch):
     }
     lm = FrankensteinLM.__new__(FrankensteinLM)
     lm_eval.api.model.LM.__init__(lm)
-    lm.runner, lm.layer_answers = ScriptedRunner(script, [0, 1, 2]), {}
+    lm.runner, lm.layer_responses = ScriptedRunner(script, [0, 1, 2]), {}
     results = lm_eval.simple_evaluate(model=lm, tasks=["gsm8k"], num_fewshot=0, bootstrap_iters=0)
     scores, drops = results["frankenstein"]["layer_scores"]["gsm8k"], results["frankenstein"]["layer_drops"]["gsm8k"]
     # strict-match reads "#### N": right per layer (hand): L0 3/3, L1 1/3 (only item 1), L2 1/3 (item 2 says 3)

@@ -123,6 +123,16 @@ def check_transfer(folder: Path, fakes: dict[str, FakeRun]) -> None:
         assert (num(r["difference_low"]), num(r["difference_high"])) == (pytest.approx(diff - half), pytest.approx(diff + half))
 
 
+def check_leaderboard(folder: Path, fakes: dict[str, FakeRun]) -> None:
+    """Every lm-eval score of every model, and the headline rows: what the run named (mmlu's group row, not its subtasks)."""
+    expected = {(label, model, task, metric, value, stderr, task != "mmlu_anatomy" and task != "mmlu_virology")
+                for label, fake in fakes.items() for model, tasks in fake.leaderboard.items()
+                for task, metrics in tasks.items() for metric, (value, stderr) in metrics.items()}
+    got = {(r["run"], r["model"], r["task"], r["metric"], num(r["value"]), num(r["stderr"]), r["headline"] == "True")
+           for r in read_rows(folder / "leaderboard.csv")}
+    assert got == expected and len(got) == len(fakes) * len(TRANSFER_LABELS) * 5
+
+
 def check_transitions(path: Path, label: str, fake: FakeRun) -> None:
     expected = set()
     for model, tasks in fake.transitions.items():
@@ -226,6 +236,7 @@ def test_one_run_csvs_hold_the_source_numbers(one_run_report):
     check_weights(folder, fakes, {"OpenMMReasoner": (2, 5)}, name="weights_rank")
     check_probe_curves(folder, fakes)
     check_transfer(folder, fakes)
+    check_leaderboard(folder, fakes)
     check_transitions(folder / "transitions.csv", "OpenMMReasoner", fake)
     check_attention(folder, fakes)
     check_html_and_markdown(report)
@@ -243,6 +254,7 @@ def test_two_runs_overlay_in_the_same_figures(tmp_path):
     check_weights(folder, fakes, {"OpenMMReasoner": (2, 5), "MMR1": (2, 5)})
     check_probe_curves(folder, fakes)
     check_transfer(folder, fakes)
+    check_leaderboard(folder, fakes)
     check_transitions(folder / "transitions_1.csv", "OpenMMReasoner", a)
     check_transitions(folder / "transitions_2.csv", "MMR1", b)
     check_attention(folder, fakes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -179,3 +180,46 @@ def test_every_stage_has_its_config_section():
 
     for name in STAGES:
         assert name in RunConfig.model_fields and issubclass(RunConfig.model_fields[name].annotation, BaseModel), name
+
+
+def test_leaderboard_stage_scores_in_and_splices_with_lm_eval(tiny_trio, tmp_path):
+    """The `leaderboard` stage (off by default): lm-eval's arc_easy on IN and a splice, results as lm-eval
+    writes them, each model's the right one, shown in the report's transfer section; a task name lm-eval
+    does not know stops the run before any stage with one line."""
+    import numpy as np
+    from lm_eval.api.instance import Instance
+
+    from frankenstein_tasks.models.lm_eval_model import FrankensteinLM
+    from frankenstein_tasks.run.config import RunConfig
+    from hub_data import leaderboard_env
+
+    assert "leaderboard" not in RunConfig.model_validate({"recipe": "x", "models": {"base": "b", "in": "i", "rl": "r"}}).stages
+    env = leaderboard_env(tmp_path / "hub")
+    settings = {"tasks": ["arc_easy"], "models": ["in", "mid_late"], "limit": 4, "num_fewshot": 0}
+    bad = write_config(tmp_path, tiny_trio, stages=["reasoning", "leaderboard"], leaderboard={**settings, "tasks": ["arc_eazy"]})
+    done = run_cli([cli_path("frankenstein"), "run", str(bad)], cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+        "frankenstein: error: leaderboard: lm-eval knows no task or group 'arc_eazy' (`lm-eval ls tasks` lists them)")
+    assert not (tmp_path / "out" / "reasoning").exists()
+
+    config = write_config(tmp_path, tiny_trio, stages=["leaderboard"], leaderboard=settings)
+    done = run_cli([cli_path("frankenstein"), "run", str(config)], cwd=tmp_path, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "out" / "leaderboard"
+    logged = {}
+    for label in ("in", "mid_late"):
+        (results_file,) = (out / label).rglob("results_*.json")
+        assert json.loads(results_file.read_text())["results"]["arc_easy"]["acc,none"] is not None
+        (samples_file,) = (out / label).rglob("samples_arc_easy_*.jsonl")
+        logged[label] = [json.loads(line) for line in samples_file.read_text().splitlines()]
+    # The splice's responses are the splice's: the lm-eval model on in=,rl=,splice=mid_late gives them again.
+    requests = [tuple(a.values()) for s in logged["mid_late"] for a in s["arguments"].values()]
+    lm = FrankensteinLM.create_from_arg_string(f"in={tiny_trio['in']},rl={tiny_trio['rl']},splice=mid_late,device=cpu")
+    again = lm.loglikelihood([Instance("loglikelihood", doc={}, arguments=r, idx=0, metadata=("t", 0, 1)) for r in requests])
+    for label in ("mid_late", "in"):
+        values = [float(r[0][0]) for s in logged[label] for r in s["resps"]]
+        agree = np.allclose(values, [ll for ll, _ in again], atol=1e-4)
+        assert agree == (label == "mid_late"), label
+    report = (tmp_path / "out" / "report" / "report.md").read_text()
+    transfer = report.split("## Transfer: M_vis")[1].split("\n## ")[0]
+    assert re.search(r"\| Tiny \| arc_easy \| acc \| [0-9.]+ ± [0-9.]+ \| [0-9.]+ ± [0-9.]+ \|", transfer), transfer

@@ -6,6 +6,7 @@ nothing else, so it can be regenerated from the folder alone, on any machine, wi
     RUN/run.json                   recipe, models, cuts, layout (Layout.describe()), stages and their status
     RUN/delta/delta.json           analysis.delta.write_report output
     RUN/<stage>/<role or label>/   an lmms-eval --output_path: <model>/<timestamp>_results.json (+ samples)
+    RUN/leaderboard/<label>/       an lm-eval --output_path: <model>/results_<timestamp>.json (+ samples)
 
 A stage that is absent, or whose status is not "done", is "not run" for the report, never an error.
 A file that exists but cannot be read is bad input: one line naming it.
@@ -21,12 +22,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from analysis.delta.schema import ROLES as ROLE_ORDER  # roles a probe stage may hold, in reading order
-from analysis.lmms_runs import Run, newest_run, read_json
+from analysis.lmms_runs import LM_EVAL_RESULTS, Run, newest_run, read_json
 from analysis.plots import LayerAxis
 from surgery.errors import FrankensteinError
 
 RUN_FILE = "run.json"
-STAGES = ("delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "attention")  # as frankenstein_tasks.run.stages orders them (analysis does not import the harness)
+STAGES = ("delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "leaderboard", "attention")  # as frankenstein_tasks.run.stages orders them (analysis does not import the harness)
 
 
 class StageRecord(BaseModel):
@@ -94,6 +95,12 @@ class RunFolder:
         if key not in self._cache:
             self._cache[key] = None if self.stage_missing(stage) else newest_run(self.stage_dir(stage) / member)
         return self._cache[key]
+
+    def lm_eval(self, stage: str, member: str) -> Run | None:
+        """The newest lm-eval results under RUN/stage/member, or None when the stage or file is absent."""
+        if self.stage_missing(stage):
+            return None
+        return newest_run(self.stage_dir(stage) / member, LM_EVAL_RESULTS)
 
 
 def read_run(path: str | Path) -> RunManifest:

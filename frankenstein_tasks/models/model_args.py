@@ -45,6 +45,7 @@ class ModelArgs(BaseModel):
     prompt_style: str | None = None
     max_batch_rows: int | None = None
     max_new_tokens: int = 256
+    max_length: int | None = Field(None, ge=1)  # lm-eval model: context window of log-likelihood requests (default: the model's)
     system_prompt: str | None = None  # None: each task's own; "" for no system message
     min_pixels: int | None = None
     max_pixels: int | None = None

@@ -84,6 +84,17 @@ class TransferSettings(Section):
     descriptions: Path | None = None  # JSON item id -> description for frank_math_vqa (else an endpoint)
 
 
+class LeaderboardSettings(Section):
+    """lm-eval tasks (a leaderboard group by default) on IN, RL and the splices, with lm-eval's own metrics."""
+
+    tasks: list[str] = Field(["leaderboard"], min_length=1)  # lm-eval task or group names, e.g. [arc_easy, mmlu]
+    models: list[Literal["in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late"]] = list(TRANSFER_MODELS)
+    num_fewshot: int | None = Field(None, ge=0)  # None: each task's own
+    limit: int | None = Field(None, ge=1)  # at most this many docs per task (lm-eval's --limit); None: all
+    apply_chat_template: bool = False
+    max_length: int | None = Field(None, ge=1)  # context window of log-likelihood requests (default: the model's)
+
+
 class AttentionSettings(Section):
     subset: Subset = "100:123"
     roles: list[Literal["base", "in", "rl"]] = ["in", "rl"]
@@ -110,7 +121,7 @@ class RunConfig(Section):
     recipe: str  # a label for reports and plots, e.g. "OpenMMReasoner"
     models: Models
     out: Path | None = None  # default: frankenstein_runs/<recipe>
-    stages: list[str] = Field(default_factory=lambda: list(_stage_names()))
+    stages: list[str] = Field(default_factory=lambda: list(_default_stages()))
     prompt_style: Literal["base", "reasoner", "revisual"] | None = None  # default: from the checkpoint ids
     cuts: tuple[int, int] | None = None  # block cuts; default thirds
     device: str = "auto"
@@ -124,6 +135,7 @@ class RunConfig(Section):
     reasoning: ReasoningSettings = ReasoningSettings()
     reasoning_logprob: ReasoningSettings = ReasoningSettings()
     transfer: TransferSettings = TransferSettings()
+    leaderboard: LeaderboardSettings = LeaderboardSettings()
     attention: AttentionSettings = AttentionSettings()
     data: LocalData = LocalData()
 
@@ -144,6 +156,12 @@ def _stage_names() -> tuple[str, ...]:
     from frankenstein_tasks.run.stages import STAGES
 
     return tuple(STAGES)
+
+
+def _default_stages() -> list[str]:
+    from frankenstein_tasks.run.stages import default_stages
+
+    return default_stages()
 
 
 def load_config(path: str | Path) -> RunConfig:

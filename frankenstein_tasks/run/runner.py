@@ -39,8 +39,13 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
     manifest = _open_manifest(out, config, models, layout)
     env = cache_local_data(config.data, out / ".cache" / "datasets", needed_datasets(config))
     check_datasets(config, env)
-    ctx = RunContext(config=config, out=out, models=models, env=env, say=say)
     chosen = [name for name in STAGES if name in config.stages]
+    for name in chosen:
+        try:
+            STAGES[name].check(config)
+        except FrankensteinError as e:
+            raise FrankensteinError(f"{name}: {e}") from None
+    ctx = RunContext(config=config, out=out, models=models, env=env, say=say)
     for number, name in enumerate(chosen, 1):
         _run_stage(ctx, manifest, name, f"[{number}/{len(chosen)}]", force=name in force)
     for name in STAGES:

@@ -2,8 +2,9 @@
 
 Each stage writes into the folder it is given (the runner renames it into place when the stage
 finishes) and returns the result files it wrote, relative to that folder. The probe stages run
-lmms-eval in this process (`harness.evaluate`) with the `frankenstein` model; the folder layout is
-the one `frankenstein report` reads (`analysis/report/runs.py`).
+lmms-eval in this process (`harness.evaluate`) with the `frankenstein` model, the leaderboard stage
+lm-eval (`harness.lm_eval_evaluate`) with the `frankenstein` lm-eval model; the folder layout is the
+one `frankenstein report` reads (`analysis/report/runs.py`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class Stage:
     run: Callable[[RunContext, Path], list[str]]
     # The datasets the stage reads, by the `data:` field that can replace them with a local copy.
     datasets: Callable[[Any], list[str]] = lambda config: []
+    default: bool = True  # run when a config names no stages
+    # Checks of its settings that need more than the config (e.g. task names), run before any stage starts.
+    check: Callable[[Any], None] = lambda config: None
 
 
 def _budget(tokens: int | None) -> str | None:
@@ -152,6 +156,27 @@ def run_transfer(ctx: RunContext, folder: Path) -> list[str]:
     return _lmms_stage(ctx, folder, list(s.models), ["frank_transfer"], {}, s.max_new_tokens, env)
 
 
+def run_leaderboard(ctx: RunContext, folder: Path) -> list[str]:
+    """lm-eval's own tasks through its Python API with the frankenstein lm-eval model, one model at a time
+    (IN, RL, splices in memory unless merged); results as `lm_eval --output_path` writes them."""
+    s = ctx.config.leaderboard
+    written = []
+    for k, member in enumerate(s.models, 1):
+        args = {**ctx.model_args(member), "max_length": s.max_length, "response_cache": None}
+        ctx.say(f"      model {k}/{len(s.models)}: {member} ({args.get('splice') or 'checkpoint'}) on {', '.join(s.tasks)}")
+        # lm-eval's datasets come from the usual datasets cache: the run's own (ctx.env) holds only the
+        # `data:` copies of the frank_* tasks' datasets.
+        harness.lm_eval_evaluate(s.tasks, args, folder / member, num_fewshot=s.num_fewshot, limit=s.limit,
+                                 apply_chat_template=s.apply_chat_template)
+        written += [str(p.relative_to(folder)) for p in sorted((folder / member).rglob("*.json*"))]
+    return written
+
+
+def check_leaderboard(config: Any) -> None:
+    """Before any stage runs: every task name is one lm-eval knows."""
+    harness.check_lm_eval_tasks(config.leaderboard.tasks)
+
+
 def run_attention(ctx: RunContext, folder: Path) -> list[str]:
     s = ctx.config.attention
     return _lmms_stage(ctx, folder, s.roles, ["frank_attention_shift"], {"probe": "attention"}, s.max_new_tokens,
@@ -171,10 +196,17 @@ STAGES: dict[str, Stage] = {
               run_reasoning_logprob, datasets=lambda c: list(c.reasoning_logprob.tasks)),
         Stage("transfer", "frank_transfer on IN, RL and the six splices (M_vis, M_v2r, M_rea)", run_transfer,
               datasets=lambda c: ["mathvista", "math500"]),
+        Stage("leaderboard", "lm-eval tasks (default: the leaderboard group) on IN, RL and the six splices; off by default",
+              run_leaderboard, default=False, check=check_leaderboard),
         Stage("attention", "attention of generated tokens on the image per layer, IN vs RL", run_attention,
               datasets=lambda c: ["mathvista"]),
     )
 }
+
+
+def default_stages() -> list[str]:
+    """The stages a config (or the demo) runs when it names none: all but those off by default."""
+    return [name for name, stage in STAGES.items() if stage.default]
 
 
 def stages_help() -> str:
