@@ -76,7 +76,8 @@ class Frankenstein(lmms):
         if args.response_cache:
             from frankenstein_tasks.models.response_store import ResponseStore
 
-            self.store = ResponseStore.for_model_args(args.response_cache, args.model_dump(), self._rank)
+            self.store = ResponseStore.for_model(args.response_cache, args, device=str(self._device),
+                                                 prompt_style=loaded.style.name, rank=self._rank)
         eval_logger.info(f"frankenstein: reasoning tasks use the {loaded.style.name} prompt style ({loaded.style_reason})")
 
     # -- lmms-eval plumbing --------------------------------------------------------------------
@@ -139,7 +140,8 @@ class Frankenstein(lmms):
         if self.store is None:
             return None
         context, gen_kwargs, _, doc_id, task, split = request.args[:6]
-        return self.store.key(task, self.task_dict[task][split][doc_id], context, gen_kwargs or {})
+        doc = self.task_dict[task][split][doc_id]
+        return self.store.key(task, doc, context, gen_kwargs or {}, self._system_prompt(doc))
 
     def _probe_request(self, request: Instance) -> Any:
         from PIL import Image
