@@ -4,17 +4,26 @@ Each stage writes into the folder it is given (the runner renames it into place 
 finishes) and returns the result files it wrote, relative to that folder. The probe stages run
 lmms-eval in this process (`harness.evaluate`) with the `frankenstein` model; the folder layout is
 the one `frankenstein report` reads (`analysis/report/runs.py`).
+
+What decides a stage's results, so that a finished stage is skipped only while all of it is the same
+(`runner.stage_settings`): its config section and the run-wide model settings, the fingerprints of
+the checkpoints it reads (`Stage.models`), the content of the local datasets it reads
+(`Stage.datasets`) and of the other files it reads (`Stage.inputs`: pair folder, descriptions).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from analysis.schema import STAGE_NAMES
 from frankenstein_tasks.run import harness
 from surgery.errors import FrankensteinError
 from surgery.splice import VARIANTS
+
+ROLES = ("base", "in", "rl")
 
 
 @dataclass
@@ -26,6 +35,19 @@ class RunContext:
     models: dict[str, str]  # role -> checkpoint (hub id or folder)
     env: dict[str, str] = field(default_factory=dict)  # datasets cache etc., for every lmms-eval call
     say: Callable[[str], None] = print
+    data_digests: dict[str, str] = field(default_factory=dict)  # data field -> content hash of its local copy
+    _fingerprints: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def fingerprint(self, role: str) -> str:
+        """`surgery.sources.fingerprint` of a role's checkpoint (hub ids resolved, weights fetched), once per run."""
+        if role not in self._fingerprints:
+            from surgery.sources import source_fingerprint
+
+            try:
+                self._fingerprints[role] = source_fingerprint(self.models[role])
+            except FrankensteinError as e:
+                raise FrankensteinError(f"models.{role}: {e}") from None
+        return self._fingerprints[role]
 
     def model_args(self, role_or_label: str, **probe: Any) -> dict[str, Any]:
         """lmms-eval model args for a role (base/in/rl) or a splice variant, with the run's settings."""
@@ -55,6 +77,10 @@ class Stage:
     run: Callable[[RunContext, Path], list[str]]
     # The datasets the stage reads, by the `data:` field that can replace them with a local copy.
     datasets: Callable[[Any], list[str]] = lambda config: []
+    # The roles whose weights decide the results: a retrained or re-merged checkpoint reruns the stage.
+    models: Callable[[Any], list[str]] = lambda config: list(ROLES)
+    # Other files that decide the results, as name -> content digest.
+    inputs: Callable[[RunContext], dict[str, str]] = lambda ctx: {}
 
 
 def _budget(tokens: int | None) -> str | None:
@@ -124,6 +150,29 @@ def vision_pairs(ctx: RunContext) -> Path:
     return pairs
 
 
+def vision_pairs_digest(ctx: RunContext) -> dict[str, str]:
+    """The content of the pair folders the vision_swap stage reads (generated ones included: a newer
+    generator, font or Pillow may draw other pixels under the same settings)."""
+    pairs = vision_pairs(ctx)
+    return {"vision_pairs": content_digest([pairs / task for task in ctx.config.vision_swap.tasks])}
+
+
+def descriptions_digest(ctx: RunContext) -> dict[str, str]:
+    path = ctx.config.transfer.descriptions
+    return {"descriptions": content_digest([Path(path)])} if path else {}
+
+
+def content_digest(paths: list[Path]) -> str:
+    """sha256 over the names and bytes of every file under `paths` (files or folders; a missing one counts as such)."""
+    digest = hashlib.sha256()
+    for root in paths:
+        files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
+        for f in files:
+            digest.update(str(f.relative_to(root.parent)).encode() + b"\0")
+            digest.update(f.read_bytes() if f.is_file() else b"\0missing\0")
+    return digest.hexdigest()[:16]
+
+
 def run_vision_swap(ctx: RunContext, folder: Path) -> list[str]:
     s = ctx.config.vision_swap
     pairs = vision_pairs(ctx)
@@ -163,18 +212,24 @@ STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
         Stage("delta", "weight-delta energy and SVD across Base -> IN -> RL", run_delta),
-        Stage("merges", "mergekit recipes of the six splices (and checkpoints, if asked)", run_merges),
-        Stage("vision_swap", "visual-token swap per layer on frank_vision", run_vision_swap),
+        # Recipes name the checkpoints and need no weights; merged checkpoints are made of IN's and RL's.
+        Stage("merges", "mergekit recipes of the six splices (and checkpoints, if asked)", run_merges,
+              models=lambda c: ["in", "rl"] if c.merges.checkpoints else []),
+        Stage("vision_swap", "visual-token swap per layer on frank_vision", run_vision_swap,
+              models=lambda c: list(c.vision_swap.roles), inputs=vision_pairs_digest),
         Stage("reasoning", "zero ablation per layer on frank_reasoning (generated answers)", run_reasoning,
-              datasets=lambda c: list(c.reasoning.tasks)),
+              datasets=lambda c: list(c.reasoning.tasks), models=lambda c: list(c.reasoning.roles)),
         Stage("reasoning_logprob", "zero ablation per layer, teacher-forced log-likelihood of the answers",
-              run_reasoning_logprob, datasets=lambda c: list(c.reasoning_logprob.tasks)),
+              run_reasoning_logprob, datasets=lambda c: list(c.reasoning_logprob.tasks),
+              models=lambda c: list(c.reasoning_logprob.roles)),
         Stage("transfer", "frank_transfer on IN, RL and the six splices (M_vis, M_v2r, M_rea)", run_transfer,
-              datasets=lambda c: ["mathvista", "math500"]),
+              datasets=lambda c: ["mathvista", "math500"], models=lambda c: ["in", "rl"], inputs=descriptions_digest),
         Stage("attention", "attention of generated tokens on the image per layer, IN vs RL", run_attention,
-              datasets=lambda c: ["mathvista"]),
+              datasets=lambda c: ["mathvista"], models=lambda c: list(c.attention.roles)),
     )
 }
+if tuple(STAGES) != STAGE_NAMES:  # the order the report reads them in, declared once in analysis.schema
+    raise RuntimeError(f"run stages {tuple(STAGES)} differ from analysis.schema.STAGE_NAMES {STAGE_NAMES}")
 
 
 def stages_help() -> str:
