@@ -20,24 +20,30 @@ TASK, SPLIT = "tiny_count", "test"
 DOCS = [{"image": dots(n), "question": "How many circles are in the image?"} for n in (2, 3, 5)]
 
 
-def _requests(gen_kwargs: dict) -> list[Instance]:
+def image_of(doc: dict) -> list:
+    from PIL import Image
+
+    return [doc["image"] if "image" in doc else Image.open(doc["image_path"]).convert("RGB")]
+
+
+def _requests(docs: list[dict], gen_kwargs: dict) -> list[Instance]:
     return [
-        Instance("generate_until", (doc["question"], dict(gen_kwargs), lambda d: [d["image"]], i, TASK, SPLIT), idx=0,
+        Instance("generate_until", (doc["question"], dict(gen_kwargs), image_of, i, TASK, SPLIT), idx=0,
                  metadata={"task": TASK, "doc_id": i, "repeats": 1})
-        for i, doc in enumerate(DOCS)
+        for i, doc in enumerate(docs)
     ]
 
 
-def answer(model_args: str, gen_kwargs: dict | None = None) -> tuple[list[str], int, int]:
+def answer(model_args: str, gen_kwargs: dict | None = None, docs: list[dict] = DOCS) -> tuple[list[str], int, int]:
     """(answers, responses reused from the store, requests the engine computed) of one model built from `model_args`."""
     from frankenstein_tasks.models.frankenstein import Frankenstein
 
     model = Frankenstein.create_from_arg_string(model_args)
-    model.task_dict = {TASK: {SPLIT: DOCS}}
+    model.task_dict = {TASK: {SPLIT: docs}}
     computed = []
     run = model.runner.run
     model.runner.run = lambda batch: computed.extend(batch) or run(batch)
-    answers = model.generate_until(_requests(gen_kwargs or {"until": ["\n\n"]}))
+    answers = model.generate_until(_requests(docs, gen_kwargs or {"until": ["\n\n"]}))
     return answers, (model.store.reused if model.store else 0), len(computed)
 
 
@@ -98,6 +104,19 @@ def test_a_new_budget_reuses_nothing_and_the_batch_size_reuses_everything(checkp
     # Another system prompt is another prompt.
     _, reused, computed = answer(f"{args},max_new_tokens=6,system_prompt=Count.,response_cache={cache}")
     assert (reused, computed) == (0, len(DOCS))
+
+
+def test_an_image_rewritten_under_the_same_path_is_another_prompt(checkpoint, tmp_path):
+    """Docs may name their images by path (the frank_vision pairs do): the key holds the pixels shown."""
+    paths = [tmp_path / f"{k}.png" for k in range(2)]
+    for path, n in zip(paths, (2, 3)):
+        dots(n).save(path)
+    docs = [{"image_path": str(path), "question": "How many circles are in the image?"} for path in paths]
+    args = f"pretrained={checkpoint},device=cpu,max_new_tokens=6,response_cache={tmp_path / 'responses'}"
+    answer(args, docs=docs)
+    dots(6, "blue").save(paths[1])  # same name, other picture
+    _, reused, computed = answer(args, docs=docs)
+    assert (reused, computed) == (1, 1)
 
 
 def test_the_store_keys_weights_not_names(checkpoint, tiny_trio, tmp_path):

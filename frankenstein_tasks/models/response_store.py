@@ -15,8 +15,10 @@ A response's key is a hash of everything that decides it, and of nothing that on
     the model args       every arg except SPEED_ONLY_ARGS (probe, layers, swap settings, scoring,
                          ablate, splice and cuts, max_new_tokens, system_prompt, pixels, ...), with
                          dtype resolved (auto: bfloat16 on GPU, float32 on CPU) and the device type
-    the prompt           the task, the doc (its fields; images by their pixels), the prompt text and
-                         the system prompt the model adds (the prompt style resolved)
+    the prompt           the task, the doc (its fields; images by their pixels), the prompt text, the
+                         system prompt the model adds (the prompt style resolved) and the images the
+                         model is shown, by their pixels (a doc may name them by path: a file
+                         rewritten under the same name is another prompt)
     generation settings  the request's generation kwargs (budget, stop strings)
     the code             this package's version, torch's and transformers', and a digest of the
                          source that turns a request into an answer (ANSWER_CODE)
@@ -58,13 +60,14 @@ class ResponseStore:
         return cls(folder, _digest(model_identity(args, device=device, prompt_style=prompt_style)), rank)
 
     def key(self, task: str, doc: Mapping[str, Any], context: str, gen_kwargs: Mapping[str, Any],
-            system_prompt: str | None = None) -> str:
+            system_prompt: str | None = None, images: Iterable[Any] = ()) -> str:
         return _digest({
             "model": self.model_fingerprint,
             "task": task,
             "doc": doc_fingerprint(doc),
             "context": context,
             "system_prompt": system_prompt,
+            "images": [_value_bytes(image).hex() for image in images],
             "gen_kwargs": json.dumps(gen_kwargs, sort_keys=True, default=str),
         })
 

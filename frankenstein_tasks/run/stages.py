@@ -134,16 +134,16 @@ def run_merges(ctx: RunContext, folder: Path) -> list[str]:
 def vision_pairs(ctx: RunContext) -> Path:
     """The pair folder of the vision_swap stage: data.vision_pairs, else generated under the run's cache.
 
-    Generated once per setting (and generator version), outside the stage folder so a rerun reuses it;
+    Generated once per setting (and generator, `generator_tag`), outside the stage folder so a rerun reuses it;
     each task's folder appears whole or not at all, so a killed run leaves some tasks done and the next
     run generates only the missing ones.
     """
-    from frankenstein_tasks.vision.pairs import GENERATOR_VERSION, write_pair_sets
+    from frankenstein_tasks.vision.pairs import generator_tag, write_pair_sets
 
     if ctx.config.data.vision_pairs is not None:
         return Path(ctx.config.data.vision_pairs)
     s = ctx.config.vision_swap
-    pairs = ctx.out / ".cache" / f"vision_pairs-n{s.n}-seed{s.seed}-size{s.size}-v{GENERATOR_VERSION}"
+    pairs = ctx.out / ".cache" / f"vision_pairs-n{s.n}-seed{s.seed}-size{s.size}-{generator_tag()}"
     missing = [task for task in s.tasks if not (pairs / task / "data.jsonl").is_file()]
     if missing:
         write_pair_sets(missing, pairs, n=s.n, seed=s.seed, size=s.size, overwrite=True)
@@ -162,14 +162,26 @@ def descriptions_digest(ctx: RunContext) -> dict[str, str]:
     return {"descriptions": content_digest([Path(path)])} if path else {}
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
 def content_digest(paths: list[Path]) -> str:
-    """sha256 over the names and bytes of every file under `paths` (files or folders; a missing one counts as such)."""
+    """sha256 over the names and content of every file under `paths` (files or folders; a missing one
+    counts as such); images by their pixels, so the same pictures saved by another encoder are the same."""
     digest = hashlib.sha256()
     for root in paths:
         files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
         for f in files:
             digest.update(str(f.relative_to(root.parent)).encode() + b"\0")
-            digest.update(f.read_bytes() if f.is_file() else b"\0missing\0")
+            if not f.is_file():
+                digest.update(b"\0missing\0")
+            elif f.suffix.lower() in IMAGE_SUFFIXES:
+                from PIL import Image
+
+                with Image.open(f) as image:
+                    digest.update(f"{image.mode} {image.size}".encode() + image.tobytes())
+            else:
+                digest.update(f.read_bytes())
     return digest.hexdigest()[:16]
 
 
