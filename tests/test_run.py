@@ -244,7 +244,7 @@ def _answers(out: Path) -> list:
     return [line["filtered_resps"] for line in sorted(lines, key=lambda line: line["doc_id"])]
 
 
-def test_stage_settings_name_what_decides_results(tiny_trio, tmp_path):
+def test_stage_settings_name_what_decides_results(tiny_trio, tmp_path, monkeypatch):
     """Each stage's settings change with what decides its results and only with that."""
     from frankenstein_tasks.run.config import RunConfig
     from frankenstein_tasks.run.data import cache_local_data
@@ -255,7 +255,7 @@ def test_stage_settings_name_what_decides_results(tiny_trio, tmp_path):
     (tmp_path / "gsm8k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in GSM8K))
     base = {
         "recipe": "Tiny", "out": str(tmp_path / "out"), "models": {role: str(p) for role, p in trio.items()},
-        "stages": ["delta", "merges", "vision_swap", "reasoning"], "data": {"gsm8k": str(tmp_path / "gsm8k.jsonl")},
+        "stages": ["delta", "merges", "vision_swap", "reasoning", "transfer"], "data": {"gsm8k": str(tmp_path / "gsm8k.jsonl")},
         "vision_swap": {"tasks": ["counting"], "n": 2, "size": 112},
     }
 
@@ -281,4 +281,14 @@ def test_stage_settings_name_what_decides_results(tiny_trio, tmp_path):
 
     pairs = next((tmp_path / "out" / ".cache").glob("vision_pairs-*")) / "counting" / "data.jsonl"
     pairs.write_text(pairs.read_text().replace("How many", "Count how many"))  # another pair set, same settings
-    assert settings()["vision_swap"] != edited["vision_swap"]
+    repaired = settings()
+    assert repaired["vision_swap"] != edited["vision_swap"] and repaired["reasoning"] == edited["reasoning"]
+
+    monkeypatch.setenv("FRANKENSTEIN_JUDGE", "1")  # the transfer tasks graded by the endpoint's judge
+    judged = settings()
+    assert judged["transfer"] != repaired["transfer"] and judged["reasoning"] == repaired["reasoning"]
+    descriptions = tmp_path / "descriptions.json"
+    descriptions.write_text(json.dumps({"1": "a chart"}))
+    described = settings(transfer={"descriptions": str(descriptions)})
+    descriptions.write_text(json.dumps({"1": "a table"}))
+    assert settings(transfer={"descriptions": str(descriptions)})["transfer"] != described["transfer"]

@@ -8,22 +8,22 @@ the one `frankenstein report` reads (`analysis/report/runs.py`).
 What decides a stage's results, so that a finished stage is skipped only while all of it is the same
 (`runner.stage_settings`): its config section and the run-wide model settings, the fingerprints of
 the checkpoints it reads (`Stage.models`), the content of the local datasets it reads
-(`Stage.datasets`) and of the other files it reads (`Stage.inputs`: pair folder, descriptions).
+(`Stage.datasets`) and the other inputs it reads (`Stage.inputs`: pair folder, descriptions, grader).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from analysis.schema import STAGE_NAMES
 from frankenstein_tasks.run import harness
+from frankenstein_tasks.run.config import ROLES
 from surgery.errors import FrankensteinError
 from surgery.splice import VARIANTS
-
-ROLES = ("base", "in", "rl")
 
 
 @dataclass
@@ -157,9 +157,27 @@ def vision_pairs_digest(ctx: RunContext) -> dict[str, str]:
     return {"vision_pairs": content_digest([pairs / task for task in ctx.config.vision_swap.tasks])}
 
 
-def descriptions_digest(ctx: RunContext) -> dict[str, str]:
-    path = ctx.config.transfer.descriptions
-    return {"descriptions": content_digest([Path(path)])} if path else {}
+def grading_inputs(ctx: RunContext) -> dict[str, str]:
+    """Who grades the transfer tasks (FRANKENSTEIN_JUDGE=1: the endpoint's judge model, else the rule)."""
+    from frankenstein_tasks.transfer import judge_enabled
+
+    return {"grader": f"judge {_llm_model()}" if judge_enabled() else "rule"}
+
+
+def transfer_inputs(ctx: RunContext) -> dict[str, str]:
+    """The grader and condition B's descriptions: a file's content, else the endpoint's model (its replies
+    are cached per item, model, prompt and image)."""
+    from frankenstein_tasks.llm_endpoint import DESCRIPTIONS_ENV
+
+    path = ctx.config.transfer.descriptions or os.environ.get(DESCRIPTIONS_ENV) or None
+    described = content_digest([Path(path)]) if path else f"endpoint {_llm_model()}"
+    return {**grading_inputs(ctx), "descriptions": described}
+
+
+def _llm_model() -> str:
+    from frankenstein_tasks.llm_endpoint import SETTING_ENVS
+
+    return os.environ.get(SETTING_ENVS["model"]) or "default"
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -235,9 +253,9 @@ STAGES: dict[str, Stage] = {
               run_reasoning_logprob, datasets=lambda c: list(c.reasoning_logprob.tasks),
               models=lambda c: list(c.reasoning_logprob.roles)),
         Stage("transfer", "frank_transfer on IN, RL and the six splices (M_vis, M_v2r, M_rea)", run_transfer,
-              datasets=lambda c: ["mathvista", "math500"], models=lambda c: ["in", "rl"], inputs=descriptions_digest),
+              datasets=lambda c: ["mathvista", "math500"], models=lambda c: ["in", "rl"], inputs=transfer_inputs),
         Stage("attention", "attention of generated tokens on the image per layer, IN vs RL", run_attention,
-              datasets=lambda c: ["mathvista"], models=lambda c: list(c.attention.roles)),
+              datasets=lambda c: ["mathvista"], models=lambda c: list(c.attention.roles), inputs=grading_inputs),
     )
 }
 if tuple(STAGES) != STAGE_NAMES:  # the order the report reads them in, declared once in analysis.schema
