@@ -292,3 +292,11 @@ def test_stage_settings_name_what_decides_results(tiny_trio, tmp_path, monkeypat
     described = settings(transfer={"descriptions": str(descriptions)})
     descriptions.write_text(json.dumps({"1": "a table"}))
     assert settings(transfer={"descriptions": str(descriptions)})["transfer"] != described["transfer"]
+
+    import shutil
+
+    merged = tmp_path / "out" / "merges" / "mid"  # a variant read from a merged checkpoint, then re-merged
+    shutil.copytree(trio["in"], merged)
+    with_merged = settings()
+    _rewrite_weights_in_place(merged, tiny_trio["rl"])
+    assert settings()["transfer"] != with_merged["transfer"]

@@ -165,13 +165,18 @@ def grading_inputs(ctx: RunContext) -> dict[str, str]:
 
 
 def transfer_inputs(ctx: RunContext) -> dict[str, str]:
-    """The grader and condition B's descriptions: a file's content, else the endpoint's model (its replies
-    are cached per item, model, prompt and image)."""
+    """The grader, condition B's descriptions (a file's content, else the endpoint's model: its replies are
+    cached per item, model, prompt and image) and the merged checkpoints the variants are read from."""
     from frankenstein_tasks.llm_endpoint import DESCRIPTIONS_ENV
+
+    from surgery.sources import fingerprint
 
     path = ctx.config.transfer.descriptions or os.environ.get(DESCRIPTIONS_ENV) or None
     described = content_digest([Path(path)]) if path else f"endpoint {_llm_model()}"
-    return {**grading_inputs(ctx), "descriptions": described}
+    # Variants evaluated from merged checkpoints (merges.checkpoints: true) are those folders' weights.
+    merged = {v: fingerprint(ctx.out / "merges" / v) for v in ctx.config.transfer.models
+              if v in VARIANTS and (ctx.out / "merges" / v / "config.json").is_file()}
+    return {**grading_inputs(ctx), "descriptions": described, "merged": merged}
 
 
 def _llm_model() -> str:
