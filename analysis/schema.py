@@ -52,7 +52,7 @@ class LayerCurve(_Shape):
     n: int = Field(ge=0)
 
     @model_validator(mode="after")
-    def _aligned(self) -> "LayerCurve":
+    def _aligned(self) -> LayerCurve:
         if not len(self.layers) == len(self.value) == len(self.stderr):
             raise ValueError(f"layers, value and stderr differ in length ({len(self.layers)}, {len(self.value)}, {len(self.stderr)})")
         if any(b <= a for a, b in zip(self.layers, self.layers[1:])) or any(layer < 0 for layer in self.layers):
@@ -100,7 +100,7 @@ class TransitionCounts(_Shape):
     lift_rate: IntervalEstimate
 
     @model_validator(mode="after")
-    def _counts_add_up(self) -> "TransitionCounts":
+    def _counts_add_up(self) -> TransitionCounts:
         if self.n != self.TT + self.TF + self.FT + self.FF:
             raise ValueError(f"n={self.n} but TT+TF+FT+FF={self.TT + self.TF + self.FT + self.FF}")
         return self

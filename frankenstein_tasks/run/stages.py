@@ -168,7 +168,6 @@ def transfer_inputs(ctx: RunContext) -> dict[str, str]:
     """The grader, condition B's descriptions (a file's content, else the endpoint's model: its replies are
     cached per item, model, prompt and image) and the merged checkpoints the variants are read from."""
     from frankenstein_tasks.llm_endpoint import DESCRIPTIONS_ENV
-
     from surgery.sources import fingerprint
 
     path = ctx.config.transfer.descriptions or os.environ.get(DESCRIPTIONS_ENV) or None
