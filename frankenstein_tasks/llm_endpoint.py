@@ -11,14 +11,18 @@ module is the one place that talks to such an endpoint, so that everything about
 * **Cache**: every reply is a small JSON file, written atomically (`surgery.atomic`), keyed by what
   determines the reply, so a rerun makes zero calls and a killed run leaves no half-written entry::
 
-      <cache>/descriptions/<model>/<item id>.<key16>.json   key: item id, model, prompt text
+      <cache>/descriptions/<model>/<item id>.<key16>.json   key: item id, model, prompt text,
+                                                             the image's pixels (mode, size, bytes)
       <cache>/judge/<model>/<item id>.<key16>.json          key: item id, model, judge prompt
                                                              version, rendered judge prompt
                                                              (question, choices, gold, output)
 
   `<cache>` is the folder given to `LLMEndpoint`, else `$FRANKENSTEIN_CACHE/llm` (default
   ~/.cache/frankenstein/llm). The base URL is not part of the key: the same model name behind another
-  proxy hits the same entries. An entry that does not parse or whose stored key differs is a miss.
+  proxy hits the same entries. The image is (by its pixels, not its file encoding): item ids repeat
+  across datasets and local copies (the organism's items are numbered from 1 in every setting), and
+  another image under the same id needs another description. An entry that does not parse or whose
+  stored key differs is a miss.
 * **Descriptions from a file** (`load_descriptions`, `descriptions_for`): a JSON object item id ->
   text; no endpoint, no key.
 * **Failures**: 429, 5xx, timeouts and connection errors are retried `retries` times with exponential
@@ -266,7 +270,7 @@ class LLMEndpoint:
         found: dict[str, str] = {}
         todo = []
         for item_id in images:
-            entry = self._cached("descriptions", self._description_key(str(item_id), prompt))
+            entry = self._cached("descriptions", self._description_key(str(item_id), prompt, images[item_id]))
             if entry is not None:
                 found[str(item_id)] = entry["text"]
             else:
@@ -298,12 +302,13 @@ class LLMEndpoint:
             {"type": "image_url", "image_url": {"url": image_data_url(image)}},
         ]}]
         text = self._complete(messages, what=f"description of item {item_id!r}")
-        key = self._description_key(item_id, prompt)
+        key = self._description_key(item_id, prompt, image)
         self._store("descriptions", key, {"text": text})
         return text
 
-    def _description_key(self, item_id: str, prompt: str) -> dict[str, Any]:
-        return {"kind": "description", "item_id": item_id, "model": self.settings.model, "prompt": prompt}
+    def _description_key(self, item_id: str, prompt: str, image: ImageLike) -> dict[str, Any]:
+        return {"kind": "description", "item_id": item_id, "model": self.settings.model, "prompt": prompt,
+                "image": image_digest(image)}
 
     # -------------------------------------------------------------------------------------- judge
 
@@ -432,18 +437,29 @@ class LLMEndpoint:
 
 def image_data_url(image: ImageLike) -> str:
     """`image` as a PNG data: URL (lossless, so text and thin lines in charts survive)."""
-    if isinstance(image, (bytes, bytearray)):
-        image = Image.open(io.BytesIO(image))
-    elif not isinstance(image, Image.Image):
-        try:
-            image = Image.open(image)
-        except (OSError, ValueError) as err:
-            raise FrankensteinError(f"image {image} cannot be read: {err}") from None
+    image = _as_pil(image)
     if image.mode not in ("RGB", "RGBA", "L", "LA"):
         image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def image_digest(image: ImageLike) -> str:
+    """A hash of an image's pixels (mode, size, bytes): the same for the same picture in any file format."""
+    image = _as_pil(image)
+    return hashlib.sha256(f"{image.mode} {image.size}".encode() + image.tobytes()).hexdigest()[:16]
+
+
+def _as_pil(image: ImageLike) -> Image.Image:
+    if isinstance(image, (bytes, bytearray)):
+        return Image.open(io.BytesIO(image))
+    if isinstance(image, Image.Image):
+        return image
+    try:
+        return Image.open(image)
+    except (OSError, ValueError) as err:
+        raise FrankensteinError(f"image {image} cannot be read: {err}") from None
 
 
 def render_judge_prompt(*, question: str, gold: str, output: str, choices: Sequence[str] | None = None) -> str:

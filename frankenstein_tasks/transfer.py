@@ -39,7 +39,7 @@ transfer table uses on samples logs too) and hand the outcomes to `transition_st
 one condition (e.g. cut by `--limit`) are left out and counted in a warning. Estimates go
 into the results JSON as `{"value", "low", "high", "n"}` (95% percentile-bootstrap interval over
 items; null when undefined), transitions as `{"n", "TT", "TF", "FT", "FF", "net_gain",
-"side_effect_rate", "lift_rate"}`.
+"side_effect_rate", "lift_rate"}`; records, estimates and transitions are `analysis.schema`'s models.
 
 With `--model frankenstein --model_args ...,probe=attention`, frank_attention_shift also reports
 `visual_attention`, the per-layer attention mass of generated tokens on visual tokens (a curve); the
@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.outcomes import BLACK, REAL, pair_conditions
+from analysis.schema import TRANSITION_STATISTICS, IntervalEstimate, OutcomeRecord, TransitionCounts
 from analysis.transitions import Estimate, transition_stats
 from frankenstein_tasks import contract
 from frankenstein_tasks.grading import grade, grade_mathvista, option_lines
@@ -220,8 +221,8 @@ def score(task: str, doc: Mapping[str, Any], results: list) -> dict[str, Any]:
     probe = contract.decode(response)
     answer_text = probe.baseline if probe is not None else response
     correct, answer, graded_by = _judge(doc, answer_text) if judge_enabled() else _rule(doc, answer_text)
-    record = {"item": str(doc["item_id"]), "condition": doc["condition"], "correct": bool(correct),
-              "answer": answer, "graded_by": graded_by}
+    record = OutcomeRecord(item=str(doc["item_id"]), condition=doc["condition"], correct=bool(correct),
+                           answer=answer, graded_by=graded_by).model_dump()
     metrics: dict[str, Any] = {name: record for name in TASKS[task].record_metrics}
     if TASKS[task].attention_curve and probe is not None and probe.values is not None:
         metrics["visual_attention"] = contract.per_layer(probe.value_by_layer())
@@ -252,7 +253,7 @@ def _judge(doc: Mapping[str, Any], output: str) -> tuple[bool, str | None, str]:
 
 def estimate_dict(estimate: Estimate, n: int) -> dict[str, Any]:
     """An estimate as the results JSON holds it: value, 95% interval, and the number of items."""
-    return {**estimate.as_dict(), "n": int(n)}
+    return IntervalEstimate(**estimate.as_dict(), n=int(n)).model_dump()
 
 
 def _stats(records: Iterable[Mapping[str, Any]]):
@@ -285,7 +286,7 @@ def aggregate_accuracy_b(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]
 
 def aggregate_transitions(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     t = _stats(records)
-    return {
-        "n": t.n, "TT": t.tt, "TF": t.tf, "FT": t.ft, "FF": t.ff,
-        **{name: estimate_dict(getattr(t, name), t.n) for name in ("net_gain", "side_effect_rate", "lift_rate")},
-    }
+    return TransitionCounts(
+        n=t.n, TT=t.tt, TF=t.tf, FT=t.ft, FF=t.ff,
+        **{name: IntervalEstimate(**getattr(t, name).as_dict(), n=t.n) for name in TRANSITION_STATISTICS},
+    ).model_dump()

@@ -1,8 +1,8 @@
 """Fake run folders for the report tests: the files `frankenstein run` writes, with chosen numbers.
 
 `make_run(root, ...)` writes run.json, delta/delta.json and lmms-eval output folders (results JSON in
-the exact shapes the frank_* tasks produce, plus a samples log) and lm-eval ones (the leaderboard
-stage) for the stages asked for, and returns
+the exact shapes the frank_* tasks produce, built with the same `analysis.schema` models, plus a
+samples log) and lm-eval ones (the leaderboard stage) for the stages asked for, and returns
 a `FakeRun` holding every number it wrote, so tests compare the report's CSVs with the sources.
 Numbers come from a seeded generator, rounded so that they survive JSON and CSV unchanged.
 """
@@ -17,9 +17,17 @@ from typing import Any
 import numpy as np
 
 from analysis.delta.schema import DeltaReport, GroupStats, GroupSummary
+from analysis.schema import (
+    STAGE_NAMES,
+    IntervalEstimate,
+    LayerCurve,
+    OutcomeRecord,
+    RunManifest,
+    TransitionCounts,
+)
 from surgery.arch import Layout, facts_for
 
-ALL_STAGES = ("delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "leaderboard", "attention")
+ALL_STAGES = STAGE_NAMES
 VISION_TASKS = ("frank_vision_counting", "frank_vision_ocr", "frank_vision_grounding", "frank_vision_recognition")
 REASONING_TASKS = ("frank_gsm8k", "frank_math500")
 TRANSFER_LABELS = ("in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late")
@@ -92,14 +100,14 @@ def make_run(
         if stage in writers:
             writers[stage]()
     states = {s: ("done" if s in stages else "not run") for s in ALL_STAGES} | (status or {})
-    manifest = {
-        "recipe": recipe,
-        "models": {"base": "Qwen/Qwen2.5-VL-7B-Instruct", "in": f"{recipe}/ColdStart", "rl": f"{recipe}/RL"},
-        "cuts": list(cuts) if cuts else None,
-        "layout": describe,
-        "stages": {s: {"status": st, "seconds": 12.5 if st == "done" else None, "outputs": [s] if st == "done" else []} for s, st in states.items()},
-    }
-    (root / "run.json").write_text(json.dumps(manifest, indent=2))
+    manifest = RunManifest(
+        recipe=recipe,
+        models={"base": "Qwen/Qwen2.5-VL-7B-Instruct", "in": f"{recipe}/ColdStart", "rl": f"{recipe}/RL"},
+        cuts=cuts,
+        layout=describe,
+        stages={s: {"status": st, "seconds": 12.5 if st == "done" else None, "outputs": [s] if st == "done" else []} for s, st in states.items()},
+    )
+    (root / "run.json").write_text(json.dumps(manifest.model_dump(mode="json"), indent=2))
     return fake
 
 
@@ -142,12 +150,12 @@ def _write_delta(fake: FakeRun, describe: dict[str, Any], rng: np.random.RandomS
 
 
 def _curve(layers: int, rng: np.random.RandomState, n: int) -> dict[str, Any]:
-    return {
-        "layers": list(range(layers)),
-        "value": [_r(v) for v in rng.uniform(0, 1, layers)],
-        "stderr": [_r(v) for v in rng.uniform(0.005, 0.05, layers)],
-        "n": n,
-    }
+    return LayerCurve(
+        layers=list(range(layers)),
+        value=[_r(v) for v in rng.uniform(0, 1, layers)],
+        stderr=[_r(v) for v in rng.uniform(0.005, 0.05, layers)],
+        n=n,
+    ).model_dump()
 
 
 def _write_curves(
@@ -197,14 +205,14 @@ def _write_attention(fake: FakeRun, stage: str, roles: tuple[str, ...], tasks: t
             items = [f"item-{k}" for k in range(n[task] - (2 if role == "rl" else 0))]
             values = {item: [_r(v) for v in rng.uniform(0, 1, fake.layers)] for item in items}
             table = np.array(list(values.values()))
-            curve = {"layers": list(range(fake.layers)), "value": table.mean(axis=0).tolist(),
-                     "stderr": (table.std(axis=0, ddof=1) / np.sqrt(len(items))).tolist(), "n": len(items)}
+            curve = LayerCurve(layers=list(range(fake.layers)), value=table.mean(axis=0).tolist(),
+                               stderr=(table.std(axis=0, ddof=1) / np.sqrt(len(items))).tolist(), n=len(items)).model_dump()
             results[task] = {"alias": task, f"{metric},none": curve, f"{metric}_stderr,none": "N/A", "skipped,none": 0}
             written[task] = {metric: curve}
             fake.attention_items[role][task] = values
             samples[task] = [
                 {"doc_id": k, metric: {str(layer): v for layer, v in enumerate(vals)},
-                 "accuracy_a": {"item": item, "condition": "A", "correct": True, "answer": "1", "graded_by": "rule"}}
+                 "accuracy_a": OutcomeRecord(item=item, condition="A", correct=True, answer="1", graded_by="rule").model_dump()}
                 for k, (item, vals) in enumerate(values.items())
             ]
         fake.curves.setdefault(stage, {})[role] = written
@@ -216,7 +224,7 @@ def _write_attention(fake: FakeRun, stage: str, roles: tuple[str, ...], tasks: t
 
 def _estimate(rng: np.random.RandomState, n: int) -> dict[str, Any]:
     value = _r(rng.uniform(0.1, 0.9))
-    return {"value": value, "low": _r(value - rng.uniform(0.02, 0.1)), "high": _r(value + rng.uniform(0.02, 0.1)), "n": n}
+    return IntervalEstimate(value=value, low=_r(value - rng.uniform(0.02, 0.1)), high=_r(value + rng.uniform(0.02, 0.1)), n=n).model_dump()
 
 
 def _write_transfer(fake: FakeRun, rng: np.random.RandomState) -> None:
@@ -235,10 +243,10 @@ def _write_transfer(fake: FakeRun, rng: np.random.RandomState) -> None:
             if task in TWO_CONDITION:
                 cuts = np.sort(rng.randint(0, n + 1, 3))
                 tt, tf, ft, ff = int(cuts[0]), int(cuts[1] - cuts[0]), int(cuts[2] - cuts[1]), int(n - cuts[2])
-                trans = {"n": n, "TT": tt, "TF": tf, "FT": ft, "FF": ff, **{s: _estimate(rng, n) for s in ("net_gain", "side_effect_rate", "lift_rate")}}
-                for s in ("net_gain", "side_effect_rate", "lift_rate"):
-                    del trans[s]["n"]
-                trans["net_gain"] = {"value": float(ft - tf), "low": float(ft - tf - 5), "high": float(ft - tf + 5)}
+                trans = TransitionCounts(
+                    n=n, TT=tt, TF=tf, FT=ft, FF=ff, side_effect_rate=_estimate(rng, n), lift_rate=_estimate(rng, n),
+                    net_gain=IntervalEstimate(value=float(ft - tf), low=float(ft - tf - 5), high=float(ft - tf + 5), n=n),
+                ).model_dump()
                 row["transitions,none"] = trans
                 fake.transitions[label][task] = trans
             results[task] = row

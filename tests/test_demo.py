@@ -47,6 +47,14 @@ def test_every_stage_ran_and_the_config_reruns(demo):
     assert again.returncode == 0 and again.stdout.count("done earlier") == len(ran), again.stdout[-2000:]
 
 
+def test_result_files_have_the_declared_shapes(demo):
+    """Every stage's files, as the real run wrote them, validate with `analysis.schema` and its readers."""
+    from test_schema import check_run_folder
+
+    counts = check_run_folder(demo)
+    assert all(counts[shape] > 0 for shape in ("curves", "estimates", "transitions", "records")), counts
+
+
 def test_report_numbers_are_the_result_files_numbers(demo):
     figures = demo / "report" / "figures"
     for figure, stage, metrics in (

@@ -96,6 +96,17 @@ def test_descriptions_cached_second_run_makes_zero_requests(chat_server, tmp_pat
     assert len(list((tmp_path / "descriptions" / "other_model").glob("*.json"))) == 2
 
 
+def test_another_image_under_the_same_item_id_is_described_again(chat_server, tmp_path):
+    """The image is in the key (by its pixels): ids repeat across datasets, a description must not."""
+    server = chat_server(describing)
+    first, other = images(2).values()
+    assert endpoint(server, tmp_path).describe("7", first) == expected_text(first)
+    assert endpoint(server, tmp_path).describe("7", other) == expected_text(other) and server.count == 2
+    png = tmp_path / "same.png"
+    first.save(png)  # the same pixels from a file: a cache hit
+    assert endpoint(server, tmp_path).describe("7", png) == expected_text(first) and server.count == 2
+
+
 def test_describe_one_and_a_corrupt_or_foreign_entry_is_asked_again(chat_server, tmp_path):
     server = chat_server(describing)
     item = images(1)["item-0"]

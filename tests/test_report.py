@@ -395,7 +395,7 @@ def test_malformed_shapes_and_manifests_are_one_line(tmp_path):
     data = json.loads(results.read_text())
     data["results"]["frank_general_vqa"]["transitions,none"]["TT"] = "many"
     results.write_text(json.dumps(data))
-    with pytest.raises(FrankensteinError, match="frank_general_vqa transitions has count 'many'"):
+    with pytest.raises(FrankensteinError, match=r"frank_general_vqa transitions is not TransitionCounts \(TT = 'many': "):
         write_report([fake.path], tmp_path / "report", progress=False)
 
     manifest = json.loads((fake.path / "run.json").read_text())

@@ -19,7 +19,8 @@ Model args (all optional except the checkpoint):
     max_batch_rows=N         rows decoded together (default 128 on GPU, 16 on CPU; a swept item takes 1 + len(layers) rows)
     max_new_tokens=N         used when the task's generation_kwargs give none (default 256)
     system_prompt=TEXT       overrides every task's system prompt ("" for none)
-    response_cache=DIR       keep every finished response in DIR; a rerun (e.g. after a kill) reuses them
+    response_cache=DIR       keep every finished response in DIR; a rerun (e.g. after a kill) reuses those
+                             whose weights, answer-deciding args, prompt and generation settings match
     min_pixels=N, max_pixels=N, allow_pickle=true
 
 Decoding is greedy (the method's setting); a task asking for sampling is refused. The engine
@@ -89,7 +90,8 @@ class Frankenstein(lmms):
         if args.response_cache:
             from frankenstein_tasks.models.response_store import ResponseStore
 
-            self.store = ResponseStore.for_model_args(args.response_cache, args.model_dump(), self._rank)
+            self.store = ResponseStore.for_model(args.response_cache, args, device=str(self._device),
+                                                 prompt_style=loaded.style.name, rank=self._rank)
         eval_logger.info(f"frankenstein: reasoning tasks use the {loaded.style.name} prompt style ({loaded.style_reason})")
 
     # -- lmms-eval plumbing --------------------------------------------------------------------
@@ -199,8 +201,13 @@ class Frankenstein(lmms):
     def _store_key(self, request: Instance) -> str | None:
         if self.store is None:
             return None
-        context, gen_kwargs, _, doc_id, task, split = request.args[:6]
-        return self.store.key(task, self.task_dict[task][split][doc_id], context, gen_kwargs or {})
+        context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args[:6]
+        doc = self.task_dict[task][split][doc_id]
+        # The images as the model will see them (a doc may name them by path), the swap's source too.
+        images = [v for v in (doc_to_visual(doc) or []) if v is not None]
+        if self.probe_config.probe == "visual_swap":
+            images.append(contract.source_visual(doc))
+        return self.store.key(task, doc, context, gen_kwargs or {}, self._system_prompt(doc), images)
 
     def _probe_request(self, request: Instance) -> Any:
         from surgery.probes import ProbeRequest

@@ -1,8 +1,10 @@
 """Local copies of the benchmark datasets, made visible to the unchanged tasks for one run.
 
 A run config may give local JSONL files in the hub datasets' schemas (`data:` section). They are
-written once into the run's own datasets cache (`hub_cache.cache_dataset`), under the hub names the
-task YAMLs use, and every lmms-eval call of the run points `HF_DATASETS_CACHE` there.
+written into the run's own datasets cache (`hub_cache.cache_dataset`) at every start of the run, under
+the hub names the task YAMLs use, and every lmms-eval call of the run points `HF_DATASETS_CACHE` there.
+Each copy's entry is named by a hash of its content, which the run also uses to tell whether a
+finished stage read the same data.
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ HUB_DATASETS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
 IMAGE_FIELDS = {"mathvista": "decoded_image"}
 
 
-def cache_local_data(data: Any, cache_dir: Path, needed: Iterable[str]) -> dict[str, str]:
+def cache_local_data(data: Any, cache_dir: Path, needed: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
     """Cache the local files of `data` (a LocalData) that the run reads (`needed`: data field names);
-    returns the env the lmms-eval calls need."""
+    returns the env the lmms-eval calls need and, per cached field, the content hash of its copy."""
     given = {name: getattr(data, name) for name in HUB_DATASETS if getattr(data, name) is not None}
     if not given:
-        return {}
+        return {}, {}
     needed = set(needed)
+    digests = {}
     for name, path in given.items():
         if name in needed:
-            cache_local_dataset(name, Path(path), cache_dir)
-    return {"HF_DATASETS_CACHE": str(cache_dir)}
+            entry, _ = cache_local_dataset(name, Path(path), cache_dir)
+            digests[name] = entry.name  # `datasets`' builder names the entry by a hash of the rows' parquet
+    return {"HF_DATASETS_CACHE": str(cache_dir)}, digests
 
 
 def cache_local_dataset(name: str, path: Path, cache_dir: Path) -> tuple[Path, int]:

@@ -5,7 +5,9 @@ stage. A stage writes into a hidden `.<stage>.partial/` folder that is renamed i
 the stage has finished, so a killed run never leaves a result that looks complete. Started again,
 the run skips every stage recorded as done with the same settings (`--force STAGE` reruns one), and
 inside an unfinished stage the `frankenstein` model reuses every response it had finished
-(`.cache/responses/`, see `models/response_store.py`).
+(`.cache/responses/`, see `models/response_store.py`). A stage's settings are everything that
+decides its results (`stage_settings`): the same config, but retrained or re-merged weights in the
+same folders, or edited local data, rerun it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from analysis.schema import RunManifest
 from frankenstein_tasks.run.config import RunConfig
 from frankenstein_tasks.run.data import HUB_DATASETS, cache_local_data
 from frankenstein_tasks.run.stages import STAGES, RunContext
@@ -37,7 +40,7 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
     models = config.models.by_role()
     layout = preflight(config, models)
     manifest = _open_manifest(out, config, models, layout)
-    env = cache_local_data(config.data, out / ".cache" / "datasets", needed_datasets(config))
+    env, data_digests = cache_local_data(config.data, out / ".cache" / "datasets", needed_datasets(config))
     check_datasets(config, env)
     chosen = [name for name in STAGES if name in config.stages]
     for name in chosen:
@@ -45,13 +48,13 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
             STAGES[name].check(config)
         except FrankensteinError as e:
             raise FrankensteinError(f"{name}: {e}") from None
-    ctx = RunContext(config=config, out=out, models=models, env=env, say=say)
+    ctx = RunContext(config=config, out=out, models=models, env=env, say=say, data_digests=data_digests)
     for number, name in enumerate(chosen, 1):
         _run_stage(ctx, manifest, name, f"[{number}/{len(chosen)}]", force=name in force)
     for name in STAGES:
         if name not in chosen:
             manifest["stages"][name] = {"status": "not run", "seconds": None, "outputs": []}
-    write_json(out / MANIFEST, manifest)
+    _write_manifest(out, manifest)
     if report:
         from analysis.report import write_report
 
@@ -113,19 +116,35 @@ def _open_manifest(out: Path, config: RunConfig, models: dict[str, str], layout:
     return manifest
 
 
-def _settings_hash(config: RunConfig, name: str) -> str:
-    """What decides a stage's results: its own section (named as the stage) plus the run-wide model settings."""
-    decided = {
+def stage_settings(ctx: RunContext, name: str) -> dict[str, Any]:
+    """What decides a stage's results: its own config section (named as the stage), the run-wide model
+    settings, the fingerprints of the checkpoints it reads (`surgery.sources.fingerprint`: weights, not
+    names), and the content of the local datasets and other files it reads."""
+    config, stage = ctx.config, STAGES[name]
+    return {
         "section": getattr(config, name).model_dump(mode="json"),
         "models": config.models.by_role(), "cuts": config.cuts, "prompt_style": config.prompt_style,
-        "dtype": config.dtype, "attn": config.attn_implementation, "data": config.data.model_dump(mode="json"),
+        "dtype": config.dtype, "attn": config.attn_implementation,
+        "weights": {role: ctx.fingerprint(role) for role in stage.models(config)},
+        "data": {d: ctx.data_digests.get(d, "hub") for d in stage.datasets(config)},
+        "inputs": stage.inputs(ctx),
     }
-    return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _settings_hash(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """run.json, checked against the shape the report reads (`analysis.schema.RunManifest`) first."""
+    RunManifest.model_validate(manifest)
+    write_json(out / MANIFEST, manifest)
 
 
 def _run_stage(ctx: RunContext, manifest: dict[str, Any], name: str, counter: str, *, force: bool) -> None:
     stage, out = STAGES[name], ctx.out
-    settings = _settings_hash(ctx.config, name)
+    decided = stage_settings(ctx, name)
+    settings = _settings_hash(decided)
     record = manifest["stages"].get(name, {})
     if not force and record.get("status") == "done" and record.get("settings") == settings and (out / name).is_dir():
         ctx.say(f"{counter} {name}: done earlier ({record.get('seconds')} s); skipped (--force {name} reruns it)")
@@ -140,7 +159,7 @@ def _run_stage(ctx: RunContext, manifest: dict[str, Any], name: str, counter: st
     except BaseException as e:
         message = str(e) if isinstance(e, FrankensteinError) else f"{type(e).__name__}: {e}".splitlines()[0]
         manifest["stages"][name] = {"status": "failed", "seconds": None, "outputs": [], "error": message}
-        write_json(out / MANIFEST, manifest)
+        _write_manifest(out, manifest)
         if isinstance(e, FrankensteinError):
             raise FrankensteinError(f"stage {name}: {e}") from None
         if isinstance(e, Exception):  # not Ctrl-C: a bug here or in a library; its traceback follows
@@ -148,8 +167,9 @@ def _run_stage(ctx: RunContext, manifest: dict[str, Any], name: str, counter: st
         raise
     replace_dir(partial, out / name)
     seconds = round(time.perf_counter() - start, 1)
-    manifest["stages"][name] = {"status": "done", "seconds": seconds, "outputs": outputs, "settings": settings}
-    write_json(out / MANIFEST, manifest)
+    manifest["stages"][name] = {"status": "done", "seconds": seconds, "outputs": outputs, "settings": settings,
+                                "weights": decided["weights"]}
+    _write_manifest(out, manifest)
     ctx.say(f"      done in {seconds} s")
 
 

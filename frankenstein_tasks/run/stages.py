@@ -5,15 +5,24 @@ finishes) and returns the result files it wrote, relative to that folder. The pr
 lmms-eval in this process (`harness.evaluate`) with the `frankenstein` model, the leaderboard stage
 lm-eval (`harness.lm_eval_evaluate`) with the `frankenstein` lm-eval model; the folder layout is the
 one `frankenstein report` reads (`analysis/report/runs.py`).
+
+What decides a stage's results, so that a finished stage is skipped only while all of it is the same
+(`runner.stage_settings`): its config section and the run-wide model settings, the fingerprints of
+the checkpoints it reads (`Stage.models`), the content of the local datasets it reads
+(`Stage.datasets`) and the other inputs it reads (`Stage.inputs`: pair folder, descriptions, grader).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from analysis.schema import STAGE_NAMES
 from frankenstein_tasks.run import harness
+from frankenstein_tasks.run.config import ROLES
 from surgery.errors import FrankensteinError
 from surgery.splice import VARIANTS
 
@@ -27,6 +36,19 @@ class RunContext:
     models: dict[str, str]  # role -> checkpoint (hub id or folder)
     env: dict[str, str] = field(default_factory=dict)  # datasets cache etc., for every lmms-eval call
     say: Callable[[str], None] = print
+    data_digests: dict[str, str] = field(default_factory=dict)  # data field -> content hash of its local copy
+    _fingerprints: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def fingerprint(self, role: str) -> str:
+        """`surgery.sources.fingerprint` of a role's checkpoint (hub ids resolved, weights fetched), once per run."""
+        if role not in self._fingerprints:
+            from surgery.sources import source_fingerprint
+
+            try:
+                self._fingerprints[role] = source_fingerprint(self.models[role])
+            except FrankensteinError as e:
+                raise FrankensteinError(f"models.{role}: {e}") from None
+        return self._fingerprints[role]
 
     def model_args(self, role_or_label: str, **probe: Any) -> dict[str, Any]:
         """lmms-eval model args for a role (base/in/rl) or a splice variant, with the run's settings."""
@@ -59,6 +81,10 @@ class Stage:
     default: bool = True  # run when a config names no stages
     # Checks of its settings that need more than the config (e.g. task names), run before any stage starts.
     check: Callable[[Any], None] = lambda config: None
+    # The roles whose weights decide the results: a retrained or re-merged checkpoint reruns the stage.
+    models: Callable[[Any], list[str]] = lambda config: list(ROLES)
+    # Other files that decide the results, as name -> content digest.
+    inputs: Callable[[RunContext], dict[str, str]] = lambda ctx: {}
 
 
 def _budget(tokens: int | None) -> str | None:
@@ -112,20 +138,77 @@ def run_merges(ctx: RunContext, folder: Path) -> list[str]:
 def vision_pairs(ctx: RunContext) -> Path:
     """The pair folder of the vision_swap stage: data.vision_pairs, else generated under the run's cache.
 
-    Generated once per setting (and generator version), outside the stage folder so a rerun reuses it;
+    Generated once per setting (and generator, `generator_tag`), outside the stage folder so a rerun reuses it;
     each task's folder appears whole or not at all, so a killed run leaves some tasks done and the next
     run generates only the missing ones.
     """
-    from frankenstein_tasks.vision.pairs import GENERATOR_VERSION, write_pair_sets
+    from frankenstein_tasks.vision.pairs import generator_tag, write_pair_sets
 
     if ctx.config.data.vision_pairs is not None:
         return Path(ctx.config.data.vision_pairs)
     s = ctx.config.vision_swap
-    pairs = ctx.out / ".cache" / f"vision_pairs-n{s.n}-seed{s.seed}-size{s.size}-v{GENERATOR_VERSION}"
+    pairs = ctx.out / ".cache" / f"vision_pairs-n{s.n}-seed{s.seed}-size{s.size}-{generator_tag()}"
     missing = [task for task in s.tasks if not (pairs / task / "data.jsonl").is_file()]
     if missing:
         write_pair_sets(missing, pairs, n=s.n, seed=s.seed, size=s.size, overwrite=True)
     return pairs
+
+
+def vision_pairs_digest(ctx: RunContext) -> dict[str, str]:
+    """The content of the pair folders the vision_swap stage reads (generated ones included: a newer
+    generator, font or Pillow may draw other pixels under the same settings)."""
+    pairs = vision_pairs(ctx)
+    return {"vision_pairs": content_digest([pairs / task for task in ctx.config.vision_swap.tasks])}
+
+
+def grading_inputs(ctx: RunContext) -> dict[str, str]:
+    """Who grades the transfer tasks (FRANKENSTEIN_JUDGE=1: the endpoint's judge model, else the rule)."""
+    from frankenstein_tasks.transfer import judge_enabled
+
+    return {"grader": f"judge {_llm_model()}" if judge_enabled() else "rule"}
+
+
+def transfer_inputs(ctx: RunContext) -> dict[str, str]:
+    """The grader, condition B's descriptions (a file's content, else the endpoint's model: its replies are
+    cached per item, model, prompt and image) and the merged checkpoints the variants are read from."""
+    from frankenstein_tasks.llm_endpoint import DESCRIPTIONS_ENV
+    from surgery.sources import fingerprint
+
+    path = ctx.config.transfer.descriptions or os.environ.get(DESCRIPTIONS_ENV) or None
+    described = content_digest([Path(path)]) if path else f"endpoint {_llm_model()}"
+    # Variants evaluated from merged checkpoints (merges.checkpoints: true) are those folders' weights.
+    merged = {v: fingerprint(ctx.out / "merges" / v) for v in ctx.config.transfer.models
+              if v in VARIANTS and (ctx.out / "merges" / v / "config.json").is_file()}
+    return {**grading_inputs(ctx), "descriptions": described, "merged": merged}
+
+
+def _llm_model() -> str:
+    from frankenstein_tasks.llm_endpoint import SETTING_ENVS
+
+    return os.environ.get(SETTING_ENVS["model"]) or "default"
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def content_digest(paths: list[Path]) -> str:
+    """sha256 over the names and content of every file under `paths` (files or folders; a missing one
+    counts as such); images by their pixels, so the same pictures saved by another encoder are the same."""
+    digest = hashlib.sha256()
+    for root in paths:
+        files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
+        for f in files:
+            digest.update(str(f.relative_to(root.parent)).encode() + b"\0")
+            if not f.is_file():
+                digest.update(b"\0missing\0")
+            elif f.suffix.lower() in IMAGE_SUFFIXES:
+                from PIL import Image
+
+                with Image.open(f) as image:
+                    digest.update(f"{image.mode} {image.size}".encode() + image.tobytes())
+            else:
+                digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def run_vision_swap(ctx: RunContext, folder: Path) -> list[str]:
@@ -188,20 +271,26 @@ STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
         Stage("delta", "weight-delta energy and SVD across Base -> IN -> RL", run_delta),
-        Stage("merges", "mergekit recipes of the six splices (and checkpoints, if asked)", run_merges),
-        Stage("vision_swap", "visual-token swap per layer on frank_vision", run_vision_swap),
+        # Recipes name the checkpoints and need no weights; merged checkpoints are made of IN's and RL's.
+        Stage("merges", "mergekit recipes of the six splices (and checkpoints, if asked)", run_merges,
+              models=lambda c: ["in", "rl"] if c.merges.checkpoints else []),
+        Stage("vision_swap", "visual-token swap per layer on frank_vision", run_vision_swap,
+              models=lambda c: list(c.vision_swap.roles), inputs=vision_pairs_digest),
         Stage("reasoning", "zero ablation per layer on frank_reasoning (generated answers)", run_reasoning,
-              datasets=lambda c: list(c.reasoning.tasks)),
+              datasets=lambda c: list(c.reasoning.tasks), models=lambda c: list(c.reasoning.roles)),
         Stage("reasoning_logprob", "zero ablation per layer, teacher-forced log-likelihood of the answers",
-              run_reasoning_logprob, datasets=lambda c: list(c.reasoning_logprob.tasks)),
+              run_reasoning_logprob, datasets=lambda c: list(c.reasoning_logprob.tasks),
+              models=lambda c: list(c.reasoning_logprob.roles)),
         Stage("transfer", "frank_transfer on IN, RL and the six splices (M_vis, M_v2r, M_rea)", run_transfer,
-              datasets=lambda c: ["mathvista", "math500"]),
+              datasets=lambda c: ["mathvista", "math500"], models=lambda c: ["in", "rl"], inputs=transfer_inputs),
         Stage("leaderboard", "lm-eval tasks (default: the leaderboard group) on IN, RL and the six splices; off by default",
-              run_leaderboard, default=False, check=check_leaderboard),
+              run_leaderboard, default=False, check=check_leaderboard, models=lambda c: ["in", "rl"]),
         Stage("attention", "attention of generated tokens on the image per layer, IN vs RL", run_attention,
-              datasets=lambda c: ["mathvista"]),
+              datasets=lambda c: ["mathvista"], models=lambda c: list(c.attention.roles), inputs=grading_inputs),
     )
 }
+if tuple(STAGES) != STAGE_NAMES:  # the order the report reads them in, declared once in analysis.schema
+    raise RuntimeError(f"run stages {tuple(STAGES)} differ from analysis.schema.STAGE_NAMES {STAGE_NAMES}")
 
 
 def default_stages() -> list[str]:
