@@ -13,6 +13,9 @@ Model args (all optional except the checkpoint):
     probe=none|visual_swap|zero_ablation|attention (default none: an ordinary generator)
     layers=all|5|0-9|0-27:3|1;3;5 decoder layers a probe sweeps (default all)
     swap_mode=from|only|window, window=N  (visual_swap: layers >= L, only L, or L..L+N-1)
+    swap_decode=prefill|reinsert  (visual_swap: swap in the prefill only, the method; reinsert: also
+                             re-insert the source's visual K/V at every decoding step, as the authors'
+                             code does, to compare with published curves; docs/METHOD.md, deviations)
     scoring=generate|logprob (zero_ablation: answers, or the reference answer's log-likelihood; no generation)
     ablate=LAYERS            (probe=none) zero-ablate these layers in every answer
     prompt_style=base|reasoner|revisual  system prompt of reasoning tasks (default: from the checkpoint id)
@@ -22,13 +25,17 @@ Model args (all optional except the checkpoint):
     response_cache=DIR       keep every finished response in DIR; a rerun (e.g. after a kill) reuses them
     min_pixels=N, max_pixels=N, allow_pickle=true
 
-Decoding is greedy (the method's setting); a task asking for sampling is refused. The engine
+Decoding is greedy (the method's setting); a task asking for sampling is refused. For each task the
+first prompt, exactly as tokenized (system prompt, user turn, chat template; image placeholders counted)
+and its new-token budget go to stderr once, so a run's log shows what the model was asked. The engine
 (`surgery.probes.ProbeRunner`) returns plain `ProbeOutput`s; this class encodes them for the tasks
 as `frankenstein_tasks.contract` describes.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from typing import Any
 
@@ -41,6 +48,8 @@ from frankenstein_tasks import contract
 from frankenstein_tasks.models.model_args import ModelArgs, greedy_until, load_runner, request_chunks
 from surgery.errors import FrankensteinError
 from surgery.prompts import DEFAULT_SYSTEM_PROMPT
+
+IMAGE_PAD = "<|image_pad|>"  # Qwen's visual placeholder token; a prompt shown in the log counts them
 
 # Probes whose every item becomes 1 + len(layers) rows of a batch.
 SWEEPING_PROBES = ("visual_swap", "zero_ablation")
@@ -72,6 +81,7 @@ class Frankenstein(lmms):
         self.runner, self.prompt_style = loaded.runner, loaded.style
         self._model, self.layout, self.probe_config = self.runner.model, self.runner.layout, self.runner.config
         self.system_prompt = args.system_prompt  # None: each task's own (see _system_prompt)
+        self._shown_tasks: set[str] = set()
         self.store = None
         if args.response_cache:
             from frankenstein_tasks.models.response_store import ResponseStore
@@ -128,12 +138,26 @@ class Frankenstein(lmms):
             for chunk in request_chunks(requests, todo, rows, self.probe_config.max_batch_rows):
                 # Images are read per chunk, so a large task never sits in memory at once.
                 batch = [self._probe_request(requests[i]) for i in chunk]
+                for i, request in zip(chunk, batch):
+                    self._show_prompt_once(requests[i].args[4], request)
                 for i, output in zip(chunk, self.runner.run(batch)):
                     responses[i] = output.baseline if output.probe == "none" else contract.encode(output)
                 if self.store is not None:
                     self.store.put_many((keys[i], responses[i]) for i in chunk)
                 bar.update(len(chunk))
         return responses  # type: ignore[return-value]
+
+    def _show_prompt_once(self, task: str, request: Any) -> None:
+        """Print the first prompt of `task` as the model receives it (decoded from its token ids)."""
+        if task in self._shown_tasks or self.rank != 0:
+            return
+        self._shown_tasks.add(task)
+        ids = self.runner.encode(request).input_ids.tolist()
+        text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        text = re.sub(f"(?:{re.escape(IMAGE_PAD)})+", lambda m: f"{IMAGE_PAD}x{len(m.group(0)) // len(IMAGE_PAD)}", text)
+        budget = request.max_new_tokens or self.probe_config.default_max_new_tokens
+        tqdm.write(f"frankenstein: {task}: first prompt as sent, max_new_tokens={budget}: {json.dumps(text, ensure_ascii=False)}",
+                   file=sys.stderr)
 
     def _store_key(self, request: Instance) -> str | None:
         if self.store is None:
@@ -156,7 +180,7 @@ class Frankenstein(lmms):
         source = [contract.source_visual(doc)] if self.probe_config.probe == "visual_swap" else None
         reference = contract.reference_answer(doc) if self.probe_config.scoring == "logprob" else None
         return ProbeRequest(
-            text=context.replace("<image>", "").strip(),
+            text=context if contract.verbatim_text(doc) else context.replace("<image>", "").strip(),
             images=[v.convert("RGB") for v in visuals],
             source_images=source,
             max_new_tokens=int(gen_kwargs["max_new_tokens"]) if gen_kwargs.get("max_new_tokens") else None,
