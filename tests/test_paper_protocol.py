@@ -338,7 +338,7 @@ def describer_reply(pid_of_size: dict, body: dict) -> str:
     import io
 
     with Image.open(io.BytesIO(base64.b64decode(image.split(",", 1)[1]))) as sent:
-        return f"A picture of {sent.width}x{sent.height} pixels (item {pid_of_size[sent.size]})."
+        return f"A picture of {sent.width}x{sent.height} pixels (item {pid_of_size.get(sent.size, '?')})."
 
 
 def judge_verdict(prompt: str) -> bool:
@@ -467,3 +467,87 @@ def test_describer_and_judge_requests_are_the_authors(style_runs):
         assert set(body) == {"model", "messages", "max_completion_tokens"} and body["max_completion_tokens"] == 1000
         assert body["messages"][0] == {"role": "system", "content": AUTHORS_GRADING_SYSTEM}
     assert {body["messages"][1]["content"] for body in judge} == expected
+
+
+# ------------------------------------------------- frankenstein run, the printed example, the organism
+
+pytest_plugins = ("organism_fixture",)
+
+
+def test_paper_run_on_the_organism_logs_the_authors_prompts_and_budgets(organism, tmp_path):
+    """`frankenstein run` on `--print-config revisual-r1` with the organism in place of the checkpoints
+    (linked under the recipe's names, which the authors' style rule reads): every stage says the
+    authors' budget and each model's style, and the model prints the authors' prompts as sent."""
+    import subprocess
+
+    import yaml
+
+    from conftest import cli_path
+    from frankenstein_tasks.organism.evalsets import write_eval_sets
+
+    printed = run_cli([cli_path("frankenstein"), "run", "--print-config", "revisual-r1"])
+    assert printed.returncode == 0
+    config = yaml.safe_load(printed.stdout)
+    assert config["protocol"] == "paper"
+    names = {"base": "Qwen/Qwen2.5-VL-7B-Instruct", "in": "csfufu/Revisual-R1-Coldstart", "rl": "csfufu/Revisual-R1-final"}
+    for role, name in names.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).symlink_to(organism[role], target_is_directory=True)
+    data = write_eval_sets(tmp_path / "data", n=3, seed=0)
+    write_authors_pairs(tmp_path / "vision_functionality_dataset", n=2)
+    config.update(
+        models={role: str(tmp_path / name) for role, name in names.items()}, out=str(tmp_path / "out"), device="cpu",
+        offline=True, stages=["vision_swap", "reasoning", "transfer"],
+        data={"vision_pairs": "vision_functionality_dataset", "gsm8k": str(data["gsm8k"] / "test.jsonl"),
+              "math500": str(data["math500"] / "test.jsonl"), "mathvista": str(data["mathvista"] / "testmini.parquet")},
+    )
+    config["vision_swap"]["tasks"] = ["counting"]
+    config["reasoning"].update(roles=["base", "in"], tasks=["gsm8k"], layers="7")  # one ablated layer: CPU minutes
+    config["transfer"]["models"] = ["in", "mid_late"]
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+
+    server = ChatServer(script, max_requests=200)
+    try:
+        env = {"FRANKENSTEIN_LLM_BASE_URL": server.url, "FRANKENSTEIN_LLM_API_KEY": KEY, "FRANKENSTEIN_CACHE": str(tmp_path / "cache"),
+               "FRANKENSTEIN_DESCRIPTIONS": "", "FRANKENSTEIN_JUDGE": "", "OPENAI_API_KEY": ""}
+        done = subprocess.run([cli_path("frankenstein"), "run", "run.yaml", "--no-report"], cwd=tmp_path, text=True, timeout=1500,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**__import__("os").environ, **env})
+    finally:
+        server.close()
+    log = done.stdout
+    (tmp_path / "run.log").write_text(log)
+    assert done.returncode == 0, log[-4000:]
+
+    # Budgets: each stage says them, and each prompt line says what the model used.
+    assert "tasks: frank_vision_counting_paper; max_new_tokens: 64 (the authors')" in log
+    assert "tasks: frank_gsm8k_paper; max_new_tokens: 2048 (the authors')" in log
+    assert "tasks: frank_transfer_paper; max_new_tokens: 8192 (the authors')" in log
+    lines = [(m.group(1), int(m.group(2)), json.loads(m.group(3))) for m in PROMPT_LINE.finditer(log)]
+    budgets = {task: budget for task, budget, _ in lines}
+    assert budgets == {"frank_vision_counting_paper": 64, "frank_gsm8k_paper": 2048,
+                       "frank_general_vqa_paper": 8192, "frank_math_vqa_paper": 8192, "frank_math500_rea_paper": 8192}
+
+    # Styles: the authors' rule on the names (reasoning: Base base, Revisual's IN a reasoner; transfer:
+    # Revisual's IN revisual, its splice a reasoner), in the order the models ran.
+    member_lines = re.findall(r"model \d/\d: (\w+) .*?prompt style: (\w+)", log)
+    assert member_lines == [("base", "base"), ("in", "reasoner"), ("in", "revisual"), ("mid_late", "reasoner")]
+    prompts = [p for task, _, p in lines]
+    by_task = {}
+    for task, _, prompt in lines:
+        by_task.setdefault(task, []).append(prompt)
+    counting = by_task["frank_vision_counting_paper"][0]  # the pair set's prompt, "<image>" and all
+    assert chat_prompt(None, "<image>How many items are there in the image?", True).fullmatch(counting), counting
+    gsm8k = [json.loads(line)["question"] for line in (data["gsm8k"] / "test.jsonl").read_text().splitlines()]
+    base_q, in_q = by_task["frank_gsm8k_paper"]  # Base, then IN
+    assert any(chat_prompt(None, AUTHORS_PREFIX + q, False).fullmatch(base_q) for q in gsm8k), base_q
+    assert any(chat_prompt(AUTHORS_SYSTEM["reasoner"], AUTHORS_PREFIX + q, False).fullmatch(in_q) for q in gsm8k), in_q
+    import datasets
+
+    vista = datasets.load_dataset("parquet", data_files=str(data["mathvista"] / "testmini.parquet"), split="train")
+    questions = [authors_question(r["question"], r["question_type"], r["choices"]) for r in vista]
+    in_vqa, splice_vqa = by_task["frank_general_vqa_paper"]
+    assert any(chat_prompt(AUTHORS_SYSTEM["revisual"], AUTHORS_PREFIX + q, True).fullmatch(in_vqa) for q in questions), in_vqa
+    assert any(chat_prompt(AUTHORS_SYSTEM["reasoner"], AUTHORS_PREFIX + q, True).fullmatch(splice_vqa) for q in questions)
+    assert len(prompts) == 1 + 2 * 1 + 2 * 3
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["config"]["protocol"] == "paper" and all(run["stages"][s]["status"] == "done" for s in config["stages"])

@@ -88,14 +88,16 @@ def _paper_tasks(ctx: RunContext, tasks: list[str]) -> list[str]:
 
 def _lmms_stage(ctx: RunContext, folder: Path, members: list[str], tasks: list[str], probe: dict[str, Any],
                 budget: int | None, env: dict[str, str | None], *, rule: str | None = None,
-                task_budget: str = "the task's own") -> list[str]:
+                task_budget: str = "the task's own", styled: bool = True) -> list[str]:
+    """Run `tasks` on each member; `rule`: the authors' style rule under protocol: paper; `styled`: the
+    tasks use a prompt style at all (the vision probes do not)."""
     written = []
     ctx.say(f"      tasks: {', '.join(tasks)}; max_new_tokens: {budget or task_budget}")
     for k, member in enumerate(members, 1):
         style, why = ctx.prompt_style(member, rule)
         args = ctx.model_args(member, **probe, prompt_style=style)
-        ctx.say(f"      model {k}/{len(members)}: {member} ({args.get('splice') or 'checkpoint'}); "
-                f"prompt style: {style or 'default'} ({why})")
+        shown = f"; prompt style: {style or 'default'} ({why})" if styled else ""
+        ctx.say(f"      model {k}/{len(members)}: {member} ({args.get('splice') or 'checkpoint'}){shown}")
         harness.evaluate(tasks, args, folder / member, gen_kwargs=_budget(budget), env={**ctx.env, **env})
         written += [str(p.relative_to(folder)) for p in sorted((folder / member).rglob("*.json*"))]
     return written
@@ -165,7 +167,8 @@ def run_vision_swap(ctx: RunContext, folder: Path) -> list[str]:
     probe = {"probe": "visual_swap", "layers": s.layers, "swap_mode": s.swap_mode, "window": s.window,
              "swap_decode": s.swap_decode if s.swap_decode != "prefill" else None}
     return _lmms_stage(ctx, folder, s.roles, _paper_tasks(ctx, [f"frank_vision_{t}" for t in s.tasks]), probe,
-                       s.max_new_tokens, {"FRANKENSTEIN_VISION_DATA": str(pairs)}, task_budget=_task_budget(ctx, "vision_swap"))
+                       s.max_new_tokens, {"FRANKENSTEIN_VISION_DATA": str(pairs)}, task_budget=_task_budget(ctx, "vision_swap"),
+                       styled=False)
 
 
 def run_reasoning(ctx: RunContext, folder: Path) -> list[str]:
