@@ -551,3 +551,13 @@ def test_paper_run_on_the_organism_logs_the_authors_prompts_and_budgets(organism
     assert len(prompts) == 1 + 2 * 1 + 2 * 3
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["config"]["protocol"] == "paper" and all(run["stages"][s]["status"] == "done" for s in config["stages"])
+
+
+def test_swap_decode_is_part_of_the_response_cache_key(tmp_path):
+    """A reinsert run must not reuse the prefill run's stored answers (and vice versa)."""
+    from frankenstein_tasks.models.model_args import ModelArgs
+    from frankenstein_tasks.models.response_store import ResponseStore
+
+    stores = [ResponseStore.for_model_args(tmp_path, ModelArgs.parse(pretrained="m", probe="visual_swap", swap_decode=d).model_dump())
+              for d in ("prefill", "reinsert")]
+    assert stores[0].model_fingerprint != stores[1].model_fingerprint

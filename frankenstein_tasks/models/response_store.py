@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 # Model args that decide what a response is (others, like device and batch size, only change speed).
 ANSWER_ARGS = (
     "pretrained", "in_model", "rl_model", "splice", "cuts", "dtype", "attn_implementation", "probe", "layers",
-    "swap_mode", "window", "scoring", "ablate", "prompt_style", "system_prompt", "min_pixels", "max_pixels",
+    "swap_mode", "window", "swap_decode", "scoring", "ablate", "prompt_style", "system_prompt", "min_pixels", "max_pixels",
 )
 
 
