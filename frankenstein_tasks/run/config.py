@@ -94,7 +94,7 @@ class TransferSettings(Section):
     models: list[Literal["in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late"]] = list(TRANSFER_MODELS)
     max_new_tokens: int | None = Field(None, ge=1)  # None: the task's own budget (2048; the paper's tasks 8192)
     descriptions: Path | None = None  # JSON item id -> description for frank_math_vqa (else an endpoint)
-    judge: bool = False  # grade with the endpoint's judge (FRANKENSTEIN_JUDGE=1); else the rule-based grader
+    judge: bool = False  # true: grade with the endpoint's judge (as FRANKENSTEIN_JUDGE=1 does); else the rule-based grader
 
 
 class AttentionSettings(Section):

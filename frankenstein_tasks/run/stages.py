@@ -187,7 +187,7 @@ def run_reasoning_logprob(ctx: RunContext, folder: Path) -> list[str]:
 
 def run_transfer(ctx: RunContext, folder: Path) -> list[str]:
     s = ctx.config.transfer
-    env = {"FRANKENSTEIN_SUBSET": s.subset, "FRANKENSTEIN_JUDGE": "1" if s.judge else None}
+    env = {"FRANKENSTEIN_SUBSET": s.subset, **({"FRANKENSTEIN_JUDGE": "1"} if s.judge else {})}
     if s.descriptions:
         env["FRANKENSTEIN_DESCRIPTIONS"] = str(s.descriptions)
     return _lmms_stage(ctx, folder, list(s.models), _paper_tasks(ctx, ["frank_transfer"]), {}, s.max_new_tokens, env,
