@@ -16,7 +16,8 @@ other file spells these strings or numbers. Where each fact comes from:
                                      (runs/run_eval_v1_*.sh)
     PAIRS_PER_TASK, PAIR_SET_NAME    the released pair set dataset/vision_functionality_dataset, the first
                                      50 lines of each task's data.jsonl
-    LOCALIZED_ROLE                   runs/localization_*.sh localize Base (Qwen/Qwen2.5-VL-7B-Instruct)
+    localized model                  runs/localization_*.sh localize Base (Qwen/Qwen2.5-VL-7B-Instruct): the
+                                     example configs' vision_swap and reasoning roles
     IMAGE_CAP                        transfer images capped at 1280x720 pixels (aspect kept, LANCZOS),
                                      upscaled to 28 px per side if smaller; the black image is made at
                                      the original size and capped the same way
@@ -24,7 +25,8 @@ other file spells these strings or numbers. Where each fact comes from:
                                      the dataset's `query`), "\\n\\nChoices:\\n" and "A. option" lines
                                      (labels A-H), after QUERY_PREFIX; the described condition lays out
                                      "Image Description:" / "Question:" its own way
-    DESCRIBER, JUDGE                 GPTHelper of transferability_test.py: gpt-4o-mini, its system and
+    DESCRIBER, JUDGE                 GPTHelper of transferability_test.py: gpt-4o-mini (the endpoint's
+                                     default model, FRANKENSTEIN_LLM_MODEL), its system and
                                      user prompts, max_completion_tokens 2000 / 1000, no temperature
                                      (the server's default); the judge grades the *extracted* answer and
                                      replies in JSON (`parse_judge_reply`)
@@ -166,7 +168,6 @@ def paper_style(rule: str, member: str, models: dict[str, str]) -> tuple[str, st
 BUDGETS: dict[str, int] = {"vision_swap": 64, "reasoning": 2048, "transfer": 8192}
 PAIRS_PER_TASK = 50  # the first lines of each task's data.jsonl
 PAIR_SET_NAME = "vision_functionality_dataset"  # dataset/vision_functionality_dataset in their repository
-LOCALIZED_ROLE = "base"
 SUBSET = (100, 123)  # items per task, seed (their --sample_size, --sample_seed)
 
 
@@ -250,8 +251,6 @@ def transfer_user_text(question: str, description: str | None = None) -> str:
 
 
 # ---------------------------------------------------------------------------- describer and judge
-
-LLM_MODEL = "gpt-4o-mini"
 
 DESCRIBER_SYSTEM = """You are a precise visual analyzer for mathematical and scientific images.
 Your task is to describe EXACTLY what you see - do NOT solve any problems or make inferences.
@@ -343,7 +342,4 @@ JUDGE = JudgeRecipe(
     temperature=None, max_completion_tokens=1000,
 )
 
-# ------------------------------------------------------------------------------------------ stages
-
-Protocol = Literal["project", "paper"]
-PROTOCOLS = ("project", "paper")
+Protocol = Literal["project", "paper"]  # what a run config's `protocol:` names

@@ -195,6 +195,8 @@ def _reinsertion_bias(stack: DecoderStack, rows: Rows, variants: Sequence[int | 
                 return None  # not a decode step of this batch
             step = active.attention_mask.shape[1] - start  # decode forwards so far, this one included
             rows_swap = swaps[torch.tensor(active.slots, device=stack.device) % R]  # (B,)
+            if not bool(rows_swap.any()):
+                return None  # no row swaps this layer: its mask stays as built
             bias = (active.visual & rows_swap[:, None]).to(hidden.dtype) * math.log(step + 1)  # (B, L)
             kwargs["attention_mask"] = _add_bias(kwargs.get("attention_mask"), bias, hidden.dtype)
             return args, kwargs

@@ -128,7 +128,7 @@ class RunConfig(Section):
     models: Models
     # "paper": the authors' protocol (frankenstein_tasks/paper_protocol.py): the *_paper tasks, their
     # style rule, budgets, prompts, image cap, describer and judge, their released pair set.
-    protocol: Literal["project", "paper"] = "project"
+    protocol: paper_protocol.Protocol = "project"
     out: Path | None = None  # default: frankenstein_runs/<recipe>
     stages: list[str] = Field(default_factory=lambda: list(_stage_names()))
     prompt_style: Literal["base", "reasoner", "revisual"] | None = None  # default: from the checkpoint ids
