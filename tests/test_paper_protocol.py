@@ -561,3 +561,30 @@ def test_swap_decode_is_part_of_the_response_cache_key(tmp_path):
     stores = [ResponseStore.for_model_args(tmp_path, ModelArgs.parse(pretrained="m", probe="visual_swap", swap_decode=d).model_dump())
               for d in ("prefill", "reinsert")]
     assert stores[0].model_fingerprint != stores[1].model_fingerprint
+
+
+def test_example_configs_run_the_paper_protocol_and_name_the_pair_set(tmp_path):
+    """Every printed example is protocol: paper with Base localized; it names the authors' released pair
+    set, and where that folder is missing the config fails in one line saying what it is."""
+    from frankenstein_tasks.run.config import example_names, example_text, load_config
+    from frankenstein_tasks.run.runner import check_pair_set
+    from surgery.errors import FrankensteinError
+
+    assert example_names() == ["frankenstein-3b", "mmr1", "openmmreasoner", "revisual-r1"]
+    for name in example_names():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "run.yaml").write_text(example_text(name))
+        with pytest.raises(FrankensteinError) as missing:
+            load_config(folder / "run.yaml")
+        message = str(missing.value)
+        assert "\n" not in message and "data.vision_pairs" in message and "vision_functionality_dataset" in message
+        assert "not shipped" in message
+        (folder / "vision_functionality_dataset").mkdir()
+        config = load_config(folder / "run.yaml")
+        assert config.protocol == "paper" and config.prompt_style is None
+        assert config.vision_swap.roles == ["base"] and config.reasoning.roles == ["base"]
+        assert config.transfer.judge and config.transfer.max_new_tokens is None  # the task's: the authors' 8192
+        check_pair_set(config)  # named: fine
+        with pytest.raises(FrankensteinError, match="not shipped: name your copy as data.vision_pairs"):
+            check_pair_set(config.model_copy(update={"data": config.data.model_copy(update={"vision_pairs": None})}))
