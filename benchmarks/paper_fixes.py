@@ -1,7 +1,7 @@
 """The deliberate fixes to the authors' protocol, measured on the model organism in one run.
 
 Not a speed benchmark: each part runs the project's way and the authors' way on the same inputs and
-prints what the difference does to the figure (docs/METHOD.md, "Deviations from the authors' code").
+prints what the difference does to the figure (docs/METHOD.md section 6).
 
     swap      change-rate and source-adoption curves per layer with the swap in the prefill only (the
               method) and with the authors' decode-time re-insertion (`swap_decode=reinsert`); both

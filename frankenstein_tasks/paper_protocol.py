@@ -1,8 +1,8 @@
 """The paper's protocol, as the authors' public code runs it: the one place its settings live.
 
 "The paper's settings" means what github.com/xirui-li/Frankenstein runs (`scripts/`, `utils/`,
-`runs/*.sh`), except for its bugs, which the project fixes and lists in docs/METHOD.md ("Deviations
-from the authors' code"). Everything here is data read by the `*_paper` lmms-eval tasks, by
+`runs/*.sh`), except for its bugs, which the project fixes and lists, with every other remaining
+difference and its measured effect, in docs/METHOD.md section 6. Everything here is data read by the `*_paper` lmms-eval tasks, by
 `frankenstein run` with `protocol: paper` (the example configs) and by the `frankenstein` model; no
 other file spells these strings or numbers. Where each fact comes from:
 
