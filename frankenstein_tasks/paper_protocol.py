@@ -2,8 +2,8 @@
 
 "The paper's settings" means what github.com/xirui-li/Frankenstein runs (`scripts/`, `utils/`,
 `runs/*.sh`), except for its bugs, which the project fixes and lists, with every other remaining
-difference and its measured effect, in docs/METHOD.md section 6. Everything here is data read by the `*_paper` lmms-eval tasks, by
-`frankenstein run` with `protocol: paper` (the example configs) and by the `frankenstein` model; no
+difference and its measured effect, in docs/METHOD.md section 6. Everything here is data read by
+the `*_paper` lmms-eval tasks, by `frankenstein run` with `protocol: paper` (the example configs) and by the `frankenstein` model; no
 other file spells these strings or numbers. Where each fact comes from:
 
     SYSTEM_PROMPTS, QUERY_PREFIX     scripts/transferability_test.py (reasoner, revisual, none for

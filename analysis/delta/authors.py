@@ -19,7 +19,7 @@ relative norms pooled) stays the project's. Theirs, per unified layer and per de
 
 One function per aggregate (`AGGREGATES`); `authors_per_layer(records)` applies them per layer. The
 tensors their selection holds and the project's plan skips (1-D weights) are streamed for their norms
-only (`extra_items`). Kept from the project (docs/METHOD.md, deviations): deltas in float64 from the
+only (`extra_items`). Kept from the project (docs/METHOD.md section 6): deltas in float64 from the
 stored dtype (they subtract in float16), the unified index from the architecture adapter (they fix
 the vision tower at 32 blocks), singular values from the float64 Gram route with sigma at or below
 1e-5 sigma1 read as 0 (theirs: float32 svdvals), so only a rank-deficient delta's log-volume differs.
