@@ -3,8 +3,9 @@
 "The paper's settings" means what github.com/xirui-li/Frankenstein runs (`scripts/`, `utils/`,
 `runs/*.sh`), except for its bugs, which the project fixes and lists, with every other remaining
 difference and its measured effect, in docs/METHOD.md section 6. Everything here is data read by
-the `*_paper` lmms-eval tasks, by `frankenstein run` with `protocol: paper` (the example configs) and by the `frankenstein` model; no
-other file spells these strings or numbers. Where each fact comes from:
+the `*_paper` lmms-eval tasks, by `frankenstein run` with `protocol: paper` (the example configs)
+and by the `frankenstein` model; no other file spells these strings or numbers (the `*_paper` task
+YAMLs repeat the budgets, which lmms-eval reads from YAML; a test pins them equal). Where each fact comes from:
 
     SYSTEM_PROMPTS, QUERY_PREFIX     scripts/transferability_test.py (reasoner, revisual, none for
                                      base) and scripts/localization_reasoning.py (reasoner, none)
