@@ -451,7 +451,7 @@ def test_describer_and_judge_requests_are_the_authors(style_runs):
         assert [p["type"] for p in user["content"]] == ["image_url", "text"] and user["content"][1]["text"] == AUTHORS_DESCRIBER_USER
         assert user["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
 
-    expected, verdicts = set(), {}
+    expected = set()
     for task in TASKS[2:]:
         for s in samples(run["results"], task):
             record = s["accuracy_a"]
