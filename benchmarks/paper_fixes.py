@@ -75,11 +75,16 @@ def swap_part(trio: dict, pairs_root: Path, n: int, role: str, tokens: int) -> d
 
 
 def extract_part(trio: dict, data: dict, tokens: int) -> dict:
-    from frankenstein_tasks.paper_protocol import IMAGE_CAP, SYSTEM_PROMPTS, mathvista_question, transfer_user_text
+    import datasets
+
+    from frankenstein_tasks.paper_protocol import (
+        IMAGE_CAP,
+        SYSTEM_PROMPTS,
+        mathvista_question,
+        transfer_user_text,
+    )
     from surgery.loading import load_model, load_processor
     from surgery.probes import ProbeConfig, ProbeRequest, ProbeRunner
-
-    import datasets
 
     rows = datasets.load_dataset("parquet", data_files=str(data["mathvista"] / "testmini.parquet"), split="train")
     model, layout = load_model(str(trio["rl"]), dtype="float32", device="cpu")

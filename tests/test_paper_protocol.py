@@ -17,12 +17,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from chat_server import ChatServer, Reply
 from conftest import run_cli
 from hub_data import GSM8K
-from transfer_data import MATHVISTA_ITEMS, cache_transfer_data, math500_rows, mathvista_rows
+from PIL import Image
+from transfer_data import (
+    MATHVISTA_ITEMS,
+    cache_transfer_data,
+    math500_rows,
+    mathvista_rows,
+)
 
 # ------------------------------------------------------------------ the authors' strings, verbatim
 # scripts/transferability_test.py and scripts/localization_reasoning.py (SYSTEM_PROMPT_*, QUERY_PROMPT_PREFIX)
@@ -153,7 +157,11 @@ RECIPE_INS = ("OpenMMReasoner/OpenMMReasoner-ColdStart", "csfufu/Revisual-R1-Col
 
 
 def test_style_rule_on_every_model_name_of_the_recipes_including_splices():
-    from frankenstein_tasks.paper_protocol import STYLE_RULES, authors_model_name, paper_style
+    from frankenstein_tasks.paper_protocol import (
+        STYLE_RULES,
+        authors_model_name,
+        paper_style,
+    )
 
     for name, reasoning, transfer in RECIPE_NAMES:
         assert STYLE_RULES["reasoning"].style(name) == reasoning, name
@@ -481,8 +489,8 @@ def test_paper_run_on_the_organism_logs_the_authors_prompts_and_budgets(organism
     import subprocess
 
     import yaml
-
     from conftest import cli_path
+
     from frankenstein_tasks.organism.evalsets import write_eval_sets
 
     printed = run_cli([cli_path("frankenstein"), "run", "--print-config", "revisual-r1"])

@@ -31,7 +31,13 @@ import math
 from typing import Callable, Sequence
 
 from analysis.delta.plan import Checkpoint, Plan, PlanItem, plan_item
-from analysis.delta.schema import DELTAS, ROLES, AuthorsLayer, AuthorsLayerStats, TensorRecord
+from analysis.delta.schema import (
+    DELTAS,
+    ROLES,
+    AuthorsLayer,
+    AuthorsLayerStats,
+    TensorRecord,
+)
 from surgery.errors import FrankensteinError
 
 REFERENCE_EPS = 1e-8  # added to ||W_IN||_F in the relative norm
