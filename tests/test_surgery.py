@@ -21,6 +21,7 @@ from surgery.reference import (
     cache_edit_swap_generate,
     generate_greedy,
     swap_generate_naive,
+    swap_reinsert_generate_naive,
     zero_ablation,
 )
 from surgery.stack import DecoderStack, generate_batched
@@ -97,6 +98,27 @@ def test_fast_swap_equals_in_attention_definition(engine):
         naive = swap_generate_naive(engine.model, engine.layout, pair, range(engine.n), max_new_tokens=NEW, eos_token_ids=EOS)
         assert naive.baseline == out.baseline
         assert naive.by_layer == out.by_layer
+
+
+def test_reinsert_decode_equals_the_authors_reinsertion(engine):
+    """`swap_decode=reinsert` == a batch-1 greedy loop whose swapped layers append the source's visual
+    keys/values to the cache again at every step (the authors' swapper), for every layer of `from`.
+
+    The reference stores real copies; the fast path adds log(k + 1) to the visual columns' scores. The
+    re-insertion must also change some answers here, or the equality would say nothing.
+    """
+    pairs = engine.pairs()
+    layers = range(engine.n)
+    reinsert = swap_sweep(engine.stack, pairs, layers, SwapSpec(decode="reinsert"), max_new_tokens=NEW, eos_token_ids=EOS,
+                          max_batch_rows=2 * (engine.n + 1))
+    prefill = swap_sweep(engine.stack, pairs, layers, max_new_tokens=NEW, eos_token_ids=EOS)
+    differ = 0
+    for pair, out, plain in zip(pairs, reinsert, prefill):
+        naive = swap_reinsert_generate_naive(engine.model, engine.layout, pair, layers, max_new_tokens=NEW, eos_token_ids=EOS)
+        assert naive.baseline == out.baseline == plain.baseline
+        assert naive.by_layer == out.by_layer
+        differ += sum(out.by_layer[layer] != plain.by_layer[layer] for layer in layers)
+    assert differ > 0
 
 
 def test_swapped_layers_at_the_edges():

@@ -1,4 +1,5 @@
-"""The files of a weight-delta analysis: delta.json, tensors.csv, layers.csv, spectra.npz, PNG plots.
+"""The files of a weight-delta analysis: delta.json, tensors.csv, layers.csv, layers_authors.csv,
+spectra.npz, PNG plots.
 
 All of them are written into a temporary sibling folder that is renamed onto OUT only when every
 file is complete, so an error never leaves a half-written result behind.
@@ -60,6 +61,7 @@ def write_report(report: DeltaReport, out: Path, *, overwrite: bool = False, plo
         write_json(tmp / "delta.json", report.to_json_dict())
         _write_csv(tmp / "tensors.csv", _tensor_rows(report))
         _write_csv(tmp / "layers.csv", _layer_rows(report))
+        _write_csv(tmp / "layers_authors.csv", _authors_rows(report))
         if report.spectra:
             _write_spectra(tmp / "spectra.npz", report)
         if plots:
@@ -112,6 +114,17 @@ def _layer_rows(report: DeltaReport) -> list[dict[str, Any]]:
         }
         for d, stats in s.deltas.items():
             row.update({f"{d}_{f}": getattr(stats, f) for f in GROUP_FIELDS})
+        rows.append(row)
+    return rows
+
+
+def _authors_rows(report: DeltaReport) -> list[dict[str, Any]]:
+    """The authors' per-layer aggregates (analysis/delta/authors.py), one row per unified layer."""
+    rows = []
+    for layer in report.authors_per_layer:
+        row = {"unified_index": layer.key, "section": layer.section, "n_tensors": layer.n_tensors, "n_matrices": layer.n_matrices}
+        for d, stats in layer.deltas.items():
+            row.update({f"{d}_{f}": v for f, v in stats.model_dump().items()})
         rows.append(row)
     return rows
 

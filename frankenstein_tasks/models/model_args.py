@@ -40,6 +40,7 @@ class ModelArgs(BaseModel):
     layers: str = "all"
     swap_mode: str = "from"
     window: int = 1
+    swap_decode: str = "prefill"
     scoring: str = "generate"
     ablate: str | None = None
     prompt_style: str | None = None
@@ -103,6 +104,7 @@ def load_runner(args: ModelArgs, device: str) -> LoadedRunner:
             layers=args.layers,
             swap_mode=args.swap_mode,
             window=args.window,
+            swap_decode=args.swap_decode,
             scoring=args.scoring,
             ablate=args.ablate or None,
             max_batch_rows=args.max_batch_rows or (128 if device.startswith("cuda") else 16),
