@@ -561,14 +561,19 @@ def test_paper_run_on_the_organism_logs_the_authors_prompts_and_budgets(organism
     assert run["config"]["protocol"] == "paper" and all(run["stages"][s]["status"] == "done" for s in config["stages"])
 
 
-def test_swap_decode_is_part_of_the_response_cache_key(tmp_path):
+def test_swap_decode_is_part_of_the_response_cache_key(monkeypatch):
     """A reinsert run must not reuse the prefill run's stored answers (and vice versa)."""
+    from frankenstein_tasks.models import response_store
     from frankenstein_tasks.models.model_args import ModelArgs
-    from frankenstein_tasks.models.response_store import ResponseStore
 
-    stores = [ResponseStore.for_model_args(tmp_path, ModelArgs.parse(pretrained="m", probe="visual_swap", swap_decode=d).model_dump())
-              for d in ("prefill", "reinsert")]
-    assert stores[0].model_fingerprint != stores[1].model_fingerprint
+    monkeypatch.setattr(response_store, "weights_identity", lambda args: {"pretrained": "the same weights"})
+    identities = [
+        response_store.model_identity(ModelArgs.parse(pretrained="m", probe="visual_swap", swap_decode=d),
+                                      device="cpu", prompt_style="base")
+        for d in ("prefill", "reinsert")
+    ]
+    assert identities[0] != identities[1]
+    assert [i["args"]["swap_decode"] for i in identities] == ["prefill", "reinsert"]
 
 
 def test_example_configs_run_the_paper_protocol_and_name_the_pair_set(tmp_path):
