@@ -41,6 +41,7 @@ class RunContext:
             source = {"pretrained": self.models[role_or_label]}
         return {
             **source, "device": c.device, "dtype": c.dtype, "attn_implementation": c.attn_implementation,
+            "device_map": c.device_map if "pretrained" in source else None,
             "max_batch_rows": c.max_batch_rows, "prompt_style": c.prompt_style,
             "response_cache": str(self.out / ".cache" / "responses"), **probe,
         }
