@@ -42,9 +42,10 @@ def model_inputs(prompt: EncodedPrompt, device: Any, stop: int | None = None) ->
         "attention_mask": torch.ones(1, stop, dtype=torch.long, device=device),
     }
     if prompt.pixel_values is not None:
-        inputs["mm_token_type_ids"] = prompt.visual_mask.long()[None, :stop].to(device)
         inputs["pixel_values"] = prompt.pixel_values.to(device)
+    if prompt.image_grid_thw is not None:  # M-RoPE models: image grids and which tokens are visual
         inputs["image_grid_thw"] = prompt.image_grid_thw.to(device)
+        inputs["mm_token_type_ids"] = prompt.visual_mask.long()[None, :stop].to(device)
     return inputs
 
 

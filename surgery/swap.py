@@ -134,7 +134,7 @@ def _swap_group(
     # Chunk 1, shared by every variant: targets in rows 0..g-1, sources in rows g..2g-1.
     chunk1 = stack.chunk(targets + sources, embeds, [(0, b) for b in boundary] * 2)
     cache1 = stack.new_cache()
-    stack.run_layers(chunk1.embeds, chunk1.positions, chunk1.mask, cache1)
+    stack.run_layers(chunk1.embeds, chunk1.positions, chunk1.mask, cache1, injection=chunk1.injection)
 
     # One row per (pair, variant): the target's cache, with the visual columns of the swapped
     # layers taken from the source. Target and source rows have identical padding and columns.
@@ -146,10 +146,12 @@ def _swap_group(
             [v is not None and layer_index in spec.swapped_layers(v, stack.num_layers) for v in variants] * g,
             device=stack.device,
         )
-        replace = (row_visual & uses_source[:, None])[:, None, :, None]  # (rows, 1, W1, 1)
         kv = cache1.layers[layer_index]
-        keys = torch.where(replace, kv.keys[row_pair + g], kv.keys[row_pair])
-        values = torch.where(replace, kv.values[row_pair + g], kv.values[row_pair])
+        where = kv.keys.device  # the layer's own device when the model is dispatched over several
+        replace = (row_visual & uses_source[:, None])[:, None, :, None].to(where)  # (rows, 1, W1, 1)
+        source_rows, target_rows = (row_pair + g).to(where), row_pair.to(where)
+        keys = torch.where(replace, kv.keys[source_rows], kv.keys[target_rows])
+        values = torch.where(replace, kv.values[source_rows], kv.values[target_rows])
         cache.update(keys, values, layer_index)
     del cache1
 

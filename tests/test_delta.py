@@ -487,3 +487,57 @@ def test_authors_aggregates_are_written_beside_the_projects(tiny_trio, tmp_path)
     first = report.authors_per_layer[0].deltas["rl"]
     assert float(rows[0]["rl_fro_norm_sum"]) == pytest.approx(first.fro_norm_sum)
     assert rows[0]["rl_spectral_norm_mean"] == "" and first.spectral_norm_mean is None  # energy only: no spectra
+
+
+# -- other families: Qwen3-VL (DeepStack mergers placed and named) and InternVL ---------------------
+
+# family -> (trio fixture, planted block, vision blocks V, tensor-name patterns -> (part, unified index from the match))
+FAMILY_PARTS = {
+    "qwen3_vl": ("tiny_qwen3_vl", "late", 3, [
+        (r"model\.language_model\.layers\.(\d+)\.", "decoder_layer", lambda i: i + 1),
+        (r"model\.visual\.deepstack_merger_list\.(\d+)\.", "deepstack_merger", lambda k: 0),
+        (r"model\.visual\.merger\.", "projector", lambda: 0),
+        (r"model\.visual\.blocks\.(\d+)\.", "vision_block", lambda j: j - 3),
+    ]),
+    "internvl": ("tiny_internvl", "mid", 2, [
+        (r"language_model\.model\.layers\.(\d+)\.", "decoder_layer", lambda i: i + 1),
+        (r"multi_modal_projector\.", "projector", lambda: 0),
+        (r"vision_tower\.encoder\.layer\.(\d+)\.", "vision_block", lambda j: j - 2),
+    ]),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_PARTS))
+def test_other_families_place_every_tensor_and_find_the_planted_block(family, request, tmp_path):
+    """Each tensor's part and unified index against the family's names written out here; the DeepStack
+    mergers sit with the projector at unified index 0 under their own part and index; the planted block
+    carries the RL energy; energies per part equal a direct sum over the safetensors."""
+    import re
+
+    fixture, planted, vision_blocks, patterns = FAMILY_PARTS[family]
+    trio = request.getfixturevalue(fixture)
+    report = analyze_deltas(trio["base"], trio["in"], trio["rl"], tmp_path / "delta", metrics="energy", progress=False)
+    for t in report.tensors:
+        for pattern, part, unified in patterns:
+            m = re.match(pattern, t.name)
+            if m:
+                assert (t.part, t.unified_index) == (part, unified(*map(int, m.groups()))), t.name
+                if part == "deepstack_merger":
+                    assert (t.index, t.section, t.local_name) == (int(m.group(1)), "projector", t.name[m.end():])
+                break
+        else:
+            assert t.unified_index is None, t.name  # embeddings, lm_head, patch / position embeddings
+    assert report.block_ranking["rl"][0] == planted
+    states = {role: load_file(str(trio[role] / "model.safetensors")) for role in ("in", "rl")}
+    for part, summary in report.summary("part").items():
+        names = [t.name for t in report.tensors if t.part == part]
+        energy = sum((states["rl"][n].double() - states["in"][n].double()).square().sum().item() for n in names)
+        assert summary.deltas["rl"].energy == pytest.approx(energy, rel=1e-9), part
+    layers = {int(r["unified_index"]): r for r in csv.DictReader((tmp_path / "delta" / "layers.csv").open())}
+    assert layers[0]["part"] == "projector" and sorted(layers) == list(range(-vision_blocks, 7))
+    mergers = report.meta["layout"].get("deepstack_mergers", [])
+    if family == "qwen3_vl":
+        assert {t.index for t in report.tensors if t.part == "deepstack_merger"} == {0, 1, 2}
+        assert [(m["from_vision_block"], m["added_after_decoder_layer"]) for m in mergers] == [(0, 0), (1, 1), (2, 2)]
+    else:
+        assert mergers == []

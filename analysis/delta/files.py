@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.delta.schema import DeltaReport
-from surgery.arch import BLOCK_NAMES
+from surgery.arch import BLOCK_NAMES, Part, layout_from_description
 from surgery.atomic import atomic_dir, write_json
 
 DELTA_FIELDS = (
@@ -100,15 +100,17 @@ def _tensor_rows(report: DeltaReport) -> list[dict[str, Any]]:
 
 
 def _layer_rows(report: DeltaReport) -> list[dict[str, Any]]:
-    where = {t.unified_index: (t.part, t.index, t.block) for t in report.tensors if t.unified_index is not None}
+    # What each unified index is, from the layout (index 0 holds the projector and any DeepStack mergers).
+    layout = layout_from_description(report.meta["layout"])
+    blocks = {t.index: t.block for t in report.tensors if t.part == Part.DECODER_LAYER.value}
     rows = []
     for s in report.summaries["unified_layer"]:
-        part, index, block = where[s.key]
+        part, index = layout.part_of_unified(int(s.key))
         row = {
             "unified_index": s.key,
-            "part": part,
+            "part": part.value,
             "index": index,
-            "block": block,
+            "block": blocks.get(index) if part is Part.DECODER_LAYER else None,
             "n_tensors": s.n_tensors,
             "numel": s.numel,
         }

@@ -203,6 +203,8 @@ def _local_name(layout: Layout, key: str, where: TensorRole) -> str:
         prefix = layout.vision_block_prefix(where.index)  # type: ignore[arg-type]
     elif where.part is Part.PROJECTOR:
         prefix = layout.naming.projector or ""
+    elif where.part is Part.DEEPSTACK_MERGER:
+        prefix = layout.naming.deepstack_merger.format(i=where.index)  # type: ignore[union-attr]
     else:
         prefix = ""
     return key[len(prefix) :] if prefix and key.startswith(prefix) else key

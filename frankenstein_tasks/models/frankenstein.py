@@ -1,4 +1,4 @@
-"""The `frankenstein` lmms-eval model: Qwen2.5-VL / Qwen2-VL through HF transformers, with probes.
+"""The `frankenstein` lmms-eval model: Qwen2.5-VL / Qwen2-VL / Qwen3-VL / InternVL through HF transformers, with probes.
 
     lmms_eval --model frankenstein \\
         --model_args pretrained=Qwen/Qwen2.5-VL-7B-Instruct,probe=visual_swap,layers=all \\
@@ -8,6 +8,7 @@ Model args (all optional except the checkpoint):
     pretrained=PATH|ID       the checkpoint; or an in-memory Frankenstein splice:
     in=PATH|ID,rl=PATH|ID,splice=mid_late[,cuts=8:20]
     device=auto|cpu|cuda[:N] (auto: CUDA when available; under `accelerate launch` one GPU per process)
+    device_map=auto          a model larger than one device, dispatched by accelerate over the GPUs (and CPU)
     dtype=auto|bfloat16|float16|float32 (auto: bfloat16 on GPU, float32 on CPU)
     attn_implementation=sdpa|eager|flash_attention_2
     probe=none|visual_swap|zero_ablation|attention (default none: an ordinary generator)

@@ -34,6 +34,7 @@ class ModelArgs(BaseModel):
     splice: str | None = None
     cuts: str | None = None
     device: str | None = "auto"
+    device_map: str | None = None  # accelerate's "auto" / "balanced" / ...: a model larger than one device
     dtype: str = "auto"
     attn_implementation: str | None = None
     probe: str = "none"
@@ -126,13 +127,15 @@ def _load(args: ModelArgs, dtype: str, device: str) -> tuple[Any, Any, Any]:
     if args.splice:
         if not (args.in_model and args.rl_model):
             raise FrankensteinError("splice=... needs both in=PATH and rl=PATH")
+        if args.device_map:
+            raise FrankensteinError("splice=... builds the splice on one device; device_map= works with pretrained= (a merged checkpoint)")
         from surgery.arch import parse_cuts
         from surgery.splice import load_spliced
 
         return load_spliced(args.in_model, args.rl_model, args.splice, cuts=parse_cuts(args.cuts), **common)
     if not args.pretrained:
         raise FrankensteinError("frankenstein needs pretrained=PATH (or in=..., rl=..., splice=VARIANT)")
-    model, layout = load_model(args.pretrained, **common)
+    model, layout = load_model(args.pretrained, device_map=args.device_map, **common)
     return model, layout, args.pretrained
 
 

@@ -145,6 +145,7 @@ class RunConfig(Section):
     prompt_style: Literal["base", "reasoner", "revisual"] | None = None  # default: from the checkpoint ids
     cuts: tuple[int, int] | None = None  # block cuts; default thirds
     device: str = "auto"
+    device_map: str | None = None  # "auto": dispatch each model over the GPUs (and CPU) with accelerate
     dtype: str = "auto"
     attn_implementation: str | None = None
     max_batch_rows: int | None = Field(None, ge=1)

@@ -84,6 +84,7 @@ class RunContext:
             source = {"pretrained": self.models[role_or_label]}
         return {
             **source, "device": c.device, "dtype": c.dtype, "attn_implementation": c.attn_implementation,
+            "device_map": c.device_map if "pretrained" in source else None,
             "max_batch_rows": c.max_batch_rows, "prompt_style": c.prompt_style,
             "response_cache": str(self.out / ".cache" / "responses"), **probe,
         }
@@ -150,10 +151,13 @@ def check_mergeable(recipes: Any, what: str) -> None:
 
 
 def run_merges(ctx: RunContext, folder: Path) -> list[str]:
-    from merge_configs.generate import generate
+    from merge_configs.generate import generate, has_mergekit_architecture
     from merge_configs.mergekit_run import run_mergekit
     from surgery.atomic import write_text
+    from surgery.splice import check_pair
 
+    if not has_mergekit_architecture(check_pair(ctx.models["in"], ctx.models["rl"]).layout.model_type):
+        return _own_splices(ctx, folder)
     recipes = generate(ctx.models["in"], ctx.models["rl"], list(VARIANTS), cuts=ctx.config.cuts, title=ctx.config.recipe)
     if ctx.config.merges.checkpoints:
         check_mergeable(recipes, "write merged checkpoints (merges.checkpoints: true)")
@@ -164,6 +168,24 @@ def run_merges(ctx: RunContext, folder: Path) -> list[str]:
             ctx.say(f"      mergekit {k}/{len(VARIANTS)}: {variant}")
             run_mergekit(recipes.texts[variant], folder / variant, early_model=recipes.early_models[variant], overwrite=True, quiet=True)
     return sorted(str(p.relative_to(folder)) for p in (folder / "recipes").iterdir())
+
+
+def _own_splices(ctx: RunContext, folder: Path) -> list[str]:
+    """The merges stage for a family mergekit does not know: each splice's plan as text (there is no recipe),
+    and with `merges.checkpoints` the six checkpoints written by the project's own writer."""
+    from surgery.atomic import write_text
+    from surgery.splice import splice_plan, write_spliced, check_pair
+
+    layout = check_pair(ctx.models["in"], ctx.models["rl"]).layout
+    for variant in VARIANTS:
+        plan = splice_plan(layout, variant, ctx.config.cuts)
+        write_text(folder / "plans" / f"{variant}.txt", f"{variant}: {plan.describe()}; everything else from "
+                   f"{plan.early_source.upper()} (no mergekit recipe: mergekit 0.1.5 does not know {layout.model_type})\n")
+    if ctx.config.merges.checkpoints:
+        for k, variant in enumerate(VARIANTS, 1):
+            ctx.say(f"      splice {k}/{len(VARIANTS)}: {variant} (written by the project's own writer)")
+            write_spliced(ctx.models["in"], ctx.models["rl"], variant, folder / variant, cuts=ctx.config.cuts, overwrite=True)
+    return sorted(str(p.relative_to(folder)) for p in (folder / "plans").iterdir())
 
 
 def vision_pairs(ctx: RunContext) -> Path:
