@@ -326,7 +326,9 @@ def swap_reinsert_generate_naive(
                 tokens.append(token)
                 if step == max_new_tokens - 1:
                     break
-                positions = (pair.target.next_position + step).to(device)[:, None, None]
+                positions = (pair.target.next_position + step).to(device)[:, None, None]  # (P, 1, 1)
+                if layout.facts.rope != "mrope":  # 1-D positions: the model wants (batch, length)
+                    positions = positions[0]
                 out = model(input_ids=torch.tensor([[token]], device=device), past_key_values=cache,
                             position_ids=positions, use_cache=True)
                 logits = out.logits[0, -1]
