@@ -372,27 +372,25 @@ def test_qwen2_vl_swap_and_ablation(engine_qwen2_vl):
     for pair, out in zip(pairs, fast):
         naive = swap_generate_naive(e.model, e.layout, pair, range(e.n), max_new_tokens=NEW, eos_token_ids=EOS)
         assert (naive.baseline, naive.by_layer) == (out.baseline, out.by_layer)
+    # Agreement alone would also pass if neither route swapped anything: some swapped answer must differ.
+    assert any(answer != out.baseline for out in fast for answer in out.by_layer.values())
     prompt = e.prompt("What is 2 + 2?")
     sweep = ablation_sweep(e.stack, [prompt], range(e.n), max_new_tokens=NEW, eos_token_ids=EOS)[0]
     naive = ablation_generate_naive(e.model, e.layout, prompt, range(e.n), max_new_tokens=NEW, eos_token_ids=EOS)
-    assert sweep.by_layer == naive.by_layer
+    assert (sweep.baseline, sweep.by_layer) == (naive.baseline, naive.by_layer)
+    assert any(answer != sweep.baseline for answer in sweep.by_layer.values())
 
 
 def test_text_only_qwen2_ablation(tiny_qwen2_text):
-    from transformers import PreTrainedTokenizerFast
-
-    from surgery.tiny import tokenizer_dir
-
+    """The text-only path (the lm-eval model's): the checkpoint's own Qwen tokenizer and chat template."""
     model, layout = load_model(str(tiny_qwen2_text), dtype="float32")
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir()))
-    tokenizer.chat_template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n"
+    tokenizer = load_processor(str(tiny_qwen2_text))
     stack = DecoderStack(model, layout)
-    # The tiny text model has a 512-token vocabulary: keep prompt ids inside it.
     prompt = encode_prompt(tokenizer, model, layout, "2+2", system_prompt=None)
-    prompt.input_ids = prompt.input_ids % 512
-    sweep = ablation_sweep(stack, [prompt], range(4), max_new_tokens=NEW, eos_token_ids=[0])[0]
-    naive = ablation_generate_naive(model, layout, prompt, range(4), max_new_tokens=NEW, eos_token_ids=[0])
+    sweep = ablation_sweep(stack, [prompt], range(4), max_new_tokens=NEW, eos_token_ids=EOS)[0]
+    naive = ablation_generate_naive(model, layout, prompt, range(4), max_new_tokens=NEW, eos_token_ids=EOS)
     assert sweep.by_layer == naive.by_layer and sweep.baseline == naive.baseline
+    assert any(answer != sweep.baseline for answer in sweep.by_layer.values())  # the ablation did something
 
 
 def test_parse_layers():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from frankenstein_tasks.contract import ProbeResult, aggregate_curve, encode
@@ -101,7 +102,17 @@ def test_swap_curves_by_hand():
     assert change["layers"] == adoption["layers"] == [0, 1, 2, 3] and change["n"] == 3
     assert change["value"] == pytest.approx([1, 1, 1 / 3, 0], abs=1e-6)
     assert adoption["value"] == pytest.approx([1, 2 / 3, 1 / 3, 0], abs=1e-6)
-    assert change["stderr"][:2] == [0, 0] and change["stderr"][3] == 0 and change["stderr"][2] > 0  # constant columns: no spread
+    # Standard errors by a plain loop over the documented resamples (analysis/bootstrap.py: 1000 draws of the
+    # 3 items with replacement, numpy's Generator seeded 1234, one draw shared by every layer), and near the
+    # textbook sqrt(p(1 - p) / n) of a 0/1 column.
+    draws = np.random.default_rng(1234).integers(0, 3, size=(1000, 3))
+    for curve, table in ((change, [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]), (adoption, [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]])):
+        means = [[sum(table[i][j] for i in rows) / 3 for j in range(4)] for rows in draws]
+        expected = [float(np.std([m[j] for m in means], ddof=1)) for j in range(4)]
+        assert curve["stderr"] == pytest.approx(expected, abs=1e-6)
+        for j, p in enumerate(curve["value"]):
+            assert curve["stderr"][j] == pytest.approx((p * (1 - p) / 3) ** 0.5, rel=0.1, abs=1e-9)
+    assert change["stderr"][2] > 0 and change["stderr"][:2] == [0, 0]  # constant columns: no spread
     assert [m["accuracy"] for m in per_item] == [1.0, 1.0, 0.0]
     assert count_skipped(m["skipped"] for m in per_item) == 0
 
