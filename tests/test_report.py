@@ -232,7 +232,9 @@ def one_run_report(tmp_path_factory) -> tuple[FakeRun, Path]:
     from analysis.report import write_report
 
     root = tmp_path_factory.mktemp("report_one")
-    fake = make_run(root / "runA", recipe="OpenMMReasoner")
+    # A run folder as deep as on a cluster's scratch disk: its path must not widen the runs table.
+    fake = make_run(root / "scratch" / "experiments_2026" / "frankenstein_openmmreasoner_seed0_paper_protocol" / "runA",
+                    recipe="OpenMMReasoner")
     files = write_report([fake.path], root / "report", progress=False)
     return fake, files.folder
 
@@ -448,7 +450,10 @@ console.error = (...args) => { __problems.push('console.error: ' + args.join(' '
 window.addEventListener('load', () => {
   const images = Array.from(document.images).map(i => ({complete: i.complete, width: i.naturalWidth, height: i.naturalHeight}));
   const out = document.createElement('pre'); out.id = '__probe';
-  out.textContent = JSON.stringify({images: images, problems: __problems});
+  // Tables wider than their box (they would scroll sideways), by the id of their section.
+  const wide = Array.from(document.querySelectorAll('.scroll')).filter(d => d.scrollWidth > d.clientWidth + 1)
+    .map(d => d.closest('section') ? d.closest('section').id : 'page');
+  out.textContent = JSON.stringify({images: images, problems: __problems, wide: wide});
   document.body.appendChild(out);
 });
 </script>"""
@@ -478,7 +483,8 @@ def test_html_renders_in_headless_chromium(one_run_report, tmp_path):
     page = (report / "report.html").read_text()
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("<head>", "<head>" + PROBE, 1))
-    result = headless(chromium, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
+    # A laptop's window (headless Chromium's default is 800 px wide).
+    result = headless(chromium, tmp_path / "profile", "--window-size=1280,900", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
     assert result.returncode == 0, result.stderr[-2000:]
     found = re.search(r'<pre id="__probe">(.*?)</pre>', result.stdout, re.DOTALL)
     assert found, f"the page did not finish loading: {result.stderr[-2000:]}"
@@ -488,6 +494,7 @@ def test_html_renders_in_headless_chromium(one_run_report, tmp_path):
     assert [line for line in result.stderr.splitlines() if ":CONSOLE" in line] == []
     pngs = list((report / "figures").glob("*.png"))
     assert len(state["images"]) == len(pngs) > 0
+    assert "overview" not in state["wide"], "the runs table scrolls sideways"  # long folder paths wrap
     assert all(i["complete"] and i["width"] > 0 and i["height"] > 0 for i in state["images"]), state["images"]
 
 

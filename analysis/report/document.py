@@ -28,6 +28,9 @@ class Table:
     rows: list[list[str]]
     caption: str = ""
     data: Path | None = None  # the CSV of the same numbers, unrounded
+    # Columns of folder paths and hub ids: in HTML they wrap (after each "/", anywhere if still too long)
+    # rather than widen the table past the page.
+    paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ th, td { border: 1px solid #ccc; padding: .25em .55em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 p.caption { font-style: italic; margin: 1.2em 0 .3em; }
 .note { color: #555; } .scroll { overflow-x: auto; }
+td.path { text-align: left; overflow-wrap: anywhere; min-width: 8em; }
 """
 
 
@@ -153,7 +157,15 @@ def _html_block(block: Block, root: Path) -> str:
             f"<figcaption>{html.escape(block.caption)} Numbers: <code>{csv_name}</code>.</figcaption></figure>"
         )
     head = "".join(f"<th>{html.escape(c)}</th>" for c in block.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in block.rows)
+    paths = [c in block.paths for c in block.columns]
+    rows = "".join("<tr>" + "".join(_html_cell(c, path) for c, path in zip(row, paths)) + "</tr>" for row in block.rows)
     text = block.caption + (f" Numbers: {block.data.relative_to(root).as_posix()}." if block.data is not None else "")
     caption = f'<p class="caption">{html.escape(text.strip())}</p>' if text.strip() else ""
     return f'{caption}<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
+
+
+def _html_cell(value: object, path: bool) -> str:
+    if not path:
+        return f"<td>{html.escape(str(value))}</td>"
+    # <wbr> after each separator: a long path breaks between its folders first.
+    return f'<td class="path">{html.escape(str(value)).replace("/", "/<wbr>")}</td>'

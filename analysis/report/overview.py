@@ -17,6 +17,7 @@ def build(runs: Sequence[RunFolder], folder: Path) -> Section:
         [_model_row(r) for r in runs],
         caption="The models of each run, the decoder blocks every figure shades, and the protocol it ran: \"paper\" is the "
         "authors' (their prompts, budgets, formats; docs/METHOD.md section 6), \"project\" the project's own tasks.",
+        paths=("folder", "Base", "IN", "RL"),
     )
     # The report's own stage order, then any stage a newer `frankenstein run` recorded that it does not know.
     named = [*STAGES, *sorted({s for r in runs for s in r.manifest.stages} - set(STAGES))]
