@@ -58,9 +58,30 @@ def test_visual_swap_curve_over_every_layer(tiny_trio, tmp_path):
 
 
 def test_zero_ablation_and_layer_selection(tiny_trio, tmp_path):
+    """Each selected layer's answer is the answer of the model with that layer deleted (plain HF generate),
+    and the curve is the share of items whose answer changed; an ablation that does nothing fails both."""
+    import copy
+
+    from surgery.reference import generate_greedy
+
     results, samples = run_lmms(tmp_path, f"pretrained={tiny_trio['in']},device=cpu,probe=zero_ablation,layers=0-7:2")
-    assert results["changed,none"]["layers"] == [0, 2, 4, 6]
-    assert all(contract.decode(s["filtered_resps"]).layers == [0, 2, 4, 6] for s in samples)
+    curve = results["changed,none"]
+    assert curve["layers"] == [0, 2, 4, 6]
+    decoded = [contract.decode(s["filtered_resps"]) for s in sorted(samples, key=lambda s: s["doc_id"])]
+    assert all(d.layers == [0, 2, 4, 6] for d in decoded)
+    model, layout = load_model(str(tiny_trio["in"]), dtype="float32")
+    processor = load_processor(str(tiny_trio["in"]))
+    for n, d in zip((2, 3), decoded):
+        prompt = encode_prompt(processor, model, layout, "How many circles are in the image?", [dots(n)])
+        for k, answer in zip(d.layers, d.answers):
+            deleted = copy.deepcopy(model)
+            del layout.decoder_layers(deleted)[k]
+            tokens = generate_greedy(deleted, prompt, max_new_tokens=4, eos_token_ids=[151645, 151643])
+            assert answer.strip() == processor.tokenizer.decode(tokens, skip_special_tokens=True).strip(), (n, k)
+    norm = contract.normalize_answer
+    changed = [[norm(a) != norm(d.baseline) for a in d.answers] for d in decoded]
+    assert any(any(row) for row in changed)  # the tiny model's answers do move under ablation
+    assert curve["value"] == pytest.approx([sum(row[j] for row in changed) / len(changed) for j in range(4)])
 
 
 def test_attention_probe_through_plugin_env(tiny_trio, tmp_path):

@@ -111,8 +111,18 @@ def test_zero_ablation_sweep_through_lmms_eval(tiny_trio, data_env, tmp_path):
         assert metrics["accuracy_by_layer,none"]["value"] == pytest.approx(list(right.mean(axis=0)))
         assert metrics["accuracy_drop,none"]["value"] == pytest.approx(list((base[:, None] - right).mean(axis=0)))
         assert metrics["accuracy_by_layer,none"]["n"] == n
-    group = results["frank_reasoning"]["accuracy_by_layer,none"]
-    assert group["n"] == sum(sizes.values()) and group["layers"] == list(range(8))
+    # The group row pools the items of both tasks: a plain mean over all of them, not a mean of the two means.
+    every = {name: [] for name in ("base", "right")}
+    for task in sizes:
+        decoded, golds = [contract.decode(s["filtered_resps"]) for s in samples[task]], [s["target"] for s in samples[task]]
+        every["base"] += [float(grade(d.baseline, g).correct) for d, g in zip(decoded, golds)]
+        every["right"] += [[float(grade(a, g).correct) for a in d.answers] for d, g in zip(decoded, golds)]
+    base, right = np.array(every["base"]), np.array(every["right"])
+    group = results["frank_reasoning"]
+    assert group["accuracy,none"] == pytest.approx(base.mean())
+    assert group["accuracy_by_layer,none"]["n"] == sum(sizes.values()) and group["accuracy_by_layer,none"]["layers"] == list(range(8))
+    assert group["accuracy_by_layer,none"]["value"] == pytest.approx(list(right.mean(axis=0)))
+    assert group["accuracy_drop,none"]["value"] == pytest.approx(list((base[:, None] - right).mean(axis=0)))
 
     # Ablating layer k in the task path gives exactly the answers of the model with layer k deleted.
     model, layout = load_model(str(tiny_trio["rl"]), dtype="float32")
