@@ -258,6 +258,12 @@ def test_retrained_weights_in_the_same_folder_rerun_the_stage(tiny_trio, tmp_pat
     out = folder / "out"
     first = frankenstein("run", str(config), "--no-report", cwd=folder)
     assert first.returncode == 0, first.stderr[-3000:]
+    # The console keeps the stage lines and progress bars, not the warnings the run's own choices cause
+    # (its offline dataset copies, its budget given as gen_kwargs).
+    console = first.stdout + first.stderr
+    assert "reasoning: zero ablation" in first.stdout and "frankenstein (zero_ablation" in first.stderr
+    for caused in ("Using the latest cached version", "Found the latest cached dataset configuration", "generation_kwargs specified"):
+        assert caused not in console, caused
     before = _answers(out)
     assert check_run_folder(out)["curves"] >= 2  # a real run's files have the declared shapes
 

@@ -6,7 +6,8 @@ lmms-eval's own `EvaluationTracker`, so a run folder holds exactly what `lmms_ev
 would write (and `frankenstein curves`, `frankenstein report` read either). `lm_eval_evaluate` does
 the same with lm-eval and the `frankenstein` lm-eval model (what `lm_eval --output_path` writes).
 Settings the tasks read from the environment (subset, pair folder, datasets cache) are set for the
-call only.
+call only, and the warnings the run's own choices cause are kept off the console for the call only
+(`quiet.silenced`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from frankenstein_tasks.hub_cache import OFFLINE_ENV as _DATASETS_OFFLINE_ENV
+from frankenstein_tasks.run.quiet import silenced
 from surgery.errors import FrankensteinError
 
 # What keeps huggingface_hub, datasets and transformers off the hub; set before they are imported.
@@ -76,7 +78,7 @@ def evaluate(
     args = model_args_string(model_args)
     tracker = EvaluationTracker(output_path=str(out))
     stamp = get_datetime_str()
-    with environment(env):
+    with environment(env), silenced():
         results = evaluator.simple_evaluate(
             model="frankenstein",
             model_args=args,
@@ -115,7 +117,7 @@ def lm_eval_evaluate(
     import frankenstein_tasks.models.lm_eval_model  # noqa: F401  (registers the model name `frankenstein`)
 
     tracker = EvaluationTracker(output_path=str(out))
-    with environment(env):
+    with environment(env), silenced():
         manager = check_lm_eval_tasks(tasks)
         results = lm_eval.simple_evaluate(
             model="frankenstein",
