@@ -14,7 +14,7 @@ import pytest
 
 from conftest import cli_path, run_cli
 
-pytestmark = pytest.mark.cli
+pytestmark = [pytest.mark.cli, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

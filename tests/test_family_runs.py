@@ -19,7 +19,7 @@ import pytest
 from conftest import cli_path, run_cli
 from frankenstein_tasks import contract
 
-pytestmark = pytest.mark.cli
+pytestmark = [pytest.mark.cli, pytest.mark.slow]
 
 ITEMS = 4
 # family -> (planted block, vision blocks)

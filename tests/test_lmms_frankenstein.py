@@ -43,6 +43,7 @@ def test_plain_generation_matches_the_engine(tiny_trio, tmp_path):
     assert got == expected
 
 
+@pytest.mark.slow
 def test_visual_swap_curve_over_every_layer(tiny_trio, tmp_path):
     results, samples = run_lmms(tmp_path, f"pretrained={tiny_trio['in']},device=cpu,probe=visual_swap,layers=all")
     curve = results["changed,none"]
@@ -57,6 +58,7 @@ def test_visual_swap_curve_over_every_layer(tiny_trio, tmp_path):
         assert abs(curve["value"][j] - expected) < 1e-9
 
 
+@pytest.mark.slow
 def test_zero_ablation_and_layer_selection(tiny_trio, tmp_path):
     """Each selected layer's answer is the answer of the model with that layer deleted (plain HF generate),
     and the curve is the share of items whose answer changed; an ablation that does nothing fails both."""
@@ -84,6 +86,7 @@ def test_zero_ablation_and_layer_selection(tiny_trio, tmp_path):
     assert curve["value"] == pytest.approx([sum(row[j] for row in changed) / len(changed) for j in range(4)])
 
 
+@pytest.mark.slow
 def test_attention_probe_through_plugin_env(tiny_trio, tmp_path):
     """Also proves the LMMS_EVAL_PLUGINS route finds the model."""
     results, samples = run_lmms(
@@ -95,6 +98,7 @@ def test_attention_probe_through_plugin_env(tiny_trio, tmp_path):
     assert all(0.0 < v < 1.0 for v in curve["value"])
 
 
+@pytest.mark.slow
 def test_frank_vision_tasks_with_visual_swap(tiny_trio, tmp_path):
     """Every frank_vision task through lmms_eval with probe=visual_swap: curves over every layer."""
     import json
@@ -150,6 +154,7 @@ def test_frank_vision_tasks_with_visual_swap(tiny_trio, tmp_path):
     assert (table_dir / "change_rate.png").stat().st_size > 0 and (table_dir / "source_adoption_rate.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_in_memory_splice_from_model_args(tiny_trio, tmp_path):
     """`in=...,rl=...,splice=mid_late,cuts=3:6` runs the spliced model: answers equal the engine's on load_spliced."""
     from surgery.splice import load_spliced

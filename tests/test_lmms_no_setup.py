@@ -66,6 +66,7 @@ def swap_run(launcher: list[str], model: str, pairs, out) -> tuple[dict, list[di
     return task, sorted(samples, key=lambda s: s["doc_id"]), done.stdout
 
 
+@pytest.mark.slow
 def test_one_process_vs_two_with_accelerate(tiny_trio, pairs, tmp_path):
     single, single_samples, printed = swap_run([cli_path("lmms_eval")], str(tiny_trio["rl"]), pairs, tmp_path / "one")
 

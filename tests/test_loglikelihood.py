@@ -249,6 +249,7 @@ def one_process_run(layered_qwen2_text, leaderboard_data, tmp_path_factory):
     return lm_eval_run(layered_qwen2_text, leaderboard_data, tmp_path_factory.mktemp("lm_eval_one"))
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_arc_easy_and_wikitext_per_layer_through_the_cli(layered_qwen2_text, one_process_run):
     from lm_eval.models.huggingface import HFLM
@@ -313,6 +314,7 @@ def test_arc_easy_and_wikitext_per_layer_through_the_cli(layered_qwen2_text, one
         assert wiki_scores["bits_per_byte,none"]["value"][k] == pytest.approx(-total / nbytes / math.log(2), rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_two_processes_under_torchrun_equal_one(layered_qwen2_text, leaderboard_data, one_process_run, tmp_path):
     """`torchrun --nproc_per_node 2` (gloo): each rank scores a disjoint, non-empty share of the docs and
@@ -355,6 +357,7 @@ def test_lmms_eval_qwen2_5_vl_has_no_loglikelihood():
             cls.loglikelihood(None, [])
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_lmms_eval_multiple_choice_with_images_per_layer(organism, tmp_path):
     """lmms-eval's own multiple-choice scoring on counting images, through the real `lmms_eval` CLI with

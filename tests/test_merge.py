@@ -120,6 +120,7 @@ def merged(pair, tmp_path_factory) -> dict[tuple, Path]:
     return outs
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_mergekit_recipe_equals_rule_and_in_memory_splice(case, pair, states, merged, tmp_path):
@@ -143,6 +144,7 @@ def test_mergekit_recipe_equals_rule_and_in_memory_splice(case, pair, states, me
         assert (out / name).read_bytes() == (early / name).read_bytes(), name
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_merge_option_completes_processor_and_runs_under_lmms_eval(pair, states, tmp_path):
     from lmms_tasks import read_run, write_counting_task
@@ -344,6 +346,7 @@ FAMILY_SPLICES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 @pytest.mark.parametrize("family", list(FAMILY_SPLICES))
 def test_family_splices_on_disk_equal_the_rule_and_the_in_memory_splice(family, request, tmp_path):

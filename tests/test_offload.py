@@ -54,6 +54,7 @@ def requests() -> list[ProbeRequest]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILY_TRIOS))
 def test_every_probe_answers_the_same_when_dispatched_with_offload(family, request, tmp_path):
     path = request.getfixturevalue(FAMILY_TRIOS[family])["in"]

@@ -189,6 +189,7 @@ def test_eval_sets_in_the_hub_schemas(tmp_path):
         assert len(load_pairs(paths["pairs"] / task, task).pairs) == 6
 
 
+@pytest.mark.slow
 def test_build_is_deterministic(tmp_path):
     micro = OrganismSettings(
         base_data={"counting": 24, "recognition": 8, "arithmetic": 24}, base=SftConfig(steps=6, lr=3e-3, batch_size=8),
@@ -238,12 +239,14 @@ def heldout():
     return eval_items(100, seed=0, size=112)
 
 
+@pytest.mark.slow
 def test_base_counts_and_recognises_fresh_images(base_swap, organism, heldout):
     assert base_swap["target_accuracy"] >= MIN_BASE_COUNTING
     assert base_swap["source_accuracy"] >= MIN_BASE_COUNTING
     assert accuracies(organism["base"], {"r": heldout["recognition"]})["r"] >= MIN_BASE_RECOGNITION
 
 
+@pytest.mark.slow
 def test_visual_swap_finds_where_counting_reads_the_image(base_swap):
     change, adoption = base_swap["change_rate"], base_swap["source_adoption"]
     # Swapping from layer 0 replaces the whole image: the answer is the source's count.
@@ -255,6 +258,7 @@ def test_visual_swap_finds_where_counting_reads_the_image(base_swap):
     assert base_swap["self_swap_change_rate"] == [0.0] * len(base_swap["layers"])
 
 
+@pytest.mark.slow
 def test_zero_ablation_drops_arithmetic_at_some_layers_only(organism, heldout):
     curve = ablation_curve(organism["base"], heldout["gsm8k"][:60])
     drops = [curve["baseline_accuracy"] - a for a in curve["accuracy"]]
@@ -267,15 +271,18 @@ def rl_scores(organism, heldout):
     return splice_scores(organism["in"], organism["rl"], heldout["math_vqa"])
 
 
+@pytest.mark.slow
 def test_rl_raises_the_heldout_reward(rl_scores):
     assert rl_scores["rl"] >= rl_scores["in"] + MIN_RL_GAIN
 
 
+@pytest.mark.slow
 def test_splicing_rl_blocks_into_in_recovers_part_of_the_gain(rl_scores):
     variants = {k: v for k, v in rl_scores.items() if k not in ("in", "rl")}
     assert max(variants.values()) > rl_scores["in"]
 
 
+@pytest.mark.slow
 def test_delta_reports_where_rl_changed_the_weights(organism, tmp_path):
     from analysis.delta import analyze_deltas
     from surgery.arch import Part, layout_of_checkpoint
@@ -301,6 +308,7 @@ def test_delta_reports_where_rl_changed_the_weights(organism, tmp_path):
     assert report.block_ranking["rl"] == by_hand
 
 
+@pytest.mark.slow
 def test_greedy_decoding_stays_in_the_trained_vocabulary(organism, heldout):
     """Full-vocabulary greedy decoding (the engine) = sampling from the trained slice at T -> 0."""
     from surgery.loading import load_model, load_processor
@@ -331,6 +339,7 @@ def test_info_records_the_measured_accuracies(organism):
     assert info["accuracy"]["base"]["general_vqa"] >= MIN_BASE_COUNTING
 
 
+@pytest.mark.slow
 def test_cli_make_tiny_trained(organism, tmp_path):
     out = tmp_path / "trained"
     result = run_cli([cli_path("frankenstein"), "make-tiny", str(out), "--trained", "--setting", "test"])

@@ -425,6 +425,7 @@ def expected_user_text(task: str, row: dict, condition: str, descriptions: dict[
 TASKS = ("frank_gsm8k_paper", "frank_math500_paper", "frank_general_vqa_paper", "frank_math_vqa_paper", "frank_math500_rea_paper")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", ["reasoner", "revisual", "base"])
 def test_prompts_sent_for_each_style_and_task_are_the_authors(style_runs, style):
     run = style_runs[style]
@@ -445,6 +446,7 @@ def test_prompts_sent_for_each_style_and_task_are_the_authors(style_runs, style)
         assert any(chat_prompt(AUTHORS_SYSTEM[style], user, image).fullmatch(prompt) for user in users), (task, prompt)
 
 
+@pytest.mark.slow
 def test_describer_and_judge_requests_are_the_authors(style_runs):
     run = style_runs["reasoner"]
     describe = [body for body, _ in run["requests"] if isinstance(body["messages"][-1]["content"], list)]
@@ -482,6 +484,7 @@ def test_describer_and_judge_requests_are_the_authors(style_runs):
 pytest_plugins = ("organism_fixture",)
 
 
+@pytest.mark.slow
 def test_paper_run_on_the_organism_logs_the_authors_prompts_and_budgets(organism, tmp_path):
     """`frankenstein run` on `--print-config revisual-r1` with the organism in place of the checkpoints
     (linked under the recipe's names, which the authors' style rule reads): every stage says the

@@ -95,6 +95,7 @@ def test_missing_fields_are_named_in_one_line():
 # ---------------------------------------------------------------- through lmms_eval
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_zero_ablation_sweep_through_lmms_eval(tiny_trio, data_env, tmp_path):
     results, samples, text = lmms_run(data_env, f"pretrained={tiny_trio['rl']},device=cpu,probe=zero_ablation",
@@ -138,6 +139,7 @@ def test_zero_ablation_sweep_through_lmms_eval(tiny_trio, data_env, tmp_path):
         assert processor.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False) == answers[k], k
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_plain_model_gives_accuracy_only(tiny_trio, data_env, tmp_path):
     results, samples, text = lmms_run(data_env, f"pretrained={tiny_trio['rl']},device=cpu,device_map=cpu",
@@ -149,6 +151,7 @@ def test_plain_model_gives_accuracy_only(tiny_trio, data_env, tmp_path):
         assert results[task]["accuracy,none"] == pytest.approx(expected)
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_subset_by_environment_and_logprob_scoring(tiny_trio, data_env, tmp_path):
     env = {**data_env, "FRANKENSTEIN_SUBSET_FRANK_GSM8K": "2:7"}
@@ -205,6 +208,7 @@ def test_logprob_sweep_equals_unbatched_forward(tiny_trio):
 # ---------------------------------------------------------------- clear errors
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 @pytest.mark.parametrize("case", ["missing_field", "no_reference", "unknown_style"])
 def test_bad_input_ends_with_one_clear_line(case, tiny_trio, data_env, tmp_path):
@@ -310,6 +314,7 @@ def test_lm_eval_scores_every_layer_with_its_own_metrics(data_env, monkeypatch):
 LM_EVAL_MODELS = {"qwen2": ("tiny_qwen2_text", None, 4), "qwen3_vl": ("tiny_qwen3_vl", "in", 6), "internvl": ("tiny_internvl", "in", 6)}
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 @pytest.mark.parametrize("family", list(LM_EVAL_MODELS))
 def test_lm_eval_cli_matches_the_lmms_eval_path(family, request, data_env, tmp_path):

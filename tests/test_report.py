@@ -477,6 +477,7 @@ def headless(chromium: str, profile: Path, *args: str) -> subprocess.CompletedPr
     return subprocess.run([chromium, *flags, *args], capture_output=True, text=True, timeout=180, check=False)
 
 
+@pytest.mark.slow
 def test_html_renders_in_headless_chromium(one_run_report, tmp_path):
     chromium = chromium_or_skip()
     _, report = one_run_report
@@ -498,6 +499,7 @@ def test_html_renders_in_headless_chromium(one_run_report, tmp_path):
     assert all(i["complete"] and i["width"] > 0 and i["height"] > 0 for i in state["images"]), state["images"]
 
 
+@pytest.mark.slow
 def test_chromium_probe_catches_a_broken_image(tmp_path):
     """The probe above is not vacuous: a broken image and a blocked fetch are reported."""
     chromium = chromium_or_skip()

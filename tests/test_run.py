@@ -39,6 +39,7 @@ def frankenstein(*args: str, cwd: Path | None = None, timeout: float = 900) -> s
     return run_cli([cli_path("frankenstein"), *args], cwd=cwd, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_bad_configs_end_with_one_line(tiny_trio, tmp_path):
     cases = {
         "typo": ({"stages": ["delta", "vison_swap"]}, "stages: unknown stage 'vison_swap'; stages are delta, merges,"),
@@ -67,6 +68,7 @@ def responses(out: Path) -> list[dict]:
     return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_recomputing(tiny_trio, tmp_path):
     items = len(GSM8K) + 2
     folder = tmp_path / "killed"
@@ -132,6 +134,7 @@ def test_cache_dataset_command(tmp_path):
     assert missing.returncode == 2 and missing.stderr.strip() == f"frankenstein: error: no file at {tmp_path / 'nope.jsonl'}"
 
 
+@pytest.mark.slow
 def test_vision_pairs_killed_midway_are_completed(tmp_path):
     """A run killed after some pair tasks were generated generates only the missing ones next time."""
     import shutil
@@ -182,6 +185,7 @@ def test_every_stage_has_its_config_section():
         assert name in RunConfig.model_fields and issubclass(RunConfig.model_fields[name].annotation, BaseModel), name
 
 
+@pytest.mark.slow
 def test_leaderboard_stage_scores_in_and_splices_with_lm_eval(tiny_trio, tmp_path):
     """The `leaderboard` stage (off by default): lm-eval's arc_easy on IN and a splice, results as lm-eval
     writes them, each model's the right one, shown in the report's transfer section; a task name lm-eval
@@ -245,6 +249,7 @@ def _rewrite_weights_in_place(folder: Path, source: Path) -> None:
     assert (weights.stat().st_size, weights.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
 
 
+@pytest.mark.slow
 def test_retrained_weights_in_the_same_folder_rerun_the_stage(tiny_trio, tmp_path):
     """Stage skipping keys on the weights: new weights written into RL's folder rerun the reasoning stage,
     reuse no stored answer, and give what a run on those weights gives; an unchanged rerun skips it."""

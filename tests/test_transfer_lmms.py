@@ -30,7 +30,7 @@ from chat_server import ChatServer, Reply
 from conftest import cli_path, run_cli
 from transfer_data import cache_transfer_data, items_of
 
-pytestmark = pytest.mark.cli
+pytestmark = [pytest.mark.cli, pytest.mark.slow]
 KEY = f"sk-e2e-{uuid.uuid4().hex}"
 TRANSFER = ("frank_general_vqa", "frank_math_vqa", "frank_math500_rea")
 GEN = ["--gen_kwargs", "max_new_tokens=8"]

@@ -22,7 +22,7 @@ from frankenstein_tasks.vision.pairs import TASKS, generator_tag
 from frankenstein_tasks.vision.scoring import is_correct, truth_text
 
 TASKS_DIR = Path(frankenstein_tasks.__file__).parent / "tasks"
-pytestmark = pytest.mark.cli
+pytestmark = [pytest.mark.cli, pytest.mark.slow]
 
 
 def _lmms_eval(model_dir: Path, tasks: str, out: Path, *, env: dict, limit: int | None = None, include: bool = True,
