@@ -8,7 +8,9 @@ wraps `lmms_eval.utils.make_table` (installed from our model entry point, before
 it), followed by one compact per-layer table per metric. Estimates with intervals (the transfer
 tasks) print as `0.42 [0.33, 0.51] (n=100)` and transition counts as `TT 40 TF 3 FT 9 FF 48, net +6`.
 Only what is printed changes: the results JSON, written before the table is printed, keeps every
-value whole.
+value whole. A table that holds none of these values (any run of lmms-eval's own tasks) is handed to
+lmms-eval's `make_table` untouched, so it prints exactly as without this package
+(`tests/test_lmms_builtin.py` checks it).
 """
 
 from __future__ import annotations
@@ -39,12 +41,21 @@ def install_curve_table() -> None:
 
     @functools.wraps(original)
     def make_table(result_dict: dict, column: str = "results", sort_results: bool = False) -> str:
+        if not holds_project_values(result_dict, column):
+            return original(result_dict, column, sort_results)
         shown, curves = summarize_curves(result_dict, column)
         table = original(shown, column, sort_results)
         return table + per_layer_tables(curves) if curves else table
 
     make_table._frankenstein_curves = True
     utils.make_table = make_table
+
+
+def holds_project_values(result_dict: dict, column: str) -> bool:
+    """Whether any metric in the table is a curve, an estimate or transition counts (this project's values)."""
+    summarized = (is_curve, is_estimate, is_transitions)
+    return any(any(is_(value) for is_ in summarized)
+               for metrics in result_dict.get(column, {}).values() for value in metrics.values())
 
 
 def summarize_curves(result_dict: dict, column: str) -> tuple[dict, dict[str, dict[str, Any]]]:
