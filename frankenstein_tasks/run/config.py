@@ -128,6 +128,8 @@ class RunConfig(Section):
     dtype: str = "auto"
     attn_implementation: str | None = None
     max_batch_rows: int | None = Field(None, ge=1)
+    # Ranks sharing each lmms-eval / lm-eval stage's items (`run/parallel.py`): one GPU each, or CPU processes.
+    processes: int = Field(1, ge=1)
     offline: bool = False  # never contact a hub (datasets and models must be local or cached)
     delta: DeltaSettings = DeltaSettings()
     merges: MergesSettings = MergesSettings()
