@@ -76,6 +76,7 @@ def call(processes: int, name: str, *args: Any, device: str | None = None, **kwa
             _stop(workers)
         if failed is not None:
             rank, code = failed
+            print(file=sys.stderr, flush=True)  # the error's line of its own, after a stopped rank's progress bar
             errors = sorted(Path(folder).glob("error.rank*"))
             if errors:  # bad input met by a rank: its own line (every rank meets the same)
                 raise FrankensteinError(errors[0].read_text())
