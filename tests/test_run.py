@@ -192,9 +192,10 @@ def test_two_processes_killed_and_resumed_equal_one(organism, tmp_path):
     ranks = rank_processes(second)
     second.send_signal(signal.SIGKILL)
     second.wait()
-    gone, alive = psutil.wait_procs(list(ranks.values()), timeout=30)
+    gone, alive = psutil.wait_procs(list(ranks.values()), timeout=5)
     assert not alive, "ranks outlived the killed run"
     finished = {r["key"] for r in responses(out)}
+    # Orphaned ranks would have kept working (alive above) or finished every item by now.
     assert len(finished) < PARALLEL_ITEMS and not (out / "reasoning").exists()
 
     # 3. Run again to the end: nothing finished is computed again; each rank says what it reused.
