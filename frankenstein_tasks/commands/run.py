@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "run never leaves a result that looks complete. With processes: N in the config, every lmms-eval and\n"
         "lm-eval stage runs in N ranks sharing the items (one GPU each, or CPU processes with device: cpu).\n"
         "Stages:\n" + stages +
+        "\n\nThe examples run the paper's settings (protocol: paper): the authors' prompts, style rule, budgets,\n"
+        "formats, describer and judge, and their released pair set (not shipped: data.vision_pairs names your\n"
+        "copy). docs/METHOD.md section 6 lists what still differs from their code."
         f"\n\nStart from an example: frankenstein run --print-config NAME > my.yaml  ({', '.join(example_names())})"
     )
     p.add_argument("config", nargs="?", help="the run config (YAML)")
