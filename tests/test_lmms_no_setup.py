@@ -66,6 +66,7 @@ def swap_run(launcher: list[str], organism: dict, out) -> tuple[dict, list[dict]
     return json.loads(results[0].read_text()), sorted(samples, key=lambda s: s["doc_id"]), done
 
 
+@pytest.mark.slow
 def test_two_ranks_under_torchrun_share_the_items_and_equal_one(organism, tmp_path):
     one, one_samples, single = swap_run([cli_path("lmms_eval")], organism, tmp_path / "one")
     task = one["results"]["frank_vision_counting"]

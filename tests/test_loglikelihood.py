@@ -315,12 +315,15 @@ def test_arc_easy_and_wikitext_per_layer_through_the_cli(layered_qwen2_text, one
 
 
 @pytest.mark.cli
+@pytest.mark.slow
 def test_two_processes_under_torchrun_equal_one(layered_qwen2_text, leaderboard_data, one_process_run, tmp_path):
     """`torchrun --nproc_per_node 2` (gloo): each rank scores a disjoint, non-empty share of the docs and
     the merged results (lm-eval's and the per-layer section) equal the one-process run."""
     results, samples, done = lm_eval_run(layered_qwen2_text, leaderboard_data, tmp_path / "two", launcher=(*torchrun(2), "--no-python"))
     single, single_samples, _ = one_process_run
     section, one = results["frankenstein"], single["frankenstein"]
+    for rank in (0, 1):  # both ranks ran, and each says so in the log
+        assert f"frankenstein: rank {rank} of 2 answers" in done.stderr, done.stderr[-3000:]
     for task, n_docs in (("arc_easy", len(ARC_EASY)), ("wikitext", len(WIKITEXT))):
         assert_shares(section["docs_by_rank"][task], range(n_docs))
         for key, value in single["results"][task].items():

@@ -50,6 +50,7 @@ def test_bad_configs_end_with_one_line(tiny_trio, tmp_path):
                 "models.rl: Nobody/NotCached-7B is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"),
         "subset": ({"reasoning": {"subset": "ten"}}, "reasoning.subset: subset 'ten' is not 'all', 'K' or 'K:SEED'"),
         "data": ({"data": {"gsm8k": "missing.jsonl"}}, "data.gsm8k: "),
+        "ranks": ({"processes": 2, "device_map": "auto"}, "config: processes: 2 gives each rank a whole model on its own device"),
     }
     for name, (override, expected) in cases.items():
         folder = tmp_path / name
@@ -147,6 +148,7 @@ def wait_for(condition, run: subprocess.Popen, what: str, timeout: float = 600) 
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_two_processes_killed_and_resumed_equal_one(organism, tmp_path):
     """processes: 2 runs a stage in two ranks, each answering its own share. A rank killed ends the run
     with one line and nothing that looks complete; a run killed as a whole takes its ranks with it; the

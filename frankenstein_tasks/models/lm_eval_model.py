@@ -47,7 +47,7 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
-from frankenstein_tasks.models.distributed import join_process_group
+from frankenstein_tasks.models.distributed import Shares, join_process_group
 from frankenstein_tasks.models.layer_scores import RESULTS_KEY, print_curves, request_key, score_layers
 from frankenstein_tasks.models.model_args import ModelArgs, greedy_until, load_runner, request_chunks
 from surgery.errors import FrankensteinError
@@ -67,6 +67,7 @@ class FrankensteinLM(TemplateLM):
             )
         # Under a launcher: one rank of the process group, on its own GPU (or the CPU).
         self._rank, self._world_size, self._device = join_process_group(args.device)
+        self.shares = Shares(self._rank, self._world_size)  # logs each rank's share (docs_by_rank: layer_scores)
         loaded = load_runner(args, self._device)
         self.runner, self.style = loaded.runner, loaded.style
         self.system_prompt = args.system_prompt
@@ -162,6 +163,7 @@ class FrankensteinLM(TemplateLM):
 
     # -- requests ------------------------------------------------------------------------------
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        self.shares.add(requests, "generate_until")
         rows_per_item = 1 + len(self.layers) if self.sweeps_layers else 1
         answers: list[str | None] = [None] * len(requests)
         desc = f"frankenstein ({self.runner.config.probe})"
@@ -176,6 +178,7 @@ class FrankensteinLM(TemplateLM):
         return answers  # type: ignore[return-value]
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        self.shares.add(requests, "loglikelihood")
         # lm-eval's TemplateLM tokenizes (its context / continuation rule) and calls _loglikelihood_tokens.
         results = super().loglikelihood(requests, disable_tqdm=disable_tqdm)
         if self.sweeps_layers:
@@ -201,6 +204,7 @@ class FrankensteinLM(TemplateLM):
         """The whole string's log-likelihood, in disjoint windows of `max_length` tokens (lm-eval's rule)."""
         from lm_eval import utils
 
+        self.shares.add(requests, "loglikelihood_rolling")
         windows, owner = [], []
         for k, (string,) in enumerate(request.args for request in requests):
             for window in utils.get_rolling_token_windows(
