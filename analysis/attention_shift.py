@@ -70,7 +70,7 @@ def shift_from_samples(
 ) -> AttentionShift:
     """RL − IN per layer over the items both sample lists hold."""
     a, b = item_attention(samples_in), item_attention(samples_rl)
-    items = [i for i in a if i in b]
+    items = sorted(i for i in a if i in b)  # in one order, whatever order the logs list them in
     if not items:
         raise FrankensteinError(
             f"no item has a {CURVE_METRIC} curve in both runs (IN: {len(a)} items, RL: {len(b)}); "

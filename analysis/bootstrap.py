@@ -5,8 +5,10 @@ layers table, `frankenstein_tasks.contract.aggregate_curve`), the transition sta
 outcomes (`analysis.transitions`), the per-layer mean of RL − IN (`analysis.attention_shift`). All of
 them are resampled the same way, by `resample_rows`: BOOTSTRAP_ITERS resamples of the n items with
 replacement, drawn by numpy's Generator seeded with BOOTSTRAP_SEED, one resample shared by every
-column (layers, the two outcomes of a pair), so differences between columns keep their pairing. From
-the statistic's draws:
+column (layers, the two outcomes of a pair), so differences between columns keep their pairing. The
+items are resampled in one canonical order, sorted by their values (`canonical_rows`), so a statistic
+depends on the items and not on the order they were listed in: a data-parallel run lists them rank
+by rank, and its intervals are those of the same items run in one process. From the statistic's draws:
 
     percentile_interval   the central `confidence` share of the draws (percentile method)
     standard_error        the standard deviation of the draws (ddof=1)
@@ -40,10 +42,20 @@ def resample_rows(n: int, iters: int = BOOTSTRAP_ITERS, seed: int = BOOTSTRAP_SE
     return np.random.default_rng(seed).integers(0, n, size=(iters, n))
 
 
+def canonical_rows(table: np.ndarray) -> np.ndarray:
+    """`table`'s rows (items) in the order they are resampled in: sorted by their values, the first
+    column first, NaN after every number. Rows that sort alike are equal, so the order is the items'."""
+    table = np.asarray(table)
+    flat = table.reshape(len(table), -1)
+    if len(table) < 2 or flat.shape[1] == 0:
+        return table
+    return table[np.lexsort(flat.T[::-1])]
+
+
 def bootstrap_draws(table: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], *,
                     iters: int = BOOTSTRAP_ITERS, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
     """`statistic` of every resample of `table`'s rows: it maps (iters, n, ...) to (iters, ...)."""
-    table = np.asarray(table)
+    table = canonical_rows(table)
     return statistic(table[resample_rows(len(table), iters, seed)])
 
 

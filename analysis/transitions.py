@@ -44,6 +44,7 @@ from analysis.bootstrap import (
     BOOTSTRAP_ITERS,
     BOOTSTRAP_SEED,
     CONFIDENCE,
+    canonical_rows,
     percentile_interval,
     resample_rows,
 )
@@ -135,7 +136,7 @@ def transition_stats(
     b, a = _paired(before, after, ("before", "after"))
     codes = 2 * b.astype(np.int8) + a.astype(np.int8)  # 3 TT, 2 TF, 1 FT, 0 FF
     counts = _count(codes[None, :])
-    resampled = _count(codes[resample_rows(len(codes), iters, seed)]) if len(codes) else None
+    resampled = _count(canonical_rows(codes)[resample_rows(len(codes), iters, seed)]) if len(codes) else None
     stats = {name: _estimate(fn, counts, resampled, confidence) for name, fn in STATISTICS.items()}
     cells = (int(x[0]) for x in counts)
     return Transitions(len(codes), *cells, **stats, confidence=confidence, iters=iters, seed=seed)

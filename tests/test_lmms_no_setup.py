@@ -1,19 +1,24 @@
 """`lmms_eval --tasks frank_*` right after `pip install`: no --include_path, no LMMS_EVAL_PLUGINS.
 
 Also: the end-of-run console table shows curves compactly while the results JSON keeps them whole,
-and `accelerate launch --cpu --num_processes 2` gives the same answers and curves as one process.
+and two ranks under torchrun (gloo on CPU) each answer a disjoint, non-empty share of the items and
+together give the same per-item answers and curves as one process.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
 
 from frankenstein_tasks import contract
 from conftest import cli_path, run_cli
+from ranks import assert_shares, torchrun
+
+pytest_plugins = ("organism_fixture",)
 
 pytestmark = pytest.mark.cli
 
@@ -45,47 +50,46 @@ def test_task_list_shows_frank_tasks_for_every_spelling(spelling, tmp_path):
         assert f" - {task}\n" in listed, f"{spelling} --tasks list does not show {task}: {listed[-2000:]}"
 
 
-@pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pairs") / "pairs"
-    made = run_cli([cli_path("frankenstein"), "data", "make-pairs", "--task", "counting", "--n", "4", "--size", "112", "--out", str(out)])
-    assert made.returncode == 0, made.stderr
-    return out
+ITEMS = 5  # odd: the ranks get 3 and 2 items, and lmms-eval evens them out by repeating one
 
 
-def swap_run(launcher: list[str], model: str, pairs, out) -> tuple[dict, list[dict], str]:
-    env = {**clean_env(), "FRANKENSTEIN_VISION_DATA": str(pairs)}
+def swap_run(launcher: list[str], organism: dict, out) -> tuple[dict, list[dict], subprocess.CompletedProcess]:
+    """The visual-swap probe on the organism's counting pairs: (results JSON, samples by doc, the run)."""
+    env = {**clean_env(), "FRANKENSTEIN_VISION_DATA": str(organism["rl"].parent / "eval" / "pairs")}
     done = run_cli(launcher + [
-        "--model", "frankenstein", "--model_args", f"pretrained={model},probe=visual_swap,max_new_tokens=6",
-        "--tasks", "frank_vision_counting", "--output_path", str(out), "--log_samples",
+        "--model", "frankenstein", "--model_args", f"pretrained={organism['rl']},device=cpu,probe=visual_swap,max_new_tokens=6",
+        "--tasks", "frank_vision_counting", "--limit", str(ITEMS), "--output_path", str(out), "--log_samples",
     ], env=env, timeout=900)
     results = list(out.rglob("*_results.json"))
     assert done.returncode == 0 and len(results) == 1, (done.stdout + done.stderr)[-4000:]
-    task = json.loads(results[0].read_text())["results"]["frank_vision_counting"]
     samples = [json.loads(line) for p in out.rglob("*_samples_frank_vision_counting.jsonl") for line in p.read_text().splitlines()]
-    return task, sorted(samples, key=lambda s: s["doc_id"]), done.stdout
+    return json.loads(results[0].read_text()), sorted(samples, key=lambda s: s["doc_id"]), done
 
 
 @pytest.mark.slow
-def test_one_process_vs_two_with_accelerate(tiny_trio, pairs, tmp_path):
-    single, single_samples, printed = swap_run([cli_path("lmms_eval")], str(tiny_trio["rl"]), pairs, tmp_path / "one")
+def test_two_ranks_under_torchrun_share_the_items_and_equal_one(organism, tmp_path):
+    one, one_samples, single = swap_run([cli_path("lmms_eval")], organism, tmp_path / "one")
+    task = one["results"]["frank_vision_counting"]
 
     # The results JSON keeps each curve whole; the console shows a one-line summary and a per-layer table.
-    curve = single["change_rate,none"]
-    assert contract.is_curve(curve) and curve["layers"] == list(range(8)) and curve["n"] == 4
-    assert contract.curve_summary(curve) in printed
-    assert "change_rate per decoder layer" in printed and "'layers':" not in printed
+    curve = task["change_rate,none"]
+    assert contract.is_curve(curve) and curve["layers"] == list(range(8)) and curve["n"] == ITEMS
+    assert contract.curve_summary(curve) in single.stdout
+    assert "change_rate per decoder layer" in single.stdout and "'layers':" not in single.stdout
+    assert len(set(curve["value"])) > 1  # the organism's layers differ, so answers of the wrong layer would show
+    assert one["frankenstein"]["docs_by_rank"] == {"frank_vision_counting": [list(range(ITEMS))]}
 
-    accelerate = [cli_path("accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-                  "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lmms_eval"]
-    double, double_samples, _ = swap_run(accelerate, str(tiny_trio["rl"]), pairs, tmp_path / "two")
-    assert [s["doc_id"] for s in double_samples] == [0, 1, 2, 3]
-    # Same per-item, per-layer answers, and the same aggregated curves.
-    for a, b in zip(single_samples, double_samples):
+    two, two_samples, double = swap_run([*torchrun(2), "-m", "lmms_eval"], organism, tmp_path / "two")
+    # Both ranks ran (each says so) and each answered its own, non-empty share of the items.
+    for rank in (0, 1):
+        assert f"frankenstein: rank {rank} of 2 answers" in double.stderr, double.stderr[-3000:]
+    assert_shares(two["frankenstein"]["docs_by_rank"]["frank_vision_counting"], range(ITEMS))
+    # Merged, they are the one-process run: every item once, the same per-layer answers and curves.
+    assert [s["doc_id"] for s in two_samples] == list(range(ITEMS))
+    for a, b in zip(one_samples, two_samples):
         assert contract.decode(a["filtered_resps"]) == contract.decode(b["filtered_resps"])
-    for metric in ("change_rate,none", "source_adoption_rate,none"):
-        assert double[metric] == single[metric]
-    assert double["accuracy,none"] == single["accuracy,none"]
+    for metric in ("change_rate,none", "source_adoption_rate,none", "accuracy,none"):
+        assert two["results"]["frank_vision_counting"][metric] == task[metric]
 
 
 def test_curve_summary_by_hand():

@@ -141,3 +141,33 @@ def test_the_store_keys_weights_not_names(checkpoint, tiny_trio, tmp_path):
     assert identity(**splice) != before
     # dtype is keyed resolved: "auto" on CPU is float32.
     assert identity(pretrained=str(checkpoint), dtype="auto") == identity(pretrained=str(checkpoint), dtype="float32")
+
+
+def test_every_rank_reads_every_file_and_a_line_cut_short_loses_nothing_after_it(tmp_path):
+    """Data parallel: each rank appends to its own file and reads all of them; a rank killed mid-line
+    leaves a cut line, and the next response that rank writes must still be readable."""
+    from frankenstein_tasks.models.response_store import ResponseStore
+
+    ResponseStore(tmp_path, "fp", rank=1).put_many([("a", "A")])
+    with open(tmp_path / "responses.rank1.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"key": "b", "respo')  # the kill
+    assert ResponseStore(tmp_path, "fp", rank=0).responses == {"a": "A"}
+    ResponseStore(tmp_path, "fp", rank=1).put_many([("c", "C")])
+    assert ResponseStore(tmp_path, "fp", rank=0).responses == {"a": "A", "c": "C"}
+
+
+def test_a_repeated_request_is_computed_and_stored_once(checkpoint, tmp_path):
+    """lmms-eval evens out the ranks' shares by handing a rank its last request again."""
+    from frankenstein_tasks.models.frankenstein import Frankenstein
+
+    cache = tmp_path / "responses"
+    model = Frankenstein.create_from_arg_string(f"pretrained={checkpoint},device=cpu,max_new_tokens=6,response_cache={cache}")
+    model.task_dict = {TASK: {SPLIT: DOCS}}
+    computed = []
+    run = model.runner.run
+    model.runner.run = lambda batch: computed.extend(batch) or run(batch)
+    requests = _requests(DOCS, {"until": ["\n\n"]})
+    answers = model.generate_until(requests + [requests[-1]])
+    assert len(computed) == len(DOCS) and answers[-1] == answers[-2]
+    assert answers[:-1] == answer(f"pretrained={checkpoint},device=cpu,max_new_tokens=6")[0]
+    assert len((cache / "responses.rank0.jsonl").read_text().splitlines()) == len(DOCS)

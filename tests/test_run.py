@@ -15,6 +15,9 @@ import pytest
 
 from conftest import cli_path, run_cli
 from hub_data import GSM8K, MATH500
+from ranks import assert_shares
+
+pytest_plugins = ("organism_fixture",)
 
 pytestmark = pytest.mark.cli
 
@@ -48,6 +51,7 @@ def test_bad_configs_end_with_one_line(tiny_trio, tmp_path):
                 "models.rl: Nobody/NotCached-7B is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"),
         "subset": ({"reasoning": {"subset": "ten"}}, "reasoning.subset: subset 'ten' is not 'all', 'K' or 'K:SEED'"),
         "data": ({"data": {"gsm8k": "missing.jsonl"}}, "data.gsm8k: "),
+        "ranks": ({"processes": 2, "device_map": "auto"}, "config: processes: 2 gives each rank a whole model on its own device"),
     }
     for name, (override, expected) in cases.items():
         folder = tmp_path / name
@@ -63,9 +67,16 @@ def test_bad_configs_end_with_one_line(tiny_trio, tmp_path):
     assert done.returncode == 2 and "is not a frankenstein run folder" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
-def responses(out: Path) -> list[dict]:
-    files = sorted((out / ".cache" / "responses").glob("responses.rank*.jsonl"))
-    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
+def responses(out: Path, rank: int | str = "*") -> list[dict]:
+    """The finished responses in the run's store (of one rank, or all); a line cut short by a kill is not one."""
+    found = []
+    for f in sorted((out / ".cache" / "responses").glob(f"responses.rank{rank}.jsonl")):
+        for line in f.read_text().splitlines():
+            try:
+                found.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return found
 
 
 @pytest.mark.slow
@@ -111,6 +122,109 @@ def test_killed_run_resumes_without_recomputing(tiny_trio, tmp_path):
     assert "reasoning: done earlier" in again.stdout
     forced = frankenstein("run", str(config), "--no-report", "--force", "reasoning", cwd=folder)
     assert "reasoning: zero ablation" in forced.stdout and _results(out) == _results(clean / "out")
+
+
+PARALLEL_ITEMS = 12  # 6 per rank, one per batch: time to kill a rank while both have work left
+
+
+def parallel_config(folder: Path, organism: dict, processes: int) -> Path:
+    """The reasoning stage on the organism's word problems (its layers matter: accuracies differ)."""
+    return write_config(folder, organism, processes=processes, max_batch_rows=9,
+                        reasoning={"tasks": ["gsm8k"], "subset": f"{PARALLEL_ITEMS}:0", "max_new_tokens": 20},
+                        data={"gsm8k": str(organism["in"].parent / "eval" / "gsm8k" / "test.jsonl")})
+
+
+def rank_processes(run: subprocess.Popen) -> dict[int, "psutil.Process"]:
+    """rank -> the worker process of that rank, among the run's children."""
+    import psutil
+
+    workers = [p for p in psutil.Process(run.pid).children(recursive=True) if "frankenstein_tasks.run.parallel" in " ".join(p.cmdline())]
+    return {int(p.environ()["RANK"]): p for p in workers}
+
+
+def wait_for(condition, run: subprocess.Popen, what: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert run.poll() is None, f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def start_run(folder: Path, config: Path, name: str) -> subprocess.Popen:
+    """`frankenstein run CONFIG --no-report` in the background (its own session), output to NAME.out/.err."""
+    with open(folder / f"{name}.out", "w") as stdout, open(folder / f"{name}.err", "w") as stderr:
+        return subprocess.Popen([cli_path("frankenstein"), "run", str(config), "--no-report"], cwd=folder,
+                                stdout=stdout, stderr=stderr, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_two_processes_rank_killed_and_resumed_equal_one(organism, tmp_path):
+    """processes: 2 runs a stage in two ranks, each answering its own share. A rank killed ends the run
+    with one line and nothing that looks complete; the restart recomputes nothing finished, and the
+    results equal an uninterrupted one-process run."""
+    import psutil
+
+    one = tmp_path / "one"
+    one.mkdir()
+    done = frankenstein("run", str(parallel_config(one, organism, processes=1)), "--no-report", cwd=one)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(set(_results(one / "out")["frank_gsm8k"]["accuracy_by_layer,none"]["value"])) > 1  # layers differ
+
+    folder = tmp_path / "two"
+    folder.mkdir()
+    config = parallel_config(folder, organism, processes=2)
+    out = folder / "out"
+
+    # Rank 1 killed once both ranks have finished something: the run ends with one line naming it.
+    first = start_run(folder, config, "first")
+    wait_for(lambda: responses(out, 0) and responses(out, 1), first, "both ranks finished an item")
+    ranks = rank_processes(first)
+    assert sorted(ranks) == [0, 1]
+    ranks[1].send_signal(signal.SIGKILL)
+    assert first.wait(timeout=120) == 2
+    err = (folder / "first.err").read_text()
+    assert err.strip().splitlines()[-1].startswith("frankenstein: error: stage reasoning: rank 1 of 2 was killed by SIGKILL")
+    assert "Traceback" not in err
+    _, alive = psutil.wait_procs(list(ranks.values()), timeout=30)
+    assert not alive  # rank 0 was stopped with it
+    assert not (out / "reasoning").exists()
+    assert json.loads((out / "run.json").read_text())["stages"]["reasoning"]["status"] == "failed"
+    finished = {r["key"] for r in responses(out)}
+    assert len(finished) < PARALLEL_ITEMS
+
+    # Run again to the end: nothing finished is computed again; each rank says what it reused.
+    again = frankenstein("run", str(config), "--no-report", cwd=folder)
+    assert again.returncode == 0, again.stderr[-3000:]
+    reused = [int(n) for n in re.findall(r"frankenstein: (\d+) finished responses reused from \S+ \(rank \d of 2\)", again.stderr)]
+    assert len(reused) == 2 and sum(reused) == len(finished)
+    keys = [r["key"] for r in responses(out)]
+    assert len(keys) == len(set(keys)) == PARALLEL_ITEMS  # every item answered once, over both runs
+    assert responses(out, 0) and responses(out, 1)
+
+    # Each rank answered its own share, and together they are the one-process run.
+    (found,) = (out / "reasoning").rglob("*_results.json")
+    assert_shares(json.loads(found.read_text())["frankenstein"]["docs_by_rank"]["frank_gsm8k"], range(PARALLEL_ITEMS))
+    assert _results(out) == _results(one / "out")
+    assert _answers(out) == _answers(one / "out")
+
+
+@pytest.mark.slow
+def test_two_processes_die_with_a_killed_run(organism, tmp_path):
+    """The run killed as a whole (not its process group) while both ranks work: no rank outlives it,
+    so no orphan keeps writing behind a restarted run, and nothing looks complete."""
+    import psutil
+
+    config = parallel_config(tmp_path, organism, processes=2)
+    out = tmp_path / "out"
+    run = start_run(tmp_path, config, "run")
+    wait_for(lambda: responses(out) and len(rank_processes(run)) == 2, run, "answers from two ranks")
+    ranks = rank_processes(run)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    _, alive = psutil.wait_procs(list(ranks.values()), timeout=5)
+    assert not alive, "ranks outlived the killed run"
+    # Orphaned ranks would have kept working (alive above) or finished every item by now.
+    assert len(responses(out)) < PARALLEL_ITEMS and not (out / "reasoning").exists()
 
 
 def _results(out: Path) -> dict:
@@ -322,7 +436,7 @@ def test_stage_settings_name_what_decides_results(tiny_trio, tmp_path, monkeypat
 
     first = settings()
     assert settings() == first
-    assert settings(max_batch_rows=3, device="cpu") == first  # speed only
+    assert settings(max_batch_rows=3, device="cpu", processes=2) == first  # speed only
     assert first["merges"]["weights"] == {}  # recipes need no weights
 
     _rewrite_weights_in_place(trio["base"], tiny_trio["rl"])

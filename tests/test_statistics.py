@@ -2,8 +2,8 @@
 standard errors and the pooling of curves over tasks, each against a hand or plain-loop computation.
 
 Expected values come from arithmetic written out here, from plain Python loops over resamples drawn
-as `analysis.bootstrap` documents them (numpy's Generator, BOOTSTRAP_SEED, rows with replacement), or
-from `scipy.stats.bootstrap`, never from the functions under test.
+as `analysis.bootstrap` documents them (numpy's Generator, BOOTSTRAP_SEED, rows with replacement, the
+rows sorted by their values first), or from `scipy.stats.bootstrap`, never from the functions under test.
 """
 
 from __future__ import annotations
@@ -25,8 +25,17 @@ def documented_resamples(n: int, iters: int = BOOTSTRAP_ITERS, seed: int = BOOTS
     return np.random.default_rng(seed).integers(0, n, size=(iters, n)).tolist()
 
 
+def documented_order(rows: list) -> list:
+    """Rows (items) in the order the module docstring resamples them in: sorted by their values, the first
+    column first, NaN after every number."""
+    def key(row):
+        return [(math.isnan(x), 0.0 if math.isnan(x) else x) for x in np.ravel(row).tolist()]
+    return sorted(rows, key=key)
+
+
 def loop_stderr(rows: list[list[float]]) -> list[float]:
     """Per column: the sample stdev over resamples of the mean over the items that have a value (NaN: none)."""
+    rows = documented_order(rows)
     out = []
     for j in range(len(rows[0])):
         means = []
@@ -116,6 +125,7 @@ def test_the_three_bootstraps_draw_the_same_documented_resamples():
 
     before, after = rng.random(n) < 0.5, rng.random(n) < 0.6
     t = transition_stats(before.tolist(), after.tolist(), iters=iters)
+    before, after = zip(*documented_order([[float(b), float(a)] for b, a in zip(before, after)]))
     lift = []
     for r in resamples:
         ff_ft = [after[i] for i in r if not before[i]]
@@ -129,9 +139,30 @@ def test_the_three_bootstraps_draw_the_same_documented_resamples():
                  "accuracy_a": {"item": f"i{i}", "condition": "A", "correct": True, "answer": None, "graded_by": "rule"}}
                 for i, row in enumerate(table)]
     shift = shift_from_samples(log(a), log(b), iters=iters)
+    diff = documented_order((b - a).tolist())
     for k in range(3):
-        draws = [sum(b[i][k] - a[i][k] for i in r) / n for r in resamples]
+        draws = [sum(diff[i][k] for i in r) / n for r in resamples]
         assert (shift.shift[k].low, shift.shift[k].high) == pytest.approx((percentile(draws, 2.5), percentile(draws, 97.5)))
+
+
+def test_intervals_do_not_depend_on_the_order_of_the_items():
+    """A data-parallel run lists its items rank by rank: the same items in another order must give the
+    same curve, transition statistics and attention shift, standard errors and intervals included."""
+    from analysis.attention_shift import shift_from_samples
+    from analysis.transitions import transition_stats
+
+    rng = np.random.default_rng(3)
+    order = rng.permutation(9)
+    items = [{"0": float(x), "1": float(y)} for x, y in rng.random((9, 2))]
+    assert aggregate_curve(items) == aggregate_curve([items[i] for i in order])
+    before, after = (rng.random(9) < 0.5).tolist(), (rng.random(9) < 0.5).tolist()
+    assert transition_stats(before, after) == transition_stats([before[i] for i in order], [after[i] for i in order])
+    a, b = rng.random((9, 2)), rng.random((9, 2))
+    def log(table, rows):
+        return [{"doc_id": i, "visual_attention": {str(k): float(v) for k, v in enumerate(table[i])},
+                 "accuracy_a": {"item": f"i{i}", "condition": "A", "correct": True, "answer": None, "graded_by": "rule"}}
+                for i in rows]
+    assert shift_from_samples(log(a, range(9)), log(b, range(9))) == shift_from_samples(log(a, order), log(b, order))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -237,7 +237,7 @@ def test_attention_shift_by_hand_and_a_plain_bootstrap_loop():
     assert shift.in_mean == pytest.approx([0.2, 0.5 / 3, 0.2]) and shift.rl_mean == pytest.approx([0.5 / 3, 1 / 3, 0.4])
     # reference: resample the three paired items 200 times with the same generator, plain loops
     diffs = {"p": [0, 0.1, 0.3], "q": [-0.1, 0.2, 0.3], "r": [0, 0.2, 0]}
-    order = ["p", "q", "r"]  # IN's order
+    order = ["q", "p", "r"]  # the items sorted by their values (the bootstrap's documented order)
     draws = np.random.default_rng(5).integers(0, 3, size=(200, 3))
     for layer in range(3):
         means = sorted(sum(diffs[order[i]][layer] for i in row) / 3 for row in draws)

@@ -256,7 +256,7 @@ def test_two_condition_aggregation_by_hand():
     assert t["net_gain"]["value"] == -1  # FT - TF
     assert t["side_effect_rate"]["value"] == pytest.approx(0.4)  # TF / (TT + TF) = 2 / 5
     assert t["lift_rate"]["value"] == pytest.approx(0.5)  # FT / (FF + FT) = 1 / 2
-    # the intervals are the paired bootstrap's on the items in first-seen order
+    # the intervals are the paired bootstrap's on the same items
     reference = transition_stats([v[0] for v in SEVEN.values()], [v[1] for v in SEVEN.values()])
     assert utils.aggregate_m_vis(records) == {**reference.right_before_only.as_dict(), "n": 7}
 

@@ -87,8 +87,10 @@ def test_no_items():
 
 
 def _reference_bootstrap(before, after, iters, seed, confidence):
-    """A plain loop: the same resampled item indices, cells counted one item at a time, then percentiles."""
+    """A plain loop: the same resampled item indices (over the items in the documented order, sorted by
+    their values: before, then after), cells counted one item at a time, then percentiles."""
     n = len(before)
+    before, after = zip(*sorted(zip(before, after)))
     rows = np.random.default_rng(seed).integers(0, n, size=(iters, n))
     draws = {name: [] for name in STATISTICS}
     for row in rows:

@@ -18,7 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "OUT/report. Results go to the config's out: folder (run.json records each stage). Started again,\n"
         "a run skips finished stages and, inside a stage, finished answers, as long as everything that\n"
         "decides them is the same (settings, the weights in the model folders, the local data); a killed\n"
-        "run never leaves a result that looks complete. Stages:\n" + stages +
+        "run never leaves a result that looks complete. With processes: N in the config, every lmms-eval and\n"
+        "lm-eval stage runs in N ranks sharing the items (one GPU each, or CPU processes with device: cpu).\n"
+        "Stages:\n" + stages +
         "\n\nThe examples run the paper's settings (protocol: paper): the authors' prompts, style rule, budgets,\n"
         "formats, describer and judge, and their released pair set (not shipped: data.vision_pairs names your\n"
         "copy). docs/METHOD.md section 6 lists what still differs from their code."

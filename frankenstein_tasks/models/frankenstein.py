@@ -7,7 +7,7 @@
 Model args (all optional except the checkpoint):
     pretrained=PATH|ID       the checkpoint; or an in-memory Frankenstein splice:
     in=PATH|ID,rl=PATH|ID,splice=mid_late[,cuts=8:20]
-    device=auto|cpu|cuda[:N] (auto: CUDA when available; under `accelerate launch` one GPU per process)
+    device=auto|cpu|cuda[:N] (auto: CUDA when available; under torchrun / accelerate launch one GPU per process)
     device_map=auto          a model larger than one device, dispatched by accelerate over the GPUs (and CPU)
     dtype=auto|bfloat16|float16|float32 (auto: bfloat16 on GPU, float32 on CPU)
     attn_implementation=sdpa|eager|flash_attention_2
@@ -42,6 +42,10 @@ request gets lmms-eval's convention, that of its own Hugging Face models (llava,
 negative log-likelihood per continuation token and whether the continuation is the greedy one;
 lmms-eval's multiple-choice scoring takes the lowest. With probe=zero_ablation every layer's values
 go through the task's own metrics (`layer_scores`, under `results["frankenstein"]`), as in lm-eval.
+
+Data parallel: under `torchrun --nproc_per_node N -m lmms_eval ...` (or `accelerate launch`) each
+process is one rank (`distributed.join_process_group`) and answers the requests lmms-eval deals it;
+`results["frankenstein"]["docs_by_rank"][task]` lists the docs each rank answered.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from loguru import logger as eval_logger
 from tqdm import tqdm
 
 from frankenstein_tasks import contract
+from frankenstein_tasks.models.distributed import Shares, join_process_group
 from frankenstein_tasks.models.layer_scores import RESULTS_KEY, print_curves, request_key, score_layers
 from frankenstein_tasks.models.model_args import ModelArgs, greedy_until, load_runner, request_chunks
 from surgery.errors import FrankensteinError
@@ -74,22 +79,14 @@ class Frankenstein(lmms):
     def __init__(self, **model_args: Any) -> None:
         super().__init__()
         import torch
-        from accelerate import Accelerator
-
-        from surgery.loading import resolve_device
 
         args = ModelArgs.parse(**model_args)
-        accelerator = Accelerator()
-        device = args.device
-        if accelerator.num_processes > 1:
-            # Data parallel (`accelerate launch`): lmms-eval gives each process its share of the
-            # requests by rank; each process runs the whole model on its own device (one GPU each,
-            # or the CPU under `accelerate launch --cpu`).
-            self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
-            if device in (None, "auto"):
-                device = str(accelerator.device)
-        self.accelerator = accelerator
-        self._device = torch.device(resolve_device(device))
+        # Data parallel (torchrun, accelerate launch, `frankenstein run` with processes: N): lmms-eval
+        # gives each process its share of the requests by rank; each runs the whole model on its own
+        # device (one GPU each, or the CPU).
+        self._rank, self._world_size, device = join_process_group(args.device)
+        self._device = torch.device(device)
+        self.shares = Shares(self._rank, self._world_size)
         loaded = load_runner(args, str(self._device))
         self.runner, self.prompt_style = loaded.runner, loaded.style
         self._model, self.layout, self.probe_config = self.runner.model, self.runner.layout, self.runner.config
@@ -163,6 +160,7 @@ class Frankenstein(lmms):
             if not ids:
                 raise FrankensteinError(f"task {task}: doc {doc_id} asks for the log-likelihood of an empty continuation")
             continuations.append((number, ids))
+        self.shares.add(requests, "loglikelihood")
         desc = f"frankenstein loglikelihood ({self.probe_config.probe})"
         with tqdm(total=len(requests), disable=self.rank != 0, desc=desc, unit="request") as bar:
             outcomes = self.runner.score(contexts, continuations, progress=bar)
@@ -189,13 +187,18 @@ class Frankenstein(lmms):
         return 1 + len(self.runner.layers) if self.probe_config.probe in SWEEPING_PROBES else 1
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
+        self.shares.add(requests, "generate_until")
         keys = [self._store_key(r) for r in requests]
-        # A response the store holds is reused; the others (None: not stored, or no store) are computed.
+        # A response the store holds is reused; the others (None: not stored, or no store) are computed,
+        # each stored key once (lmms-eval evens out the ranks' shares by repeating a request).
         responses: list[str | None] = [self.store.get(key) if key is not None else None for key in keys]
-        todo = [i for i, response in enumerate(responses) if response is None]
-        if self.store is not None and self.store.reused and self.rank == 0:
+        first: dict[str, int] = {}
+        todo = [i for i, response in enumerate(responses)
+                if response is None and (keys[i] is None or first.setdefault(keys[i], i) == i)]
+        if self.store is not None and self.store.reused:
             # Printed, not logged: harness log levels differ, and a resumed run should always say so.
-            tqdm.write(f"frankenstein: {self.store.reused} finished responses reused from {self.store.folder}", file=sys.stderr)
+            rank = f" (rank {self.rank} of {self.world_size})" if self.world_size > 1 else ""
+            tqdm.write(f"frankenstein: {self.store.reused} finished responses reused from {self.store.folder}{rank}", file=sys.stderr)
         rows = self._rows_per_item()
         desc = f"frankenstein ({self.probe_config.probe}" + (f", {rows} rows/item)" if rows > 1 else ")")
         with tqdm(total=len(requests), initial=len(requests) - len(todo), disable=self.rank != 0, desc=desc, unit="item") as bar:
@@ -209,6 +212,9 @@ class Frankenstein(lmms):
                 if self.store is not None:
                     self.store.put_many((keys[i], responses[i]) for i in chunk)
                 bar.update(len(chunk))
+        for i, key in enumerate(keys):
+            if responses[i] is None:  # a repeat of a stored key computed above
+                responses[i] = responses[first[key]]
         return responses  # type: ignore[return-value]
 
     def _show_prompt_once(self, task: str, request: Any) -> None:
@@ -298,7 +304,9 @@ def unserved(requests: list[Instance], what: str) -> FrankensteinError:
 
 
 def install_layer_scoring() -> None:
-    """Wrap `lmms_eval.evaluator.evaluate` so that sweeping runs score log-likelihood requests per layer."""
+    """Wrap `lmms_eval.evaluator.evaluate` so that a `frankenstein` run's results gain the frankenstein
+    section: the docs each rank answered (`docs_by_rank`), and for sweeping runs the log-likelihood
+    requests scored per layer."""
     import functools
 
     import lmms_eval.evaluator as evaluator
@@ -312,13 +320,19 @@ def install_layer_scoring() -> None:
     @functools.wraps(original)
     def evaluate(lm: Any, task_dict: Any, *args: Any, **kwargs: Any) -> Any:
         results = original(lm, task_dict, *args, **kwargs)
-        if isinstance(lm, Frankenstein) and lm.sweeps_layers:
+        if not isinstance(lm, Frankenstein):
+            return results
+        section = None
+        if lm.sweeps_layers:
             tasks = {out.task_name: out.task for out in get_task_list(task_dict) if getattr(out.task, "instances", None) is not None}
             # Every rank scores its own docs (score_layers gathers them); rank 0 holds the results.
             section = score_layers(tasks, lm.runner.layers, lm.layer_responses, mean=mean,
                                    doc_of=lambda task, instance: lm.task_dict[instance.task_name][instance.args[5]][instance.doc_id])
-            if results is not None and section is not None and section["layer_scores"]:
-                results[RESULTS_KEY] = section
+        docs_by_rank = lm.shares.by_rank()  # every rank's part in this run, gathered on rank 0
+        if results is not None:
+            scored = section is not None and bool(section["layer_scores"])
+            results[RESULTS_KEY] = {**(section if scored else {}), "docs_by_rank": docs_by_rank}
+            if scored:
                 print_curves(section)
         return results
 

@@ -10,7 +10,7 @@ lmms-eval's task objects share that API (`instances`, `apply_filters`, `process_
 `aggregation`), so this one module serves both harness models; each wraps its harness's `evaluate`
 (`lm_eval_model.install_layer_scoring`, `frankenstein.install_layer_scoring`).
 
-Under data parallel every rank scores the docs it ran and rank 0 merges them (`torch.distributed`).
+Under data parallel every rank scores the docs it ran and rank 0 merges them (`distributed.gather_to_rank0`).
 The section lands in the results as `results["frankenstein"]`:
 
     layers                                    the swept decoder layers
@@ -27,6 +27,7 @@ from collections import defaultdict
 from typing import Any, Callable, Mapping, Sequence
 
 from frankenstein_tasks import contract
+from frankenstein_tasks.models.distributed import gather_to_rank0
 
 RESULTS_KEY = "frankenstein"
 
@@ -56,8 +57,7 @@ def score_layers(
         instances = [inst for inst in (task.instances or []) if request_key(inst) in responses]
         if instances:
             local[name] = _score_task(task, instances, layers, responses, doc_of)
-    rank, world = _distributed()
-    gathered = _gather(local, rank, world)
+    gathered = gather_to_rank0(local)
     if gathered is None:
         return None
     section: dict[str, Any] = {"layers": list(layers), "layer_scores": {}, "layer_drops": {}, "answers": {},
@@ -69,7 +69,7 @@ def score_layers(
         section["layer_scores"][name], section["layer_drops"][name] = _curves(per_doc, layers, aggregation, mean)
         kind = parts[0]["kind"]
         section[kind][name] = {doc: by_layer for p in parts for doc, by_layer in p["responses"].items()}
-        section["docs_by_rank"][name] = [sorted(p["docs"]) for p in parts] if world > 1 else [sorted(parts[0]["docs"])]
+        section["docs_by_rank"][name] = [sorted(part[name]["docs"]) if name in part else [] for part in gathered]
     return section
 
 
@@ -141,25 +141,6 @@ def _curves(per_doc: dict[int | None, Any], layers: Sequence[int], aggregation: 
             values = [float(agg([by_layer[layer][d] for d in docs])) for layer in layers]
             scores[name] = {"layers": layers, "value": values, "stderr": [None] * len(layers), "n": len(docs)}
     return scores, drops
-
-
-def _distributed() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _gather(local: Any, rank: int, world: int) -> list[Any] | None:
-    """Every rank's `local` on rank 0 (in rank order), None elsewhere."""
-    if world == 1:
-        return [local]
-    import torch.distributed as dist
-
-    gathered: list[Any] | None = [None] * world if rank == 0 else None
-    dist.gather_object(local, gathered, dst=0)
-    return gathered
 
 
 def print_curves(section: Mapping[str, Any]) -> None:

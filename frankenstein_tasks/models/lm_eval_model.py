@@ -28,8 +28,9 @@ layer's responses through the tasks' own filters, `process_results` and aggregat
 land under `results["frankenstein"]` (saved in lm-eval's results JSON; see `layer_scores`).
 
 Data parallel: under `torchrun --nproc_per_node N` (or `accelerate launch`, which sets the same
-environment) each process joins a `torch.distributed` group (gloo on CPU, one GPU per process with
-NCCL), lm-eval gives each rank its share of the docs, and rank 0 merges results and per-layer scores.
+environment) each process joins a `torch.distributed` group (`distributed.join_process_group`: gloo
+on CPU, one GPU per process with NCCL), lm-eval gives each rank its share of the docs, and rank 0
+merges results and per-layer scores.
 
 lm-eval 0.4.x has no entry point for third-party models, so the shell route is
 `frankenstein lm-eval ...`: it imports this module (which registers the model name `frankenstein`
@@ -39,7 +40,6 @@ with lm-eval's registry) and hands its arguments to lm-eval's own CLI.
 from __future__ import annotations
 
 import functools
-import os
 from collections import defaultdict
 from typing import Any
 
@@ -47,6 +47,7 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
+from frankenstein_tasks.models.distributed import Shares, join_process_group
 from frankenstein_tasks.models.layer_scores import RESULTS_KEY, print_curves, request_key, score_layers
 from frankenstein_tasks.models.model_args import ModelArgs, greedy_until, load_runner, request_chunks
 from surgery.errors import FrankensteinError
@@ -58,19 +59,15 @@ DEFAULT_MAX_LENGTH = 2048  # lm-eval's HFLM default when neither the config nor 
 class FrankensteinLM(TemplateLM):
     def __init__(self, **model_args: Any) -> None:
         super().__init__()
-        from surgery.loading import resolve_device
-
         args = ModelArgs.parse(**model_args)
         if args.probe not in ("none", "zero_ablation") or args.scoring != "generate":
             raise FrankensteinError(
                 f"the lm-eval frankenstein model runs probe=none or probe=zero_ablation; "
                 f"got probe={args.probe}, scoring={args.scoring}"
             )
-        self._rank, self._world_size = join_process_group()
-        device = args.device
-        if self._world_size > 1 and device in (None, "auto") and _cuda():
-            device = f"cuda:{os.environ.get('LOCAL_RANK', self._rank)}"  # one GPU per process
-        self._device = resolve_device(device)
+        # Under a launcher: one rank of the process group, on its own GPU (or the CPU).
+        self._rank, self._world_size, self._device = join_process_group(args.device)
+        self.shares = Shares(self._rank, self._world_size)  # logs each rank's share (docs_by_rank: layer_scores)
         loaded = load_runner(args, self._device)
         self.runner, self.style = loaded.runner, loaded.style
         self.system_prompt = args.system_prompt
@@ -166,6 +163,7 @@ class FrankensteinLM(TemplateLM):
 
     # -- requests ------------------------------------------------------------------------------
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        self.shares.add(requests, "generate_until")
         rows_per_item = 1 + len(self.layers) if self.sweeps_layers else 1
         answers: list[str | None] = [None] * len(requests)
         desc = f"frankenstein ({self.runner.config.probe})"
@@ -180,6 +178,7 @@ class FrankensteinLM(TemplateLM):
         return answers  # type: ignore[return-value]
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        self.shares.add(requests, "loglikelihood")
         # lm-eval's TemplateLM tokenizes (its context / continuation rule) and calls _loglikelihood_tokens.
         results = super().loglikelihood(requests, disable_tqdm=disable_tqdm)
         if self.sweeps_layers:
@@ -205,6 +204,7 @@ class FrankensteinLM(TemplateLM):
         """The whole string's log-likelihood, in disjoint windows of `max_length` tokens (lm-eval's rule)."""
         from lm_eval import utils
 
+        self.shares.add(requests, "loglikelihood_rolling")
         windows, owner = [], []
         for k, (string,) in enumerate(request.args for request in requests):
             for window in utils.get_rolling_token_windows(
@@ -259,24 +259,6 @@ class FrankensteinLM(TemplateLM):
         return ProbeRequest(
             text=context, chat=False, max_new_tokens=int(budget) if budget else None, until=[u for u in until if u]
         )
-
-
-def join_process_group() -> tuple[int, int]:
-    """(rank, world size): under a multi-process launcher (WORLD_SIZE > 1: torchrun, accelerate launch)
-    this process joins the `torch.distributed` group (NCCL with GPUs, gloo on CPU); else (0, 1)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if _cuda() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ request of the run, so a run killed half-way keeps nothing. This store sits at t
 inside the model instead: `generate_until` looks every request up first, computes only the misses,
 and appends each finished chunk of responses (one JSON line each, flushed and fsynced) before it
 starts the next. A run started again with the same `response_cache=DIR` recomputes nothing that was
-finished; a line cut short by the kill is ignored.
+finished; a line cut short by the kill is ignored (and the next line written starts a line of its own).
+Each process of a data-parallel run appends to its own file (`responses.rank<R>.jsonl`) and reads
+every rank's, so a rerun with any number of processes finds every finished response.
 
 A response's key is a hash of everything that decides it, and of nothing that only changes speed:
 
@@ -87,6 +89,8 @@ class ResponseStore:
         if not lines:
             return
         with open(self.path, "a", encoding="utf-8") as handle:
+            if handle.tell() and not _ends_with_newline(self.path):
+                lines.insert(0, "\n")  # after a line cut short by a kill: start on a line of our own
             handle.write("".join(lines))
             handle.flush()
             os.fsync(handle.fileno())
@@ -166,6 +170,12 @@ def _value_bytes(value: Any) -> bytes:
 
 def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def _read(path: Path) -> Iterable[tuple[str, str]]:

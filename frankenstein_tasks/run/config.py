@@ -149,6 +149,8 @@ class RunConfig(Section):
     dtype: str = "auto"
     attn_implementation: str | None = None
     max_batch_rows: int | None = Field(None, ge=1)
+    # Ranks sharing each lmms-eval / lm-eval stage's items (`run/parallel.py`): one GPU each, or CPU processes.
+    processes: int = Field(1, ge=1)
     offline: bool = False  # never contact a hub (datasets and models must be local or cached)
     delta: DeltaSettings = DeltaSettings()
     merges: MergesSettings = MergesSettings()
@@ -167,6 +169,14 @@ class RunConfig(Section):
                 if getattr(self, name).subset != PAPER_SUBSET:
                     raise ValueError(f"protocol: paper asks the paper's items ({PAPER_SUBSET}: 100 items, seed 123); "
                                      f"{name}.subset is {getattr(self, name).subset!r} (use protocol: project for another subset)")
+        return self
+
+    @model_validator(mode="after")
+    def _ranks_hold_whole_models(self) -> "RunConfig":
+        # Each rank loads the whole model on its own device; device_map spreads one model over all of them.
+        if self.processes > 1 and self.device_map:
+            raise ValueError(f"processes: {self.processes} gives each rank a whole model on its own device; device_map: "
+                             f"{self.device_map} spreads one model over the devices: set one of them only")
         return self
 
     @field_validator("stages")

@@ -65,13 +65,17 @@ def evaluate(
     *,
     gen_kwargs: str | None = None,
     env: Mapping[str, str | None] = {},
-) -> dict[str, Any]:
-    """Run `tasks` with the frankenstein model; write lmms-eval's results and samples under `out`."""
+) -> dict[str, Any] | None:
+    """Run `tasks` with the frankenstein model; write lmms-eval's results and samples under `out`.
+
+    One of several ranks (`parallel`): this process answers its share, rank 0 writes everything and
+    returns the results, the others return None."""
     from lmms_eval import evaluator
     from lmms_eval.loggers import EvaluationTracker
     from lmms_eval.tasks import TaskManager
 
     from frankenstein_tasks.models._task_discovery import TASKS_DIR
+    from frankenstein_tasks.models.distributed import rank_and_world
 
     from lmms_eval.utils import get_datetime_str
 
@@ -89,7 +93,11 @@ def evaluate(
             task_manager=TaskManager("WARNING", include_path=TASKS_DIR),
             bootstrap_iters=1000,
             datetime_str=stamp,
+            # As lmms-eval's CLI does: the process group a launcher set up, else accelerate's.
+            distributed_executor_backend="torchrun" if rank_and_world()[1] > 1 else "accelerate",
         )
+    if rank_and_world()[0] != 0:
+        return None
     if results is None:
         raise FrankensteinError(f"lmms-eval returned no results for {', '.join(tasks)}")
     samples = results.pop("samples")
@@ -109,12 +117,14 @@ def lm_eval_evaluate(
     limit: int | None = None,
     apply_chat_template: bool = False,
     env: Mapping[str, str | None] = {},
-) -> dict[str, Any]:
-    """Run lm-eval `tasks` with the frankenstein lm-eval model; write lm-eval's results and samples under `out`."""
+) -> dict[str, Any] | None:
+    """Run lm-eval `tasks` with the frankenstein lm-eval model; write lm-eval's results and samples under
+    `out` (one of several ranks: as `evaluate`)."""
     import lm_eval
     from lm_eval.loggers import EvaluationTracker
 
     import frankenstein_tasks.models.lm_eval_model  # noqa: F401  (registers the model name `frankenstein`)
+    from frankenstein_tasks.models.distributed import rank_and_world
 
     tracker = EvaluationTracker(output_path=str(out))
     with environment(env), silenced():
@@ -130,6 +140,8 @@ def lm_eval_evaluate(
             apply_chat_template=apply_chat_template,
             task_manager=manager,
         )
+    if rank_and_world()[0] != 0:
+        return None
     if results is None:
         raise FrankensteinError(f"lm-eval returned no results for {', '.join(tasks)}")
     samples = results.pop("samples")

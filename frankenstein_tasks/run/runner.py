@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable
 from analysis.schema import RunManifest
 from frankenstein_tasks.run.config import RunConfig
 from frankenstein_tasks.run.data import HUB_DATASETS, cache_local_data
+from frankenstein_tasks.run.parallel import check_processes
 from frankenstein_tasks.run.stages import STAGES, RunContext
 from surgery.atomic import replace_dir, write_json
 from surgery.errors import FrankensteinError
@@ -38,6 +39,7 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
         raise FrankensteinError(f"--force: unknown stage {sorted(unknown)[0]!r}; stages are {', '.join(STAGES)}")
     out = config.output_folder()
     models = config.models.by_role()
+    check_processes(config.processes, config.device)
     layout = preflight(config, models)
     check_pair_set(config)
     manifest = _open_manifest(out, config, models, layout)

@@ -2,9 +2,10 @@
 
 Each stage writes into the folder it is given (the runner renames it into place when the stage
 finishes) and returns the result files it wrote, relative to that folder. The probe stages run
-lmms-eval in this process (`harness.evaluate`) with the `frankenstein` model, the leaderboard stage
-lm-eval (`harness.lm_eval_evaluate`) with the `frankenstein` lm-eval model; the folder layout is the
-one `frankenstein report` reads (`analysis/report/runs.py`).
+lmms-eval (`harness.evaluate`) with the `frankenstein` model, the leaderboard stage lm-eval
+(`harness.lm_eval_evaluate`) with the `frankenstein` lm-eval model, in this process or, with
+`processes: N`, in N ranks that share the items (`parallel.call`); the folder layout is the one
+`frankenstein report` reads (`analysis/report/runs.py`).
 
 What decides a stage's results, so that a finished stage is skipped only while all of it is the same
 (`runner.stage_settings`): its config section and the run-wide model settings, the fingerprints of
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from analysis.schema import STAGE_NAMES
-from frankenstein_tasks.run import harness
+from frankenstein_tasks.run import harness, parallel
 from frankenstein_tasks.run.config import ROLES
 from surgery.errors import FrankensteinError
 from surgery.splice import VARIANTS
@@ -129,7 +130,8 @@ def _lmms_stage(ctx: RunContext, folder: Path, members: list[str], tasks: list[s
         args = ctx.model_args(member, **probe, prompt_style=style)
         shown = f"; prompt style: {style or 'default'} ({why})" if styled else ""
         ctx.say(f"      model {k}/{len(members)}: {member} ({args.get('splice') or 'checkpoint'}){shown}")
-        harness.evaluate(tasks, args, folder / member, gen_kwargs=_budget(budget), env={**ctx.env, **env})
+        parallel.call(ctx.config.processes, "lmms_eval", tasks, args, folder / member, gen_kwargs=_budget(budget),
+                      env={**ctx.env, **env}, device=ctx.config.device)
         written += [str(p.relative_to(folder)) for p in sorted((folder / member).rglob("*.json*"))]
     return written
 
@@ -313,8 +315,8 @@ def run_leaderboard(ctx: RunContext, folder: Path) -> list[str]:
         ctx.say(f"      model {k}/{len(s.models)}: {member} ({args.get('splice') or 'checkpoint'}) on {', '.join(s.tasks)}")
         # lm-eval's datasets come from the usual datasets cache: the run's own (ctx.env) holds only the
         # `data:` copies of the frank_* tasks' datasets.
-        harness.lm_eval_evaluate(s.tasks, args, folder / member, num_fewshot=s.num_fewshot, limit=s.limit,
-                                 apply_chat_template=s.apply_chat_template)
+        parallel.call(ctx.config.processes, "lm_eval", s.tasks, args, folder / member, num_fewshot=s.num_fewshot,
+                      limit=s.limit, apply_chat_template=s.apply_chat_template, device=ctx.config.device)
         written += [str(p.relative_to(folder)) for p in sorted((folder / member).rglob("*.json*"))]
     return written
 
