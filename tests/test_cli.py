@@ -44,3 +44,16 @@ def test_demo_on_a_trio_refuses_bad_input_in_one_line(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"frankenstein: error: {message}"), result.stderr
         assert not (tmp_path / "out" / "models").exists()
+
+
+def test_run_prints_each_example_config_as_its_file_holds_it(capsys):
+    """`frankenstein run --print-config NAME` (in process, for the fast tier): the example exactly, and
+    a run without a config is one line naming what to give."""
+    from frankenstein_tasks import cli
+    from frankenstein_tasks.run.config import example_names, example_text
+
+    for name in example_names():
+        assert cli.main(["run", "--print-config", name]) == 0
+        assert capsys.readouterr().out == example_text(name)
+    assert cli.main(["run"]) == 2
+    assert capsys.readouterr().err.strip() == "frankenstein: error: give a config file (or --print-config NAME for an example)"

@@ -54,6 +54,7 @@ def test_freeze_block_sets_requires_grad_only_on_the_block(tiny_trio):
     assert [n for n, p in model.named_parameters() if not p.requires_grad] == frozen
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_cli_list_regex_and_checkpoint_names(loaded, tiny_trio):
     model, layout = loaded

@@ -41,7 +41,9 @@ def no_setup_variables(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.mark.parametrize("spelling", ["lmms_eval", "lmms-eval", "python -m lmms_eval"])
+# One spelling in the fast tier; the other two start lmms-eval again for the same check.
+@pytest.mark.parametrize("spelling", ["lmms_eval", pytest.param("lmms-eval", marks=pytest.mark.slow),
+                                      pytest.param("python -m lmms_eval", marks=pytest.mark.slow)])
 def test_task_list_shows_frank_tasks_for_every_spelling(spelling, tmp_path):
     command = [sys.executable, "-m", "lmms_eval"] if spelling.startswith("python") else [cli_path(spelling)]
     done = run_cli(command + ["--tasks", "list"], env=clean_env(), cwd=tmp_path, timeout=300)

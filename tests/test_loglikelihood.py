@@ -414,6 +414,7 @@ def test_lmms_eval_multiple_choice_with_images_per_layer(organism, tmp_path):
 # ---------------------------------------------------------------- bad input
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_unserved_request_type_is_one_line_naming_task_and_type(tiny_trio, tmp_path):
     tasks = write_multi_round_task(tmp_path)

@@ -305,6 +305,7 @@ BAD = {
 BAD_RUNS = [(case, "one") for case in BAD] + [("layer-count", "all")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("case", "form"), BAD_RUNS, ids=[f"{c}-{f}" for c, f in BAD_RUNS])
 def test_bad_input_is_one_line_and_writes_nothing(case, form, tiny_trio, bad_models, tmp_path):
     extra, message = BAD[case]

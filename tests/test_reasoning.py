@@ -208,9 +208,10 @@ def test_logprob_sweep_equals_unbatched_forward(tiny_trio):
 # ---------------------------------------------------------------- clear errors
 
 
-@pytest.mark.slow
 @pytest.mark.cli
-@pytest.mark.parametrize("case", ["missing_field", "no_reference", "unknown_style"])
+# The first case in the fast tier: the frank_reasoning glue loaded by the real lmms_eval, failing early.
+@pytest.mark.parametrize("case", ["missing_field", pytest.param("no_reference", marks=pytest.mark.slow),
+                                  pytest.param("unknown_style", marks=pytest.mark.slow)])
 def test_bad_input_ends_with_one_clear_line(case, tiny_trio, data_env, tmp_path):
     model = f"pretrained={tiny_trio['rl']},device=cpu"
     if case == "missing_field":

@@ -75,6 +75,7 @@ def test_planted_blocks_carry_much_larger_rl_deltas(tiny_trio):
     assert abs(smallest_planted / (0.01 * PLANT_FACTOR) - 1) < 0.2
 
 
+@pytest.mark.slow
 def test_cli_make_tiny(tmp_path):
     out = tmp_path / "cli_trio"
     result = run_cli([cli_path("frankenstein"), "make-tiny", str(out), "--layers", "4", "--plant", "late", "--seed", "3"])
@@ -130,6 +131,7 @@ def test_other_family_trios_load_and_generate_with_an_image(family, request):
         assert config["vision_config"]["deepstack_visual_indexes"] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_cli_make_tiny_qwen3_vl_needs_three_vision_blocks(tmp_path):
     done = run_cli([cli_path("frankenstein"), "make-tiny", str(tmp_path / "ok"), "--arch", "qwen3_vl", "--layers", "3"])
     assert done.returncode == 0, done.stderr

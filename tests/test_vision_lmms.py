@@ -22,7 +22,7 @@ from frankenstein_tasks.vision.pairs import TASKS, generator_tag
 from frankenstein_tasks.vision.scoring import is_correct, truth_text
 
 TASKS_DIR = Path(frankenstein_tasks.__file__).parent / "tasks"
-pytestmark = [pytest.mark.cli, pytest.mark.slow]
+pytestmark = pytest.mark.cli
 
 
 def _lmms_eval(model_dir: Path, tasks: str, out: Path, *, env: dict, limit: int | None = None, include: bool = True,
@@ -71,6 +71,7 @@ def _check_plain_samples(samples: list[dict], task: str, lines: list[dict]) -> N
         assert "change_rate" not in s and "source_adoption_rate" not in s
 
 
+@pytest.mark.slow
 def test_group_through_include_path_on_generated_pairs(tiny_trio, tmp_path):
     pairs_dir = tmp_path / "pairs"
     made = run_cli([cli_path("frankenstein"), "data", "make-pairs", "--n", "3", "--size", "112", "--out", str(pairs_dir)])
@@ -91,6 +92,7 @@ def test_group_through_include_path_on_generated_pairs(tiny_trio, tmp_path):
     assert "frank_vision_counting" in log  # the printed table
 
 
+@pytest.mark.slow
 def test_plugin_discovery_and_default_cache(tiny_trio, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     result, log = _lmms_eval(
@@ -106,6 +108,7 @@ def test_plugin_discovery_and_default_cache(tiny_trio, tmp_path):
     _check_plain_samples(_samples(out, "frank_vision_recognition"), "recognition", lines)
 
 
+@pytest.mark.slow
 def test_shared_layout_folder_runs_and_bad_lines_are_skipped_on_request(tiny_trio, tmp_path):
     root = tmp_path / "user_pairs"
     lines = write_shared_layout(root)
