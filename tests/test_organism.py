@@ -21,7 +21,7 @@ from frankenstein_tasks.organism.evalsets import write_eval_sets
 from frankenstein_tasks.organism.measure import ablation_curve, accuracies, splice_scores, swap_curves
 from frankenstein_tasks.organism.pipeline import OrganismSettings, build_organism, organism_info
 from frankenstein_tasks.organism.report import FRESH_PAIR_SEED
-from surgery.organism_train import (
+from frankenstein_tasks.organism.training import (
     Example,
     PolicyGradientConfig,
     PromptEncoder,

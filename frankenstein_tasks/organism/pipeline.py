@@ -29,7 +29,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from surgery.errors import FrankensteinError
-from surgery.organism_train import PolicyGradientConfig, SftConfig
+from .training import PolicyGradientConfig, SftConfig
 from surgery.tiny import TinySpec
 
 ORGANISM_VERSION = 1  # bump when the data or the training changes: the cache key includes it
@@ -140,7 +140,7 @@ class Build:
     out: Path
     model: Any  # the freshly initialised Base model
     processor: Any
-    encoder: Any  # surgery.organism_train.PromptEncoder (its model serves only the M-RoPE position ids)
+    encoder: Any  # training.PromptEncoder (its model serves only the M-RoPE position ids)
     examples: dict[str, list[Any]]  # stage -> training examples
     rl_answers: list[str]  # gold answers of the RL prompts, by index
     inputs: list[int]  # token ids the data feeds the model
@@ -162,14 +162,14 @@ def _save(build: Build, model: Any, role: str) -> None:
 
 
 def _vocab(build: Build, model: Any, layout: Any) -> Any:
-    from surgery.organism_train import VocabSlice
+    from .training import VocabSlice
 
     return VocabSlice(model, layout, build.inputs, build.outputs)
 
 
 def _sft_stage(build: Build, stage: str, model: Any, layout: Any, config: SftConfig, desc: str) -> dict[str, Any]:
     """Train `model` by SFT on the stage's examples and save it as the stage's checkpoint."""
-    from surgery.organism_train import train_sft
+    from .training import train_sft
 
     losses = train_sft(model, layout, _vocab(build, model, layout), build.examples[stage], config,
                        encoder=build.encoder, seed=_seed(build, stage), desc=desc, progress=build.progress)
@@ -187,7 +187,7 @@ def _stage_in(build: Build) -> dict[str, Any]:
 
 
 def _stage_rl(build: Build) -> dict[str, Any]:
-    from surgery.organism_train import train_policy_gradient
+    from .training import train_policy_gradient
 
     from .data import boxed_answer
 
@@ -265,7 +265,7 @@ def build_organism(settings: OrganismSettings, out: str | os.PathLike, *, progre
 def _prepare(settings: OrganismSettings, out: Path, progress: bool) -> Build:
     """The processor, a fresh Base model, every stage's examples and the two vocabularies."""
     from surgery.arch import layout_of_model
-    from surgery.organism_train import PromptEncoder, zero_head_rows
+    from .training import PromptEncoder, zero_head_rows
     from surgery.prompts import DEFAULT_SYSTEM_PROMPT
     from surgery.tiny import build_processor, new_model
 

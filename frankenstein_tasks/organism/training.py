@@ -1,8 +1,8 @@
 """Training loops for the model organism: supervised fine-tuning and a group-baseline policy gradient.
 
-The organism (`frankenstein_tasks.organism`) is a tiny Qwen2.5-VL trained on CPU, so the loops here
-are plain PyTorch over the model's own transformers modules, with two economies that leave the
-trained checkpoint's behaviour exact:
+They live beside the organism's pipeline, not in the engine (`surgery` trains nothing). The organism
+is a tiny Qwen2.5-VL trained on CPU, so the loops are plain PyTorch over the model's own transformers
+modules, with two economies that leave the trained checkpoint's behaviour exact:
 
 * **A slice of the vocabulary.** The real Qwen vocabulary has 151,936 tokens, and a full lm_head and
   softmax per position would dominate the cost. `VocabSlice` trains compact copies of the embedding
