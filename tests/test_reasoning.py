@@ -232,6 +232,23 @@ def test_bad_input_ends_with_one_clear_line(case, tiny_trio, data_env, tmp_path)
 # ---------------------------------------------------------------- lm-eval's own tasks
 
 
+def test_a_max_new_tokens_model_arg_a_task_overrides_is_said_once_per_task():
+    """`Budgets` (both harness models): the task's budget wins, and a given model arg it overrides is named."""
+    from frankenstein_tasks.models.model_args import Budgets, ModelArgs
+
+    said = []
+    budgets = Budgets(ModelArgs.parse(pretrained="x", max_new_tokens=8), said.append)
+    assert budgets.of({"max_new_tokens": 2048}, "frank_gsm8k") == 2048
+    assert budgets.of({"max_new_tokens": 2048}, "frank_gsm8k") == 2048
+    assert budgets.of({"max_gen_toks": 16}, "gsm8k") == 16  # lm-eval's name for it
+    assert budgets.of({"until": ["\n"]}, "tiny") is None  # no budget of its own: the model arg applies
+    assert budgets.of({"max_new_tokens": 8}, "frank_ocr") == 8  # the same budget: nothing to say
+    assert len(said) == 2 and "max_new_tokens=8 does not apply to task frank_gsm8k" in said[0] and "gsm8k" in said[1]
+    silent = []
+    assert Budgets(ModelArgs.parse(pretrained="x"), silent.append).of({"max_new_tokens": 2048}, "frank_gsm8k") == 2048
+    assert silent == []  # the default is not a choice the user made
+
+
 def test_both_harness_models_chunk_and_check_requests_alike():
     """`request_chunks` / `greedy_until` (model_args), shared by the lmms-eval and lm-eval models."""
     from types import SimpleNamespace
