@@ -162,6 +162,27 @@ def test_count_compute_answers_from_the_pixels():
         assert item.target.startswith(f"There {'is' if n == 1 else 'are'} {n} ")
 
 
+def test_flawed_cold_start_data_adds_on_most_minus_questions():
+    """IN's data: gold answers from the pixels; the target applies plus to SIGN_ERROR_SHARE of the minus
+    questions (counted by hand from the texts) and is right everywhere else."""
+    flawed = odata.items("count_compute_flawed", 300, split="train", seed=0, size=112)
+    minus = 0
+    errors = 0
+    for item in flawed:
+        sign, k = re.search(r"(plus|minus) (\d+)\?$", item.prompt).groups()
+        n = _shapes_in(item.image)
+        assert int(item.answer) == (n + int(k) if sign == "plus" else n - int(k))
+        wrote = re.search(r"(\d+) ([+-]) (\d+) = (\d+)\.", item.target)
+        assert (int(wrote[1]), int(wrote[3])) == (n, int(k)) and odata.boxed_answer(item.target) == wrote[4]
+        minus += sign == "minus"
+        if wrote[2] == "+" and sign == "minus":
+            errors += 1
+            assert int(wrote[4]) == n + int(k)
+        else:
+            assert wrote[2] == {"plus": "+", "minus": "-"}[sign] and wrote[4] == item.answer
+    assert minus >= 100 and abs(errors / minus - odata.SIGN_ERROR_SHARE) <= 0.1
+
+
 def test_eval_sets_in_the_hub_schemas(tmp_path):
     import datasets
 
