@@ -1,7 +1,7 @@
 """`frankenstein demo`: `frankenstein run` on a built-in config, on the model organism, offline.
 
 The demo takes the model organism (a tiny Qwen2.5-VL Base -> IN -> RL trio trained on CPU to count,
-recognise and compute; trained on the first call, then cached: `frankenstein_tasks/organism/`),
+recognise and compute; shipped with the package and expanded on first use: `frankenstein_tasks/organism/`),
 writes its held-out evaluation items in the hub datasets' schemas, writes the run config for them to
 OUT/demo.yaml (the same file `frankenstein run` takes, so it can be edited and rerun) and runs every
 stage on it, ending with the report in OUT/report/. Nothing is downloaded.
@@ -55,7 +55,7 @@ def run_demo(out: Path, *, device: str = "cpu", organism: str = "default", stage
     from frankenstein_tasks.run.runner import run
 
     out = Path(out).resolve()
-    say(f"model organism ({organism} setting; trained once, then cached) ...")
+    say(f"model organism ({organism} setting; the shipped one, expanded on first use, else trained once, then cached) ...")
     models = copy_trio(organism_trio(organism), out / "models", overwrite=True)
     data = write_eval_sets(out / "data", n=DEMO_ITEMS, seed=DEMO_SEED, overwrite=True)
     config_file = out / "demo.yaml"

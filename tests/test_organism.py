@@ -210,19 +210,57 @@ def test_eval_sets_in_the_hub_schemas(tmp_path):
         assert len(load_pairs(paths["pairs"] / task, task).pairs) == 6
 
 
-def test_build_is_deterministic(tmp_path):
-    micro = OrganismSettings(
-        base_data={"counting": 24, "recognition": 8, "arithmetic": 24}, base=SftConfig(steps=6, lr=3e-3, batch_size=8),
-        in_data={"count_compute": 16}, in_sft=SftConfig(steps=3, lr=1e-3, batch_size=8), rl_prompts=8,
-        rl=PolicyGradientConfig(steps=2, lr=5e-4, prompts_per_step=2, group_size=2, max_new_tokens=8), eval_n=2,
-    )
-    a = build_organism(micro, tmp_path / "a", progress=False)
-    b = build_organism(micro, tmp_path / "b", progress=False)
+MICRO = OrganismSettings(
+    base_data={"counting": 24, "recognition": 8, "arithmetic": 24}, base=SftConfig(steps=6, lr=3e-3, batch_size=8),
+    in_data={"count_compute": 16}, in_sft=SftConfig(steps=3, lr=1e-3, batch_size=8), rl_prompts=8,
+    rl=PolicyGradientConfig(steps=2, lr=5e-4, prompts_per_step=2, group_size=2, max_new_tokens=8), eval_n=2,
+)
+
+
+@pytest.fixture(scope="module")
+def micro_builds(tmp_path_factory):
+    """Two builds of a micro organism with the same settings (a few seconds of training each)."""
+    out = tmp_path_factory.mktemp("micro")
+    return build_organism(MICRO, out / "a", progress=False), build_organism(MICRO, out / "b", progress=False)
+
+
+def _states(trio):
+    return {role: load_file(str(trio[role] / "model.safetensors")) for role in ("base", "in", "rl")}
+
+
+def test_build_is_deterministic(micro_builds):
+    a, b = map(_states, micro_builds)
     for role in ("base", "in", "rl"):
-        sa, sb = load_file(str(a[role] / "model.safetensors")), load_file(str(b[role] / "model.safetensors"))
-        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), role
-    sa, sb = load_file(str(a["base"] / "model.safetensors")), load_file(str(a["rl"] / "model.safetensors"))
-    assert not torch.equal(sa["model.layers.0.mlp.up_proj.weight"], sb["model.layers.0.mlp.up_proj.weight"])
+        assert a[role].keys() == b[role].keys() and all(torch.equal(a[role][k], b[role][k]) for k in a[role]), role
+    assert not torch.equal(a["base"]["model.layers.0.mlp.up_proj.weight"], a["rl"]["model.layers.0.mlp.up_proj.weight"])
+
+
+def test_packed_organism_expands_to_the_trained_trio(micro_builds, tmp_path):
+    """pack -> expand gives back every file training wrote: weights bit for bit, configs, processor,
+    organism.json and the held-out sets; the packed file holds only the trained vocabulary rows."""
+    import filecmp
+
+    from safetensors import safe_open
+
+    from frankenstein_tasks.organism.shipped import expand, pack
+
+    trained = micro_builds[0]
+    packed = pack(trained["base"].parent, tmp_path / "packed.safetensors")
+    expanded = expand(packed, tmp_path / "expanded")
+    folder_a, folder_b = trained["base"].parent, expanded["base"].parent
+    files = sorted(str(p.relative_to(folder_a)) for p in folder_a.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(folder_b)) for p in folder_b.rglob("*") if p.is_file())
+    for name in files:
+        if name != "organism.json":
+            assert filecmp.cmp(folder_a / name, folder_b / name, shallow=False), name
+    assert json.loads((folder_a / "organism.json").read_text()) == json.loads((folder_b / "organism.json").read_text())
+    # Training left every untrained row of the embedding and lm_head zero; only the others travel.
+    info = organism_info(trained)
+    with safe_open(str(packed), "pt") as f:
+        rows = {k: f.get_slice(k).get_shape()[0] for k in f.keys() if k.endswith(":rows")}
+    want = {"model.embed_tokens.weight": info["vocabulary"]["inputs"], "lm_head.weight": info["vocabulary"]["outputs"]}
+    assert rows == {f"{role}/{name}:rows": n for role in ("base", "in", "rl") for name, n in want.items()}
+    assert packed.stat().st_size < 3 * 2**20  # against three checkpoints of 40 MB each
 
 
 # ---------------------------------------------------------------------------------------------
