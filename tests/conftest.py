@@ -20,6 +20,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tier (`@pytest.mark.slow`: trains several organisms, tens of minutes on 2 CPU cores)
+    runs only when asked for: `python -m pytest -m slow ...`."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow tier: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def cli_path(name: str) -> str:
     """A console script installed next to this interpreter (the venv's bin/)."""
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
