@@ -14,6 +14,10 @@ Request side
     * A reasoning or transfer task marks its docs with `PROMPT_STYLE_KEY: True`: the `frankenstein`
       model then uses its prompt style's system prompt (`uses_prompt_style(doc)`); other tasks get
       the usual default system prompt.
+    * The model drops lmms-eval's "<image>" placeholders from the text and strips it, except in docs
+      marked `VERBATIM_TEXT_KEY: True` (`verbatim_text(doc)`, the `*_paper` tasks), whose text is sent
+      exactly as it is, as the authors' code sends it (their pair set's counting prompts even start
+      with a literal "<image>").
     * A task that supports teacher-forced scoring (`probe=zero_ablation,scoring=logprob`) puts the
       reference answer text in the doc under `REFERENCE_ANSWER_KEY`; the model reads it with
       `reference_answer(doc)` and measures its log-likelihood after the prompt instead of generating.
@@ -37,7 +41,9 @@ Metrics side (the shapes of the results values are declared once, in `analysis.s
       "n": N}` (bootstrap standard errors, `analysis.bootstrap`) in the results JSON under the
       metric's name; a group row pools its tasks' curves with `pool_across_tasks`.
     * The change rate of a layer (METHOD.md 1a) is defined once, here: `changed_by_layer`, with the
-      answer normalisation `normalize_answer`.
+      answer normalisation `normalize_answer`; the authors' variant (long answers that contain one
+      another count as unchanged), reported beside it by the `*_paper` vision tasks, is
+      `changed_by_layer_authors`.
     * People read curves in the console through `curve_summary` (a sparkline and where the curve
       falls below half its peak) and `curve_table` (a compact per-layer table); the results JSON keeps
       the full curve.
@@ -63,6 +69,7 @@ from surgery.probes import PROBES, ProbeOutput
 SOURCE_IMAGE_KEY = "source_image"
 REFERENCE_ANSWER_KEY = "reference_answer"
 PROMPT_STYLE_KEY = "uses_prompt_style"
+VERBATIM_TEXT_KEY = "verbatim_text"
 RESPONSE_KEY = "frankenstein_probe"
 _TRAILING_PUNCT = string.punctuation + "。，！？"
 
@@ -145,6 +152,13 @@ def changed_by_layer(result: ProbeResult) -> dict[int, float]:
     return {layer: float(normalize_answer(a) != baseline) for layer, a in result.answer_by_layer().items()}
 
 
+def changed_by_layer_authors(result: ProbeResult) -> dict[int, float]:
+    """Per layer, 1.0 if the answer changed by the authors' test (`paper_protocol.answers_differ`), else 0.0."""
+    from frankenstein_tasks.paper_protocol import answers_differ
+
+    return {layer: float(answers_differ(result.baseline, a)) for layer, a in result.answer_by_layer().items()}
+
+
 def reference_answer(doc: Mapping[str, Any]) -> str | None:
     """The reference answer text a task offers for teacher-forced scoring, or None."""
     value = doc.get(REFERENCE_ANSWER_KEY)
@@ -153,6 +167,10 @@ def reference_answer(doc: Mapping[str, Any]) -> str | None:
 
 def uses_prompt_style(doc: Mapping[str, Any]) -> bool:
     return bool(doc.get(PROMPT_STYLE_KEY))
+
+
+def verbatim_text(doc: Mapping[str, Any]) -> bool:
+    return bool(doc.get(VERBATIM_TEXT_KEY))
 
 
 def per_layer(values: Mapping[int, float]) -> dict[str, float]:

@@ -6,8 +6,9 @@
 - `surgery.stack`, `surgery.swap`, `surgery.ablation`, `surgery.attention`, `surgery.probes`: the engine
   and its probes; `surgery.reference`: the plain-definition paths they are tested against.
 - `surgery.splice`, `surgery.freeze`: Frankenstein splices and block freezing.
-- `surgery.tiny`: offline tiny Base / IN / RL trios for tests (the trained model organism, its data,
-  training loops and pipeline, lives in `frankenstein_tasks.organism`).
+- `surgery.tiny`: offline tiny Base / IN / RL trios for tests (`surgery.tiny_families`: each family's
+  tiny config and processor; the trained model organism, its data, training loops and pipeline, lives
+  in `frankenstein_tasks.organism`).
 """
 
 from surgery.errors import FrankensteinError

@@ -108,7 +108,7 @@ def _prefill_shared(stack: DecoderStack, prompts: Sequence[EncodedPrompt], varia
             for v in variants:
                 block = runs.index(v) if (v is not None and v < j) else 0
                 index.append(i + g * block)
-        index_t = torch.tensor(index, device=stack.device)
+        index_t = torch.tensor(index, device=keys.device)
         cache.update(keys[index_t], values[index_t], j)
     row_prompt = torch.arange(g, device=stack.device).repeat_interleave(R)
     return Rows(
@@ -156,6 +156,7 @@ def _shared_tree(
     """
     ablated = [v for v in variants if v is not None]
     branches: list[int] = []  # ablated layers forked so far; block b+1 of the batch holds branch b
+    injection = chunk.injection
     hidden = chunk.embeds.clone()  # (g * (1 + len(branches)), W, H): trunk first, then each branch
     per_layer_kv: list[tuple[torch.Tensor, torch.Tensor, list[int | None]] | None] = []
     if prefix is not None:
@@ -190,6 +191,8 @@ def _shared_tree(
             cache,
             layers=[j],
         )
+        if injection is not None and j < injection.num_layers:  # added after layer j to every block, the one skipping j too
+            hidden = injection.repeat(1 + len(branches)).after_layer(hidden, j)
         if keep_kv:
             kv = cache.layers[j]
             per_layer_kv.append((kv.keys, kv.values, runs))

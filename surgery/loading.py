@@ -1,7 +1,9 @@
 """Load a model (and its processor) from a source, with the project's safe defaults.
 
 `trust_remote_code` is always off, safetensors are required unless `allow_pickle` is given, and
-the transformers class comes from the architecture adapter, never from guessing.
+the transformers class comes from the architecture adapter, never from guessing. A model too large
+for one device loads dispatched by accelerate (`device_map`: "auto", or a dict placing modules on
+devices, "cpu" or "disk"); the engine runs it as it is (`surgery.stack`).
 """
 
 from __future__ import annotations
@@ -55,8 +57,14 @@ def load_model(
     attn_implementation: str | None = None,
     allow_pickle: bool = False,
     allowed_types: tuple[str, ...] | None = None,
+    device_map: str | dict[str, Any] | None = None,
+    offload_folder: str | Path | None = None,
 ) -> tuple[Any, Layout]:
-    """Load a checkpoint in eval mode on `device`; returns the model and its layout."""
+    """Load a checkpoint in eval mode on `device`; returns the model and its layout.
+
+    With `device_map` (accelerate's: "auto", "balanced", ... or module -> device / "cpu" / "disk")
+    the model is dispatched instead of moved to `device`; `offload_folder` is where disk-offloaded
+    weights go when the checkpoint cannot serve them directly."""
     import transformers
 
     path = sources.resolve(source, allow_pickle=allow_pickle)
@@ -70,12 +78,16 @@ def load_model(
     }
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+        if offload_folder is not None:
+            kwargs["offload_folder"] = str(offload_folder)
     try:
         model = model_cls.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FrankensteinError(f"could not load {source}: {first_line}") from None
-    model = model.to(resolve_device(device)).eval()
+    model = model.eval() if device_map is not None else model.to(resolve_device(device)).eval()
     return model, layout_of_model(model)
 
 

@@ -30,7 +30,7 @@ from surgery.arch import Layout
 from surgery.errors import FrankensteinError
 from surgery.prompts import DEFAULT_SYSTEM_PROMPT, chat_text, continuation_ids, encode_ids, encode_prompt, encode_text
 from surgery.stack import DecoderStack
-from surgery.swap import SwapMode
+from surgery.swap import SwapDecode, SwapMode
 
 
 class ProbeConfig(BaseModel):
@@ -42,6 +42,7 @@ class ProbeConfig(BaseModel):
     layers: str = "all"
     swap_mode: SwapMode = "from"
     window: int = Field(1, ge=1)
+    swap_decode: SwapDecode = "prefill"  # visual_swap: swap in the prefill only, or also re-insert at every step (the authors' bug)
     scoring: str = "generate"  # zero_ablation: "generate" (answers) or "logprob" (teacher-forced)
     ablate: str | None = None  # layers zero-ablated in every generation of probe=none
     max_batch_rows: int = Field(32, ge=1)
@@ -60,6 +61,8 @@ class ProbeConfig(BaseModel):
             raise ValueError(f"unknown scoring {self.scoring!r}; scorings are {', '.join(SCORINGS)}")
         if self.scoring != "generate" and self.probe != "zero_ablation":
             raise ValueError(f"scoring={self.scoring} works with probe=zero_ablation only, not probe={self.probe}")
+        if self.swap_decode != "prefill" and self.probe != "visual_swap":
+            raise ValueError(f"swap_decode={self.swap_decode} works with probe=visual_swap only, not probe={self.probe}")
         if self.ablate and self.probe != "none":
             raise ValueError("ablate= fixes ablated layers for ordinary generation (probe=none); probes sweep layers themselves")
         return self
@@ -256,7 +259,7 @@ def _run_visual_swap(runner: ProbeRunner, requests: list[ProbeRequest], progress
         if len(r.images) != 1 or not r.source_images or len(r.source_images) != 1:
             raise FrankensteinError("probe=visual_swap needs exactly one target and one source image per item")
         pairs.append(SwapPair(runner.encode(r), runner.encode(r, r.source_images)))
-    spec = SwapSpec(mode=runner.config.swap_mode, window=runner.config.window)
+    spec = SwapSpec(mode=runner.config.swap_mode, window=runner.config.window, decode=runner.config.swap_decode)
     outcomes = swap_sweep(
         runner.stack,
         pairs,
@@ -265,6 +268,8 @@ def _run_visual_swap(runner: ProbeRunner, requests: list[ProbeRequest], progress
         **runner.decoding(requests, progress),
     )
     options = {"mode": spec.mode, "window": spec.window if spec.mode == "window" else None}
+    if spec.decode != "prefill":  # recorded only when set, so default results read as before
+        options["decode"] = spec.decode
     results = []
     for o, r in zip(outcomes, requests):
         if o.error is not None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.delta.schema import DeltaReport, GroupStats, GroupSummary
+from analysis.delta.schema import AuthorsLayer, AuthorsLayerStats, DeltaReport, GroupStats, GroupSummary
 from analysis.schema import (
     STAGE_NAMES,
     IntervalEstimate,
@@ -48,6 +48,8 @@ class FakeRun:
     vision_blocks: int
     # unified index -> delta ("in"/"rl") -> {energy, relative_norm, mean_stable_rank, mean_effective_rank}
     delta: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # unified index -> delta -> the authors' aggregates (AuthorsLayerStats fields)
+    authors: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     # stage -> role -> task -> metric -> {"layers", "value", "stderr", "n"} (curves) or {"value", "stderr", "n"} (scalars)
     curves: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
     # label -> task -> metric -> {"value", "low", "high", "n"}; and label -> task -> transitions dict
@@ -137,7 +139,19 @@ def _write_delta(fake: FakeRun, describe: dict[str, Any], rng: np.random.RandomS
             for k in keys
         ]
 
+    authors_rng = np.random.RandomState(7)  # its own stream: the project's fake numbers stay as they were
+    authors = []
+    for u in layout.unified_range:
+        for d in ("in", "rl"):
+            fake.authors.setdefault(u, {})[d] = {
+                "fro_norm_mean": _r(authors_rng.uniform(0.01, 1)), "fro_norm_sum": _r(authors_rng.uniform(1, 10)),
+                "relative_norm_mean": _r(authors_rng.uniform(0.001, 0.05)), "spectral_norm_mean": _r(authors_rng.uniform(0.01, 1)),
+                "log_volume_mean": _r(authors_rng.uniform(-300, -100)),
+            }
+        authors.append(AuthorsLayer(key=u, section="llm" if u > 0 else "projector" if u == 0 else "vision", n_tensors=7,
+                                    n_matrices=7, deltas={d: AuthorsLayerStats(**v) for d, v in fake.authors[u].items()}))
     report = DeltaReport(
+        authors_per_layer=authors,
         meta={"tool": "frankenstein delta", "layout": describe, "representative_layers": {}, "models": {r: {"source": f"{fake.recipe}-{r}"} for r in ("base", "in", "rl")}},
         tensors=[],
         skipped=[],

@@ -85,6 +85,15 @@ def check_weights(folder: Path, fakes: dict[str, FakeRun], cuts: dict[str, tuple
     assert got == expected
 
 
+def check_authors_weights(folder: Path, fakes: dict[str, FakeRun], name: str = "weights_authors") -> None:
+    """The authors' aggregates figure draws delta.json's authors_per_layer, every layer and delta."""
+    fields = ("fro_norm_sum", "relative_norm_mean", "spectral_norm_mean", "log_volume_mean", "fro_norm_mean")
+    expected = {(label, f"d{d.upper()}", u, *(v[f] for f in fields))
+                for label, fake in fakes.items() for u, by_delta in fake.authors.items() for d, v in by_delta.items()}
+    got = {(r["run"], r["delta"], int(r["unified_index"]), *(num(r[f]) for f in fields)) for r in read_rows(folder / f"{name}.csv")}
+    assert got == expected
+
+
 def check_probe_curves(folder: Path, fakes: dict[str, FakeRun], suffix: str = "") -> None:
     figures = {  # figure -> (stage, metrics drawn, reference numbers drawn)
         "vision_swap": ("vision_swap", ("change_rate", "source_adoption_rate"), ("accuracy",)),
@@ -234,6 +243,7 @@ def test_one_run_csvs_hold_the_source_numbers(one_run_report):
     fakes = {"OpenMMReasoner": fake}
     check_weights(folder, fakes, {"OpenMMReasoner": (2, 5)})
     check_weights(folder, fakes, {"OpenMMReasoner": (2, 5)}, name="weights_rank")
+    check_authors_weights(folder, fakes)
     check_probe_curves(folder, fakes)
     check_transfer(folder, fakes)
     check_leaderboard(folder, fakes)

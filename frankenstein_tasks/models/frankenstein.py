@@ -1,4 +1,4 @@
-"""The `frankenstein` lmms-eval model: Qwen2.5-VL / Qwen2-VL through HF transformers, with probes.
+"""The `frankenstein` lmms-eval model: Qwen2.5-VL / Qwen2-VL / Qwen3-VL / InternVL through HF transformers, with probes.
 
     lmms_eval --model frankenstein \\
         --model_args pretrained=Qwen/Qwen2.5-VL-7B-Instruct,probe=visual_swap,layers=all \\
@@ -8,11 +8,15 @@ Model args (all optional except the checkpoint):
     pretrained=PATH|ID       the checkpoint; or an in-memory Frankenstein splice:
     in=PATH|ID,rl=PATH|ID,splice=mid_late[,cuts=8:20]
     device=auto|cpu|cuda[:N] (auto: CUDA when available; under `accelerate launch` one GPU per process)
+    device_map=auto          a model larger than one device, dispatched by accelerate over the GPUs (and CPU)
     dtype=auto|bfloat16|float16|float32 (auto: bfloat16 on GPU, float32 on CPU)
     attn_implementation=sdpa|eager|flash_attention_2
     probe=none|visual_swap|zero_ablation|attention (default none: an ordinary generator)
     layers=all|5|0-9|0-27:3|1;3;5 decoder layers a probe sweeps (default all)
     swap_mode=from|only|window, window=N  (visual_swap: layers >= L, only L, or L..L+N-1)
+    swap_decode=prefill|reinsert  (visual_swap: swap in the prefill only, the method; reinsert: also
+                             re-insert the source's visual K/V at every decoding step, as the authors'
+                             code does, to compare with published curves; docs/METHOD.md, deviations)
     scoring=generate|logprob (zero_ablation: answers, or the reference answer's log-likelihood; no generation)
     ablate=LAYERS            (probe=none) zero-ablate these layers in every answer
     prompt_style=base|reasoner|revisual  system prompt of reasoning tasks (default: from the checkpoint id)
@@ -24,7 +28,9 @@ Model args (all optional except the checkpoint):
                              whose weights, answer-deciding args, prompt and generation settings match
     min_pixels=N, max_pixels=N, allow_pickle=true
 
-Decoding is greedy (the method's setting); a task asking for sampling is refused. The engine
+Decoding is greedy (the method's setting); a task asking for sampling is refused. For each task the
+first prompt, exactly as tokenized (system prompt, user turn, chat template; image placeholders counted)
+and its new-token budget go to stderr once, so a run's log shows what the model was asked. The engine
 (`surgery.probes.ProbeRunner`) returns plain `ProbeOutput`s; this class encodes them for the tasks
 as `frankenstein_tasks.contract` describes.
 
@@ -41,6 +47,8 @@ go through the task's own metrics (`layer_scores`, under `results["frankenstein"
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from typing import Any
 
@@ -54,6 +62,8 @@ from frankenstein_tasks.models.layer_scores import RESULTS_KEY, print_curves, re
 from frankenstein_tasks.models.model_args import Budgets, ModelArgs, greedy_until, load_runner, request_chunks
 from surgery.errors import FrankensteinError
 from surgery.prompts import DEFAULT_SYSTEM_PROMPT
+
+IMAGE_PAD = "<|image_pad|>"  # Qwen's visual placeholder token; a prompt shown in the log counts them
 
 # Probes whose every item becomes 1 + len(layers) rows of a batch.
 SWEEPING_PROBES = ("visual_swap", "zero_ablation")
@@ -88,6 +98,7 @@ class Frankenstein(lmms):
         self.budgets = Budgets(args, eval_logger.warning)
         # (task, doc_id, idx) -> ablated layer -> the loglikelihood response with that layer ablated
         self.layer_responses: dict[tuple[str, Any, int], dict[int, Any]] = {}
+        self._shown_tasks: set[str] = set()
         self.store = None
         if args.response_cache:
             from frankenstein_tasks.models.response_store import ResponseStore
@@ -172,7 +183,7 @@ class Frankenstein(lmms):
         self.runner.check_scoring()
         context, _, doc_to_visual, doc_id, task, split = request.args[:6]
         doc = self.task_dict[task][split][doc_id]
-        return ProbeRequest(text=context.replace("<image>", "").strip(), images=self._images(doc, doc_to_visual, task),
+        return ProbeRequest(text=_prompt_text(context, doc), images=self._images(doc, doc_to_visual, task),
                             system_prompt=self._system_prompt(doc))
 
     # -- generation ----------------------------------------------------------------------------
@@ -193,12 +204,26 @@ class Frankenstein(lmms):
             for chunk in request_chunks(requests, todo, rows, self.probe_config.max_batch_rows):
                 # Images are read per chunk, so a large task never sits in memory at once.
                 batch = [self._probe_request(requests[i]) for i in chunk]
+                for i, request in zip(chunk, batch):
+                    self._show_prompt_once(requests[i].args[4], request)
                 for i, output in zip(chunk, self.runner.run(batch)):
                     responses[i] = output.baseline if output.probe == "none" else contract.encode(output)
                 if self.store is not None:
                     self.store.put_many((keys[i], responses[i]) for i in chunk)
                 bar.update(len(chunk))
         return responses  # type: ignore[return-value]
+
+    def _show_prompt_once(self, task: str, request: Any) -> None:
+        """Print the first prompt of `task` as the model receives it (decoded from its token ids)."""
+        if task in self._shown_tasks or self.rank != 0:
+            return
+        self._shown_tasks.add(task)
+        ids = self.runner.encode(request).input_ids.tolist()
+        text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        text = re.sub(f"(?:{re.escape(IMAGE_PAD)})+", lambda m: f"{IMAGE_PAD}x{len(m.group(0)) // len(IMAGE_PAD)}", text)
+        budget = request.max_new_tokens or self.probe_config.default_max_new_tokens
+        tqdm.write(f"frankenstein: {task}: first prompt as sent, max_new_tokens={budget}: {json.dumps(text, ensure_ascii=False)}",
+                   file=sys.stderr)
 
     def _store_key(self, request: Instance) -> str | None:
         if self.store is None:
@@ -221,7 +246,7 @@ class Frankenstein(lmms):
         source = [contract.source_visual(doc)] if self.probe_config.probe == "visual_swap" else None
         reference = contract.reference_answer(doc) if self.probe_config.scoring == "logprob" else None
         return ProbeRequest(
-            text=context.replace("<image>", "").strip(),
+            text=_prompt_text(context, doc),
             images=self._images(doc, doc_to_visual, task),
             source_images=source,
             max_new_tokens=self.budgets.of(gen_kwargs, task),
@@ -246,6 +271,12 @@ class Frankenstein(lmms):
         if contract.uses_prompt_style(doc):
             return self.prompt_style.system_prompt
         return DEFAULT_SYSTEM_PROMPT
+
+
+def _prompt_text(context: str, doc: Any) -> str:
+    """The user text the engine gets: lmms-eval's context without its `<image>` placeholders (the chat
+    template places the images), or exactly as given where a task asks for it (the authors' prompts)."""
+    return context if contract.verbatim_text(doc) else context.replace("<image>", "").strip()
 
 
 def lmms_response(score: Any) -> tuple[float, bool]:

@@ -35,12 +35,14 @@ class ModelArgs(BaseModel):
     splice: str | None = None
     cuts: str | None = None
     device: str | None = "auto"
+    device_map: str | None = None  # accelerate's "auto" / "balanced" / ...: a model larger than one device
     dtype: str = "auto"
     attn_implementation: str | None = None
     probe: str = "none"
     layers: str = "all"
     swap_mode: str = "from"
     window: int = 1
+    swap_decode: str = "prefill"
     scoring: str = "generate"
     ablate: str | None = None
     prompt_style: str | None = None
@@ -104,6 +106,7 @@ def load_runner(args: ModelArgs, device: str) -> LoadedRunner:
             layers=args.layers,
             swap_mode=args.swap_mode,
             window=args.window,
+            swap_decode=args.swap_decode,
             scoring=args.scoring,
             ablate=args.ablate or None,
             max_batch_rows=args.max_batch_rows or (128 if device.startswith("cuda") else 16),
@@ -125,13 +128,15 @@ def _load(args: ModelArgs, dtype: str, device: str) -> tuple[Any, Any, Any]:
     if args.splice:
         if not (args.in_model and args.rl_model):
             raise FrankensteinError("splice=... needs both in=PATH and rl=PATH")
+        if args.device_map:
+            raise FrankensteinError("splice=... builds the splice on one device; device_map= works with pretrained= (a merged checkpoint)")
         from surgery.arch import parse_cuts
         from surgery.splice import load_spliced
 
         return load_spliced(args.in_model, args.rl_model, args.splice, cuts=parse_cuts(args.cuts), **common)
     if not args.pretrained:
         raise FrankensteinError("frankenstein needs pretrained=PATH (or in=..., rl=..., splice=VARIANT)")
-    model, layout = load_model(args.pretrained, **common)
+    model, layout = load_model(args.pretrained, device_map=args.device_map, **common)
     return model, layout, args.pretrained
 
 

@@ -42,7 +42,8 @@ SPEED_ONLY_ARGS = frozenset({"device", "max_batch_rows", "batch_size", "max_batc
 CHECKPOINT_ARGS = frozenset({"pretrained", "in_model", "rl_model"})
 # The source (relative to the repository root) that turns a request into an answer: the engine, the
 # harness models, the contract and the prompt styles. A change there is a new key.
-ANSWER_CODE = ("surgery", "frankenstein_tasks/models", "frankenstein_tasks/contract.py", "frankenstein_tasks/prompt_styles.py")
+ANSWER_CODE = ("surgery", "frankenstein_tasks/models", "frankenstein_tasks/contract.py", "frankenstein_tasks/prompt_styles.py",
+               "frankenstein_tasks/paper_protocol.py")
 
 
 class ResponseStore:

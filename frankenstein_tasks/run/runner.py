@@ -39,6 +39,7 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
     out = config.output_folder()
     models = config.models.by_role()
     layout = preflight(config, models)
+    check_pair_set(config)
     manifest = _open_manifest(out, config, models, layout)
     env, data_digests = cache_local_data(config.data, out / ".cache" / "datasets", needed_datasets(config))
     check_datasets(config, env)
@@ -100,6 +101,17 @@ def check_datasets(config: RunConfig, env: dict[str, str]) -> None:
         )
 
 
+def check_pair_set(config: RunConfig) -> None:
+    """protocol: paper probes the authors' released pair set, which the config must name (before any work)."""
+    if config.protocol == "paper" and "vision_swap" in config.stages and config.data.vision_pairs is None:
+        from frankenstein_tasks.paper_protocol import PAIR_SET_NAME
+
+        raise FrankensteinError(
+            f"protocol: paper probes the authors' released pair set (dataset/{PAIR_SET_NAME} of "
+            "github.com/xirui-li/Frankenstein), which is not shipped: name your copy as data.vision_pairs"
+        )
+
+
 def _open_manifest(out: Path, config: RunConfig, models: dict[str, str], layout: dict[str, Any]) -> dict[str, Any]:
     path = out / MANIFEST
     if path.is_file():
@@ -124,6 +136,7 @@ def stage_settings(ctx: RunContext, name: str) -> dict[str, Any]:
     return {
         "section": getattr(config, name).model_dump(mode="json"),
         "models": config.models.by_role(), "cuts": config.cuts, "prompt_style": config.prompt_style,
+        **({"protocol": config.protocol} if config.protocol != "project" else {}),
         "dtype": config.dtype, "attn": config.attn_implementation,
         "weights": {role: ctx.fingerprint(role) for role in stage.models(config)},
         "data": {d: ctx.data_digests.get(d, "hub") for d in stage.datasets(config)},

@@ -10,6 +10,11 @@ What decides a stage's results, so that a finished stage is skipped only while a
 (`runner.stage_settings`): its config section and the run-wide model settings, the fingerprints of
 the checkpoints it reads (`Stage.models`), the content of the local datasets it reads
 (`Stage.datasets`) and the other inputs it reads (`Stage.inputs`: pair folder, descriptions, grader).
+
+With `protocol: paper` the vision, reasoning and transfer stages run the `*_paper` tasks (the authors'
+protocol, `frankenstein_tasks/paper_protocol.py`) and each model gets the prompt style the authors'
+rule gives its name (`RunContext.prompt_style`); every stage says which style and budget each model
+gets, and the model prints its first prompt as sent.
 """
 
 from __future__ import annotations
@@ -50,6 +55,21 @@ class RunContext:
                 raise FrankensteinError(f"models.{role}: {e}") from None
         return self._fingerprints[role]
 
+    @property
+    def paper(self) -> bool:
+        return self.config.protocol == "paper"
+
+    def prompt_style(self, member: str, rule: str | None) -> tuple[str | None, str]:
+        """(style, why) of a member: the config's prompt_style; else, under protocol: paper, the authors'
+        `rule` ("reasoning" or "transfer"); else None (the model's default from the checkpoint id)."""
+        from frankenstein_tasks.paper_protocol import paper_style
+
+        if self.config.prompt_style:
+            return self.config.prompt_style, "prompt_style in the config"
+        if self.paper and rule:
+            return paper_style(rule, member, self.models)
+        return None, "the model's default for the checkpoint id"
+
     def model_args(self, role_or_label: str, **probe: Any) -> dict[str, Any]:
         """lmms-eval model args for a role (base/in/rl) or a splice variant, with the run's settings."""
         c = self.config
@@ -64,6 +84,7 @@ class RunContext:
             source = {"pretrained": self.models[role_or_label]}
         return {
             **source, "device": c.device, "dtype": c.dtype, "attn_implementation": c.attn_implementation,
+            "device_map": c.device_map if "pretrained" in source else None,
             "max_batch_rows": c.max_batch_rows, "prompt_style": c.prompt_style,
             "response_cache": str(self.out / ".cache" / "responses"), **probe,
         }
@@ -91,12 +112,23 @@ def _budget(tokens: int | None) -> str | None:
     return f"max_new_tokens={tokens}" if tokens else None
 
 
+def _paper_tasks(ctx: RunContext, tasks: list[str]) -> list[str]:
+    """The tasks a stage runs: the `*_paper` ones under protocol: paper."""
+    return [f"{t}_paper" for t in tasks] if ctx.paper else tasks
+
+
 def _lmms_stage(ctx: RunContext, folder: Path, members: list[str], tasks: list[str], probe: dict[str, Any],
-                budget: int | None, env: dict[str, str | None]) -> list[str]:
+                budget: int | None, env: dict[str, str | None], *, rule: str | None = None,
+                task_budget: str = "the task's own", styled: bool = True) -> list[str]:
+    """Run `tasks` on each member; `rule`: the authors' style rule under protocol: paper; `styled`: the
+    tasks use a prompt style at all (the vision probes do not)."""
     written = []
+    ctx.say(f"      tasks: {', '.join(tasks)}; max_new_tokens: {budget or task_budget}")
     for k, member in enumerate(members, 1):
-        args = ctx.model_args(member, **probe)
-        ctx.say(f"      model {k}/{len(members)}: {member} ({args.get('splice') or 'checkpoint'})")
+        style, why = ctx.prompt_style(member, rule)
+        args = ctx.model_args(member, **probe, prompt_style=style)
+        shown = f"; prompt style: {style or 'default'} ({why})" if styled else ""
+        ctx.say(f"      model {k}/{len(members)}: {member} ({args.get('splice') or 'checkpoint'}){shown}")
         harness.evaluate(tasks, args, folder / member, gen_kwargs=_budget(budget), env={**ctx.env, **env})
         written += [str(p.relative_to(folder)) for p in sorted((folder / member).rglob("*.json*"))]
     return written
@@ -119,10 +151,13 @@ def check_mergeable(recipes: Any, what: str) -> None:
 
 
 def run_merges(ctx: RunContext, folder: Path) -> list[str]:
-    from merge_configs.generate import generate
+    from merge_configs.generate import generate, has_mergekit_architecture
     from merge_configs.mergekit_run import run_mergekit
     from surgery.atomic import write_text
+    from surgery.splice import check_pair
 
+    if not has_mergekit_architecture(check_pair(ctx.models["in"], ctx.models["rl"]).layout.model_type):
+        return _own_splices(ctx, folder)
     recipes = generate(ctx.models["in"], ctx.models["rl"], list(VARIANTS), cuts=ctx.config.cuts, title=ctx.config.recipe)
     if ctx.config.merges.checkpoints:
         check_mergeable(recipes, "write merged checkpoints (merges.checkpoints: true)")
@@ -135,6 +170,24 @@ def run_merges(ctx: RunContext, folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in (folder / "recipes").iterdir())
 
 
+def _own_splices(ctx: RunContext, folder: Path) -> list[str]:
+    """The merges stage for a family mergekit does not know: each splice's plan as text (there is no recipe),
+    and with `merges.checkpoints` the six checkpoints written by the project's own writer."""
+    from surgery.atomic import write_text
+    from surgery.splice import splice_plan, write_spliced, check_pair
+
+    layout = check_pair(ctx.models["in"], ctx.models["rl"]).layout
+    for variant in VARIANTS:
+        plan = splice_plan(layout, variant, ctx.config.cuts)
+        write_text(folder / "plans" / f"{variant}.txt", f"{variant}: {plan.describe()}; everything else from "
+                   f"{plan.early_source.upper()} (no mergekit recipe: mergekit 0.1.5 does not know {layout.model_type})\n")
+    if ctx.config.merges.checkpoints:
+        for k, variant in enumerate(VARIANTS, 1):
+            ctx.say(f"      splice {k}/{len(VARIANTS)}: {variant} (written by the project's own writer)")
+            write_spliced(ctx.models["in"], ctx.models["rl"], variant, folder / variant, cuts=ctx.config.cuts, overwrite=True)
+    return sorted(str(p.relative_to(folder)) for p in (folder / "plans").iterdir())
+
+
 def vision_pairs(ctx: RunContext) -> Path:
     """The pair folder of the vision_swap stage: data.vision_pairs, else generated under the run's cache.
 
@@ -145,7 +198,7 @@ def vision_pairs(ctx: RunContext) -> Path:
     from frankenstein_tasks.vision.pairs import generator_tag, write_pair_sets
 
     if ctx.config.data.vision_pairs is not None:
-        return Path(ctx.config.data.vision_pairs)
+        return Path(ctx.config.data.vision_pairs)  # under protocol: paper always (runner.check_pair_set)
     s = ctx.config.vision_swap
     pairs = ctx.out / ".cache" / f"vision_pairs-n{s.n}-seed{s.seed}-size{s.size}-{generator_tag()}"
     missing = [task for task in s.tasks if not (pairs / task / "data.jsonl").is_file()]
@@ -211,32 +264,43 @@ def content_digest(paths: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+def _task_budget(ctx: RunContext, stage: str) -> str:
+    from frankenstein_tasks.paper_protocol import BUDGETS
+
+    return f"{BUDGETS[stage]} (the authors')" if ctx.paper and stage in BUDGETS else "the task's own"
+
+
 def run_vision_swap(ctx: RunContext, folder: Path) -> list[str]:
     s = ctx.config.vision_swap
     pairs = vision_pairs(ctx)
-    probe = {"probe": "visual_swap", "layers": s.layers, "swap_mode": s.swap_mode, "window": s.window}
-    return _lmms_stage(ctx, folder, s.roles, [f"frank_vision_{t}" for t in s.tasks], probe, s.max_new_tokens,
-                       {"FRANKENSTEIN_VISION_DATA": str(pairs)})
+    probe = {"probe": "visual_swap", "layers": s.layers, "swap_mode": s.swap_mode, "window": s.window,
+             "swap_decode": s.swap_decode if s.swap_decode != "prefill" else None}
+    return _lmms_stage(ctx, folder, s.roles, _paper_tasks(ctx, [f"frank_vision_{t}" for t in s.tasks]), probe,
+                       s.max_new_tokens, {"FRANKENSTEIN_VISION_DATA": str(pairs)}, task_budget=_task_budget(ctx, "vision_swap"),
+                       styled=False)
 
 
 def run_reasoning(ctx: RunContext, folder: Path) -> list[str]:
     s = ctx.config.reasoning
-    return _lmms_stage(ctx, folder, s.roles, [f"frank_{t}" for t in s.tasks], {"probe": "zero_ablation", "layers": s.layers},
-                       s.max_new_tokens, {"FRANKENSTEIN_SUBSET": s.subset})
+    return _lmms_stage(ctx, folder, s.roles, _paper_tasks(ctx, [f"frank_{t}" for t in s.tasks]),
+                       {"probe": "zero_ablation", "layers": s.layers}, s.max_new_tokens, {"FRANKENSTEIN_SUBSET": s.subset},
+                       rule="reasoning", task_budget=_task_budget(ctx, "reasoning"))
 
 
 def run_reasoning_logprob(ctx: RunContext, folder: Path) -> list[str]:
     s = ctx.config.reasoning_logprob
     probe = {"probe": "zero_ablation", "scoring": "logprob", "layers": s.layers}
-    return _lmms_stage(ctx, folder, s.roles, [f"frank_{t}" for t in s.tasks], probe, None, {"FRANKENSTEIN_SUBSET": s.subset})
+    return _lmms_stage(ctx, folder, s.roles, _paper_tasks(ctx, [f"frank_{t}" for t in s.tasks]), probe, None,
+                       {"FRANKENSTEIN_SUBSET": s.subset}, rule="reasoning", task_budget="none (nothing is generated)")
 
 
 def run_transfer(ctx: RunContext, folder: Path) -> list[str]:
     s = ctx.config.transfer
-    env = {"FRANKENSTEIN_SUBSET": s.subset}
+    env = {"FRANKENSTEIN_SUBSET": s.subset, **({"FRANKENSTEIN_JUDGE": "1"} if s.judge else {})}
     if s.descriptions:
         env["FRANKENSTEIN_DESCRIPTIONS"] = str(s.descriptions)
-    return _lmms_stage(ctx, folder, list(s.models), ["frank_transfer"], {}, s.max_new_tokens, env)
+    return _lmms_stage(ctx, folder, list(s.models), _paper_tasks(ctx, ["frank_transfer"]), {}, s.max_new_tokens, env,
+                       rule="transfer", task_budget=_task_budget(ctx, "transfer"))
 
 
 def run_leaderboard(ctx: RunContext, folder: Path) -> list[str]:
