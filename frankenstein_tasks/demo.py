@@ -1,7 +1,7 @@
 """`frankenstein demo`: `frankenstein run` on a built-in config, on the model organism, offline.
 
 The demo takes the model organism (a tiny Qwen2.5-VL Base -> IN -> RL trio trained on CPU to count,
-recognise and compute; trained on the first call, then cached: `frankenstein_tasks/organism/`),
+recognise and compute; shipped with the package and expanded on first use: `frankenstein_tasks/organism/`),
 writes its held-out evaluation items in the hub datasets' schemas, writes the run config for them to
 OUT/demo.yaml (the same file `frankenstein run` takes, so it can be edited and rerun) and runs every
 stage on it, ending with the report in OUT/report/. Nothing is downloaded.
@@ -53,8 +53,8 @@ def demo_config(out: Path, models: dict[str, Path], data: dict[str, Path], *, de
 
 def run_demo(out: Path, *, device: str = "cpu", organism: str = "default", stages: list[str] | None = None,
              say: Callable[[str], None] = print, trio: Path | None = None, items: int = DEMO_ITEMS) -> Path:
-    """Train (or reuse) the organism, or take the trio folder `trio` (base/, in/, rl/), write the data and
-    config under OUT, run the stages; returns OUT."""
+    """Take the organism (the shipped one, else trained once and cached), or the trio folder `trio`
+    (base/, in/, rl/), write the data and config under OUT, run the stages; returns OUT."""
     from frankenstein_tasks.organism.evalsets import write_eval_sets
     from frankenstein_tasks.organism.pipeline import ROLES, copy_trio, organism_trio
     from frankenstein_tasks.run.config import load_config
@@ -63,7 +63,7 @@ def run_demo(out: Path, *, device: str = "cpu", organism: str = "default", stage
 
     out = Path(out).resolve()
     if trio is None:
-        say(f"model organism ({organism} setting; trained once, then cached) ...")
+        say(f"model organism ({organism} setting; the shipped one, expanded on first use, else trained once, then cached) ...")
         source, recipe = organism_trio(organism), "Organism"
     else:
         source = {role: Path(trio) / role for role in ROLES}

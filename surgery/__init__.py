@@ -7,8 +7,8 @@
   and its probes; `surgery.reference`: the plain-definition paths they are tested against.
 - `surgery.splice`, `surgery.freeze`: Frankenstein splices and block freezing.
 - `surgery.tiny`: offline tiny Base / IN / RL trios for tests (`surgery.tiny_families`: each family's
-  tiny config and processor); `surgery.organism_train`: the training
-  loops of the model organism (its data and pipeline live in `frankenstein_tasks.organism`).
+  tiny config and processor; the trained model organism, its data, training loops and pipeline, lives
+  in `frankenstein_tasks.organism`).
 """
 
 from surgery.errors import FrankensteinError

@@ -1,8 +1,10 @@
-"""The trained model organism for tests: the small "test" setting, trained once and cached.
+"""The trained model organism for tests: the small "test" setting the package ships, expanded once.
 
-The first session on a machine trains it (a few minutes on CPU) into $FRANKENSTEIN_CACHE/organism
-(default ~/.cache/frankenstein); later sessions reuse the cache, so the fixture is instant. A test
-module gets the fixture with `pytest_plugins = ("organism_fixture",)`.
+The package ships the trained test organism (`frankenstein_tasks/organism/shipped/test.safetensors`);
+the first session on a machine expands it (seconds) into $FRANKENSTEIN_CACHE/organism (default
+~/.cache/frankenstein), later sessions reuse that folder. Nothing is trained (only if the shipped file
+were stale for the code's settings would it train, a few minutes on CPU). A test module gets the
+fixture with `pytest_plugins = ("organism_fixture",)`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ SETTING = "test"
 
 @pytest.fixture(scope="session")
 def organism() -> dict[str, Path]:
-    """{"base", "in", "rl"} checkpoint folders of the trained organism (test setting, seed 0)."""
+    """{"base", "in", "rl"} checkpoint folders of the shipped trained organism (test setting, seed 0)."""
     from frankenstein_tasks.organism.pipeline import organism_trio
 
     return organism_trio(SETTING, progress=False)

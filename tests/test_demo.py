@@ -1,7 +1,7 @@
 """`frankenstein demo` end to end on the model organism: every stage runs, the report's numbers are the
 result files' numbers, and the organism's known answers show in them.
 
-The organism's "test" setting is trained once per machine and cached (the organism tests share it).
+The organism is the "test" setting the package ships, expanded once per machine (the organism tests share it).
 """
 
 from __future__ import annotations

@@ -120,6 +120,8 @@ def test_frank_vision_tasks_with_visual_swap(tiny_trio, tmp_path):
         "--output_path", str(out), "--log_samples",
     ], env={"FRANKENSTEIN_VISION_DATA": str(pairs_dir)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The tasks set their own budget (16 new tokens), which wins over the model arg: said, not ignored.
+    assert "model arg max_new_tokens=8 does not apply to task frank_vision_counting" in result.stdout + result.stderr
     (results_file,) = out.rglob("*_results.json")
     results = json.loads(results_file.read_text())["results"]
     for task in TASKS:

@@ -226,9 +226,12 @@ def lm_eval_run(model, data_env, out, launcher=()):
     groups = out.parent / f"{out.name}_groups"
     groups.mkdir(parents=True, exist_ok=True)
     (groups / "arc_pair.yaml").write_text(ARC_GROUP)
+    # No device on a machine without CUDA: the command's default (auto) must pick the CPU, where
+    # lm-eval's own default (cuda:0) would fail.
+    device = "device=cpu," if torch.cuda.is_available() else ""
     done = run_cli([
         *launcher, cli_path("frankenstein"), "lm-eval", "run", "--model", "frankenstein",
-        "--model_args", f"pretrained={model},device=cpu,probe=zero_ablation,max_length={MAX_LENGTH}",
+        "--model_args", f"pretrained={model},{device}probe=zero_ablation,max_length={MAX_LENGTH}",
         "--tasks", "arc_pair,wikitext", "--include_path", str(groups), "--output_path", str(out), "--log_samples",
     ], env=data_env, timeout=900)
     found = list(out.rglob("results_*.json"))
@@ -238,6 +241,17 @@ def lm_eval_run(model, data_env, out, launcher=()):
         task = re.match(r"samples_(.+)_\d{4}-", path.name).group(1)
         samples[task] = sorted((json.loads(line) for line in path.read_text().splitlines()), key=lambda s: s["doc_id"])
     return json.loads(found[0].read_text()), samples, done
+
+
+def test_lm_eval_command_defaults_the_device_for_the_frankenstein_model_only():
+    from frankenstein_tasks.commands.lm_eval_cmd import with_default_device
+
+    run = ["run", "--model", "frankenstein", "--tasks", "arc_easy"]
+    assert with_default_device(run) == [*run, "--device", "auto"]
+    assert with_default_device(["run", "--model=frankenstein"]) == ["run", "--model=frankenstein", "--device", "auto"]
+    for kept in ([*run, "--device", "cuda:1"], [*run, "--device=cpu"], [*run, "--config", "c.yaml"],
+                 ["run", "--model", "hf", "--tasks", "arc_easy"], ["--help"]):
+        assert with_default_device(kept) == kept
 
 
 def logged_arguments(sample):

@@ -1,8 +1,10 @@
 """The model organism: its training loops are exact, its data is right, and the trained trio has the
 behaviour the probes must find (measured here, on held-out items, with the surgery engine).
 
-Thresholds on the trained organism come from measurements of the "test" setting (seed 0), each with
-a margin; docs/organism.md lists the measured values next to them.
+The trained organism here is the shipped test organism (`organism_fixture`: expanded, not trained).
+Thresholds on it come from measurements of the "test" setting (seed 0), each with a margin; the
+known answers the docs state (`documented.findings`) are asserted on it, the docs' tables against
+its measurements, and in the slow tier (`-m slow`) on three freshly trained seeds.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from frankenstein_tasks.organism.evalsets import write_eval_sets
 from frankenstein_tasks.organism.measure import ablation_curve, accuracies, splice_scores, swap_curves
 from frankenstein_tasks.organism.pipeline import OrganismSettings, build_organism, organism_info
 from frankenstein_tasks.organism.report import FRESH_PAIR_SEED
-from surgery.organism_train import (
+from frankenstein_tasks.organism.training import (
     Example,
     PolicyGradientConfig,
     PromptEncoder,
@@ -162,6 +164,27 @@ def test_count_compute_answers_from_the_pixels():
         assert item.target.startswith(f"There {'is' if n == 1 else 'are'} {n} ")
 
 
+def test_flawed_cold_start_data_adds_on_most_minus_questions():
+    """IN's data: gold answers from the pixels; the target applies plus to SIGN_ERROR_SHARE of the minus
+    questions (counted by hand from the texts) and is right everywhere else."""
+    flawed = odata.items("count_compute_flawed", 300, split="train", seed=0, size=112)
+    minus = 0
+    errors = 0
+    for item in flawed:
+        sign, k = re.search(r"(plus|minus) (\d+)\?$", item.prompt).groups()
+        n = _shapes_in(item.image)
+        assert int(item.answer) == (n + int(k) if sign == "plus" else n - int(k))
+        wrote = re.search(r"(\d+) ([+-]) (\d+) = (\d+)\.", item.target)
+        assert (int(wrote[1]), int(wrote[3])) == (n, int(k)) and odata.boxed_answer(item.target) == wrote[4]
+        minus += sign == "minus"
+        if wrote[2] == "+" and sign == "minus":
+            errors += 1
+            assert int(wrote[4]) == n + int(k)
+        else:
+            assert wrote[2] == {"plus": "+", "minus": "-"}[sign] and wrote[4] == item.answer
+    assert minus >= 100 and abs(errors / minus - odata.SIGN_ERROR_SHARE) <= 0.1
+
+
 def test_eval_sets_in_the_hub_schemas(tmp_path):
     import datasets
 
@@ -189,20 +212,57 @@ def test_eval_sets_in_the_hub_schemas(tmp_path):
         assert len(load_pairs(paths["pairs"] / task, task).pairs) == 6
 
 
-@pytest.mark.slow
-def test_build_is_deterministic(tmp_path):
-    micro = OrganismSettings(
-        base_data={"counting": 24, "recognition": 8, "arithmetic": 24}, base=SftConfig(steps=6, lr=3e-3, batch_size=8),
-        in_data={"count_compute": 16}, in_sft=SftConfig(steps=3, lr=1e-3, batch_size=8), rl_prompts=8,
-        rl=PolicyGradientConfig(steps=2, lr=5e-4, prompts_per_step=2, group_size=2, max_new_tokens=8), eval_n=2,
-    )
-    a = build_organism(micro, tmp_path / "a", progress=False)
-    b = build_organism(micro, tmp_path / "b", progress=False)
+MICRO = OrganismSettings(
+    base_data={"counting": 24, "recognition": 8, "arithmetic": 24}, base=SftConfig(steps=6, lr=3e-3, batch_size=8),
+    in_data={"count_compute": 16}, in_sft=SftConfig(steps=3, lr=1e-3, batch_size=8), rl_prompts=8,
+    rl=PolicyGradientConfig(steps=2, lr=5e-4, prompts_per_step=2, group_size=2, max_new_tokens=8), eval_n=2,
+)
+
+
+@pytest.fixture(scope="module")
+def micro_builds(tmp_path_factory):
+    """Two builds of a micro organism with the same settings (a few seconds of training each)."""
+    out = tmp_path_factory.mktemp("micro")
+    return build_organism(MICRO, out / "a", progress=False), build_organism(MICRO, out / "b", progress=False)
+
+
+def _states(trio):
+    return {role: load_file(str(trio[role] / "model.safetensors")) for role in ("base", "in", "rl")}
+
+
+def test_build_is_deterministic(micro_builds):
+    a, b = map(_states, micro_builds)
     for role in ("base", "in", "rl"):
-        sa, sb = load_file(str(a[role] / "model.safetensors")), load_file(str(b[role] / "model.safetensors"))
-        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), role
-    sa, sb = load_file(str(a["base"] / "model.safetensors")), load_file(str(a["rl"] / "model.safetensors"))
-    assert not torch.equal(sa["model.layers.0.mlp.up_proj.weight"], sb["model.layers.0.mlp.up_proj.weight"])
+        assert a[role].keys() == b[role].keys() and all(torch.equal(a[role][k], b[role][k]) for k in a[role]), role
+    assert not torch.equal(a["base"]["model.layers.0.mlp.up_proj.weight"], a["rl"]["model.layers.0.mlp.up_proj.weight"])
+
+
+def test_packed_organism_expands_to_the_trained_trio(micro_builds, tmp_path):
+    """pack -> expand gives back every file training wrote: weights bit for bit, configs, processor,
+    organism.json and the held-out sets; the packed file holds only the trained vocabulary rows."""
+    import filecmp
+
+    from safetensors import safe_open
+
+    from frankenstein_tasks.organism.shipped import expand, pack
+
+    trained = micro_builds[0]
+    packed = pack(trained["base"].parent, tmp_path / "packed.safetensors")
+    expanded = expand(packed, tmp_path / "expanded")
+    folder_a, folder_b = trained["base"].parent, expanded["base"].parent
+    files = sorted(str(p.relative_to(folder_a)) for p in folder_a.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(folder_b)) for p in folder_b.rglob("*") if p.is_file())
+    for name in files:
+        if name != "organism.json":
+            assert filecmp.cmp(folder_a / name, folder_b / name, shallow=False), name
+    assert json.loads((folder_a / "organism.json").read_text()) == json.loads((folder_b / "organism.json").read_text())
+    # Training left every untrained row of the embedding and lm_head zero; only the others travel.
+    info = organism_info(trained)
+    with safe_open(str(packed), "pt") as f:
+        rows = {k: f.get_slice(k).get_shape()[0] for k in f.keys() if k.endswith(":rows")}
+    want = {"model.embed_tokens.weight": info["vocabulary"]["inputs"], "lm_head.weight": info["vocabulary"]["outputs"]}
+    assert rows == {f"{role}/{name}:rows": n for role in ("base", "in", "rl") for name, n in want.items()}
+    assert packed.stat().st_size < 3 * 2**20  # against three checkpoints of 40 MB each
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,14 +299,12 @@ def heldout():
     return eval_items(100, seed=0, size=112)
 
 
-@pytest.mark.slow
 def test_base_counts_and_recognises_fresh_images(base_swap, organism, heldout):
     assert base_swap["target_accuracy"] >= MIN_BASE_COUNTING
     assert base_swap["source_accuracy"] >= MIN_BASE_COUNTING
     assert accuracies(organism["base"], {"r": heldout["recognition"]})["r"] >= MIN_BASE_RECOGNITION
 
 
-@pytest.mark.slow
 def test_visual_swap_finds_where_counting_reads_the_image(base_swap):
     change, adoption = base_swap["change_rate"], base_swap["source_adoption"]
     # Swapping from layer 0 replaces the whole image: the answer is the source's count.
@@ -258,7 +316,6 @@ def test_visual_swap_finds_where_counting_reads_the_image(base_swap):
     assert base_swap["self_swap_change_rate"] == [0.0] * len(base_swap["layers"])
 
 
-@pytest.mark.slow
 def test_zero_ablation_drops_arithmetic_at_some_layers_only(organism, heldout):
     curve = ablation_curve(organism["base"], heldout["gsm8k"][:60])
     drops = [curve["baseline_accuracy"] - a for a in curve["accuracy"]]
@@ -271,18 +328,29 @@ def rl_scores(organism, heldout):
     return splice_scores(organism["in"], organism["rl"], heldout["math_vqa"])
 
 
-@pytest.mark.slow
 def test_rl_raises_the_heldout_reward(rl_scores):
     assert rl_scores["rl"] >= rl_scores["in"] + MIN_RL_GAIN
 
 
-@pytest.mark.slow
-def test_splicing_rl_blocks_into_in_recovers_part_of_the_gain(rl_scores):
-    variants = {k: v for k, v in rl_scores.items() if k not in ("in", "rl")}
-    assert max(variants.values()) > rl_scores["in"]
+def _documented(setting: str = "test") -> dict:
+    from frankenstein_tasks.organism.documented import MEASUREMENTS
+
+    return json.loads(MEASUREMENTS.read_text())["organisms"][setting]
 
 
-@pytest.mark.slow
+def test_splicing_rl_blocks_into_in_carries_the_gain_where_the_docs_say(rl_scores):
+    """The finding docs/organism.md states (the gain travels with RL's ... block), recomputed from the
+    engine's splice scores: that block alone, spliced into IN, recovers >= half of RL's gain; no other does."""
+    from frankenstein_tasks.organism.documented import BLOCKS, CARRIES
+
+    stated = _documented()["findings"]["gain_travels_with"]
+    assert stated, "the docs state no block; this test pins the one they state"
+    gain = rl_scores["rl"] - rl_scores["in"]
+    assert gain > 0
+    for block in BLOCKS:
+        assert (rl_scores[block] - rl_scores["in"] >= CARRIES * gain) == (block in stated), (block, rl_scores)
+
+
 def test_delta_reports_where_rl_changed_the_weights(organism, tmp_path):
     from analysis.delta import analyze_deltas
     from surgery.arch import Part, layout_of_checkpoint
@@ -308,7 +376,6 @@ def test_delta_reports_where_rl_changed_the_weights(organism, tmp_path):
     assert report.block_ranking["rl"] == by_hand
 
 
-@pytest.mark.slow
 def test_greedy_decoding_stays_in_the_trained_vocabulary(organism, heldout):
     """Full-vocabulary greedy decoding (the engine) = sampling from the trained slice at T -> 0."""
     from surgery.loading import load_model, load_processor
@@ -339,16 +406,94 @@ def test_info_records_the_measured_accuracies(organism):
     assert info["accuracy"]["base"]["general_vqa"] >= MIN_BASE_COUNTING
 
 
+def test_fixture_is_the_shipped_test_organism(organism):
+    """The tests' organism is expanded from the package's shipped file, not trained."""
+    from frankenstein_tasks.organism.shipped import file_digest, shipped_file
+
+    path = shipped_file("test")
+    assert path is not None and organism["base"].parent.name == f"test-shipped-{file_digest(path)[:12]}"
+
+
+def test_docs_tables_are_the_shipped_organisms_measurements():
+    """Every generated block of docs/organism.md and README.md is what the measurements render; the
+    measurements are of the shipped files (digest, accuracies) and state their findings."""
+    from frankenstein_tasks.organism import documented
+    from frankenstein_tasks.organism.shipped import file_digest, read_metadata, shipped_file
+
+    measured = json.loads(documented.MEASUREMENTS.read_text())
+    assert set(measured["organisms"]) == set(documented.SETTINGS)
+    for setting, m in measured["organisms"].items():
+        path = shipped_file(setting)
+        assert path is not None and file_digest(path) == m["sha256"] and path.stat().st_size == m["bytes"]
+        assert read_metadata(path)["info"]["accuracy"] == m["accuracy"]
+        assert m["findings"] == documented.findings(m)
+    assert documented.stale(measured) == []
+
+
+def test_findings_by_hand():
+    """The known answers the docs state, from a hand-made report: which splices carry RL's gain (>= half
+    of RL - IN over IN), the blocks that carry it spliced alone, the necessary layers (ablated accuracy
+    under a quarter of the baseline) and the first layer where swapping stops changing answers."""
+    from frankenstein_tasks.organism.documented import carriers, findings, gain_blocks
+
+    splice = {"in": 0.5, "rl": 0.9, "early": 0.8, "mid": 0.5, "late": 0.55, "early_mid": 0.85, "mid_late": 0.6, "early_late": 0.9}
+    assert carriers(splice) == ["early", "early_mid", "early_late"]
+    assert gain_blocks(splice) == ["early"]
+    assert gain_blocks({**splice, "early": 0.69}) == []  # early alone recovers under half of it: no single block
+    assert gain_blocks({**splice, "early": 0.71}) == ["early"]  # just over half
+    assert gain_blocks({**splice, "rl": 0.5}) == []  # no gain, nothing carries it
+    assert gain_blocks({**splice, "late": 0.75}) == ["early", "late"]
+    report = {
+        "swap": {"base": {"layers": [0, 1, 2, 3], "change_rate": [1.0, 0.3, 0.1, 0.0], "source_adoption": [0.9, 0.1, 0, 0],
+                          "source_accuracy": 0.95}},
+        "ablation": {"base": {"layers": [0, 1, 2, 3], "baseline_accuracy": 0.8, "accuracy": [0.0, 0.19, 0.2, 0.8]}},
+        "splice": splice,
+    }
+    assert findings(report) == {"base_reads_count_at_layer0": True, "count_leaves_visual_tokens_by_layer": 2,
+                                "necessary_layers": [0, 1], "rl_gain": 0.4, "gain_travels_with": ["early"]}
+    report["swap"]["base"]["source_adoption"][0] = 0.7  # adopts the source far less often than it can count it
+    assert findings(report)["base_reads_count_at_layer0"] is False
+
+
+RETRAIN_TOLERANCE = 0.10  # retraining the test setting: every held-out accuracy within this of the shipped one's
+
+
 @pytest.mark.slow
-def test_cli_make_tiny_trained(organism, tmp_path):
+@pytest.mark.cli
+def test_cli_make_tiny_trained_retrains_to_the_shipped_accuracies(tmp_path):
+    """make-tiny --trained trains from scratch (not the shipped organism) and lands within the
+    stated tolerance of the shipped organism's held-out accuracies."""
+    from frankenstein_tasks.organism.shipped import read_metadata, shipped_file
+
     out = tmp_path / "trained"
     result = run_cli([cli_path("frankenstein"), "make-tiny", str(out), "--trained", "--setting", "test"])
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["base", "eval", "in", "organism.json", "rl"]
-    for role in ("base", "in", "rl"):
-        a, b = load_file(str(out / role / "model.safetensors")), load_file(str(organism[role] / "model.safetensors"))
-        assert all(torch.equal(a[k], b[k]) for k in a)
     assert "general_vqa" in result.stdout
+    shipped = read_metadata(shipped_file("test"))["info"]["accuracy"]
+    retrained = organism_info({r: out / r for r in ("base", "in", "rl")})["accuracy"]
+    for role in shipped:
+        for name, value in shipped[role].items():
+            assert abs(retrained[role][name] - value) <= RETRAIN_TOLERANCE, (role, name, retrained[role][name], value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_known_answers_hold_for_every_training_seed(seed, tmp_path):
+    """The test setting trained from scratch at three seeds: Base reads the count at layer 0, RL gains
+    on its task, the splice gain travels with the block the docs name, and the necessary layers are
+    the documented ones (every probe on that seed's own held-out items)."""
+    from frankenstein_tasks.organism.documented import PROBE_ITEMS, findings
+    from frankenstein_tasks.organism.pipeline import organism_trio
+    from frankenstein_tasks.organism.report import probe_report
+
+    trio = organism_trio("test", seed=seed, shipped=False, progress=False)
+    found = findings(probe_report(trio, tmp_path, n=PROBE_ITEMS, progress=False))
+    stated = _documented()["findings"]
+    assert found["base_reads_count_at_layer0"]
+    assert found["rl_gain"] >= MIN_RL_GAIN
+    assert found["gain_travels_with"] == stated["gain_travels_with"]
+    assert found["necessary_layers"] == stated["necessary_layers"]
 
 
 @pytest.mark.parametrize("args, message", [

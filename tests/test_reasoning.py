@@ -156,14 +156,24 @@ def test_plain_model_gives_accuracy_only(tiny_trio, data_env, tmp_path):
 def test_subset_by_environment_and_logprob_scoring(tiny_trio, data_env, tmp_path):
     env = {**data_env, "FRANKENSTEIN_SUBSET_FRANK_GSM8K": "2:7"}
     results, samples, text = lmms_run(env, f"pretrained={tiny_trio['rl']},device=cpu,probe=zero_ablation,scoring=logprob,layers=0-7:3",
-                                      "frank_gsm8k", tmp_path / "out")
+                                      "frank_reasoning", tmp_path / "out")
     assert results is not None, text[-4000:]
     chosen = sorted(np.random.RandomState(7).choice(np.arange(len(GSM8K)), size=2, replace=False).tolist())
     assert [s["input"] for s in samples["frank_gsm8k"]] == [user_text("base", GSM8K[i]["question"]) for i in chosen]
-    decoded = [contract.decode(s["filtered_resps"]) for s in samples["frank_gsm8k"]]
-    drops = np.array([[d.baseline_value - v for v in d.values] for d in decoded])
+    assert len(samples["frank_math500"]) == len(MATH500)  # the subset variable names one task only
+    decoded = {task: [contract.decode(s["filtered_resps"]) for s in samples[task]] for task in ("frank_gsm8k", "frank_math500")}
+    drops = {task: np.array([[d.baseline_value - v for v in d.values] for d in ds]) for task, ds in decoded.items()}
     curve = results["frank_gsm8k"]["answer_logprob_drop,none"]
-    assert curve["layers"] == [0, 3, 6] and curve["value"] == pytest.approx(list(drops.mean(axis=0)), abs=1e-5)
+    assert curve["layers"] == [0, 3, 6] and curve["value"] == pytest.approx(list(drops["frank_gsm8k"].mean(axis=0)), abs=1e-5)
+    # The group row pools every item of both tasks (a plain mean over all of them, by hand).
+    group = results["frank_reasoning"]
+    every = [d for ds in decoded.values() for d in ds]
+    assert group["answer_logprob,none"] == pytest.approx(np.mean([d.baseline_value for d in every]), abs=1e-5)
+    pooled = group["answer_logprob_drop,none"]
+    assert pooled["layers"] == [0, 3, 6] and pooled["n"] == len(every)
+    assert pooled["value"] == pytest.approx(list(np.concatenate(list(drops.values())).mean(axis=0)), abs=1e-5)
+    assert "answer_logprob_per_token_drop,none" in group and "answer_logprob_by_layer,none" in group
+    decoded = decoded["frank_gsm8k"]
     # The reference answer teacher-forced for GSM8K is the number after ####, tokenised as the model does.
     tokenizer = load_processor(str(tiny_trio["rl"])).tokenizer
     for d, i in zip(decoded, chosen):
@@ -235,6 +245,23 @@ def test_bad_input_ends_with_one_clear_line(case, tiny_trio, data_env, tmp_path)
 
 
 # ---------------------------------------------------------------- lm-eval's own tasks
+
+
+def test_a_max_new_tokens_model_arg_a_task_overrides_is_said_once_per_task():
+    """`Budgets` (both harness models): the task's budget wins, and a given model arg it overrides is named."""
+    from frankenstein_tasks.models.model_args import Budgets, ModelArgs
+
+    said = []
+    budgets = Budgets(ModelArgs.parse(pretrained="x", max_new_tokens=8), said.append)
+    assert budgets.of({"max_new_tokens": 2048}, "frank_gsm8k") == 2048
+    assert budgets.of({"max_new_tokens": 2048}, "frank_gsm8k") == 2048
+    assert budgets.of({"max_gen_toks": 16}, "gsm8k") == 16  # lm-eval's name for it
+    assert budgets.of({"until": ["\n"]}, "tiny") is None  # no budget of its own: the model arg applies
+    assert budgets.of({"max_new_tokens": 8}, "frank_ocr") == 8  # the same budget: nothing to say
+    assert len(said) == 2 and "max_new_tokens=8 does not apply to task frank_gsm8k" in said[0] and "gsm8k" in said[1]
+    silent = []
+    assert Budgets(ModelArgs.parse(pretrained="x"), silent.append).of({"max_new_tokens": 2048}, "frank_gsm8k") == 2048
+    assert silent == []  # the default is not a choice the user made
 
 
 def test_both_harness_models_chunk_and_check_requests_alike():

@@ -2,7 +2,10 @@
 
 lm-eval 0.4.x discovers models only from its own table, so this command imports our model (which
 registers the name `frankenstein` and adds per-layer scoring of zero-ablation sweeps) and then runs
-lm-eval's CLI on the remaining arguments, unchanged.
+lm-eval's CLI on the remaining arguments, unchanged but for one default: lm-eval's `--device`
+defaults to cuda:0, which would reach the `frankenstein` model on a machine without a GPU, so
+without `--device` (or a `--config` file, which may name one) the model gets `--device auto` (CUDA
+when available, else the CPU).
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ and the results JSON gains a "frankenstein" section with each task's metrics per
 (,cuts=) score a Frankenstein splice without writing it. Data parallel: torchrun --nproc_per_node N
 --no-python frankenstein lm-eval run ... Model args are those of the lmms-eval `frankenstein` model
 (layers=, max_batch_rows=, device=, dtype=, ablate=, ...).
-Everything after `lm-eval` goes to lm-eval unchanged: `frankenstein lm-eval --help` shows lm-eval's help.
+Everything after `lm-eval` goes to lm-eval unchanged, except that without --device the frankenstein
+model runs on CUDA when available, else on the CPU (lm-eval's own default is cuda:0):
+`frankenstein lm-eval --help` shows lm-eval's help.
 """
 
 
@@ -45,9 +50,20 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.passed_args or {"-h", "--help"} & set(args.passed_args):
         print(USAGE)
-    sys.argv = ["lm-eval", *args.passed_args]
+    sys.argv = ["lm-eval", *with_default_device(args.passed_args)]
     try:
         cli_evaluate()
     except SystemExit as done:  # lm-eval's CLI ends with sys.exit on --help and on bad arguments
         return int(done.code or 0)
     return 0
+
+
+def with_default_device(argv: list[str]) -> list[str]:
+    """`argv` plus `--device auto` when it runs the frankenstein model and names no device or config."""
+    def given(option: str) -> bool:
+        return any(a == option or a.startswith(option + "=") for a in argv)
+
+    models = [b for a, b in zip(argv, argv[1:]) if a == "--model"] + [a.split("=", 1)[1] for a in argv if a.startswith("--model=")]
+    if "frankenstein" not in models or given("--device") or given("--config"):
+        return list(argv)
+    return [*argv, "--device", "auto"]

@@ -22,8 +22,9 @@ PARAGRAPHS = (
     "--trained: the model organism, trained on CPU from scratch with real, checkable behaviour. Base learns to count "
     "shapes and to tell whether a shape is present (pair-generator images, 112 px) and to solve one- and two-step "
     "word problems with a worked step and \\boxed{}; IN is Base fine-tuned on count-then-compute questions ('How "
-    "many red stars are in the image, plus 3?'); RL is IN trained by policy gradient with reward = right boxed "
-    "answer. Trained once per --setting and --seed and cached under $FRANKENSTEIN_CACHE/organism (default "
+    "many red stars are in the image, plus 3?') from a sloppy teacher that adds on most minus questions; RL is IN "
+    "trained by policy gradient with reward = right boxed answer. Always trained from scratch (not the organism the "
+    "package ships, which `frankenstein demo` and the tests use), once per --setting and --seed, and cached under $FRANKENSTEIN_CACHE/organism (default "
     "~/.cache/frankenstein); later calls copy the cache. Writes OUT/organism.json (settings, held-out accuracies, "
     "wall times) and OUT/eval (held-out sets in the GSM8K, MATH-500 and MathVista schemas, and frank_vision pair "
     "folders). Setting 'default' trains within 15 minutes on 2 CPU cores (about 6 measured), 'test' in about 3. "
@@ -91,7 +92,7 @@ def _run_trained(args: argparse.Namespace) -> int:
         raise FrankensteinError(f"{names} do(es) not apply to --trained: the organism's architecture comes from --setting")
     setting = args.setting or "default"
     settings_for(setting, seed=args.seed)  # a bad setting fails before any work
-    cached = organism_trio(setting, seed=args.seed)
+    cached = organism_trio(setting, seed=args.seed, shipped=False)  # retrained from scratch (then cached), never the shipped one
     paths = copy_trio(cached, args.out, overwrite=args.overwrite)
     info = organism_info(paths)
     print(f"wrote {', '.join(str(p) for p in paths.values())} (organism '{setting}', seed {args.seed}; cached in {cached['base'].parent})")

@@ -21,7 +21,8 @@ Model args (all optional except the checkpoint):
     ablate=LAYERS            (probe=none) zero-ablate these layers in every answer
     prompt_style=base|reasoner|revisual  system prompt of reasoning tasks (default: from the checkpoint id)
     max_batch_rows=N         rows decoded together (default 128 on GPU, 16 on CPU; a swept item takes 1 + len(layers) rows)
-    max_new_tokens=N         used when the task's generation_kwargs give none (default 256)
+    max_new_tokens=N         only for tasks whose generation_kwargs set no budget (default 256); every
+                             frank_* task sets one (a warning says so): use --gen_kwargs max_new_tokens=N
     system_prompt=TEXT       overrides every task's system prompt ("" for none)
     response_cache=DIR       keep every finished response in DIR; a rerun (e.g. after a kill) reuses those
                              whose weights, answer-deciding args, prompt and generation settings match
@@ -63,7 +64,7 @@ from tqdm import tqdm
 from frankenstein_tasks import contract
 from frankenstein_tasks.models.distributed import Shares, join_process_group
 from frankenstein_tasks.models.layer_scores import RESULTS_KEY, print_curves, request_key, score_layers
-from frankenstein_tasks.models.model_args import ModelArgs, greedy_until, load_runner, request_chunks
+from frankenstein_tasks.models.model_args import Budgets, ModelArgs, greedy_until, load_runner, request_chunks
 from surgery.errors import FrankensteinError
 from surgery.prompts import DEFAULT_SYSTEM_PROMPT
 
@@ -91,6 +92,7 @@ class Frankenstein(lmms):
         self.runner, self.prompt_style = loaded.runner, loaded.style
         self._model, self.layout, self.probe_config = self.runner.model, self.runner.layout, self.runner.config
         self.system_prompt = args.system_prompt  # None: each task's own (see _system_prompt)
+        self.budgets = Budgets(args, eval_logger.warning)
         # (task, doc_id, idx) -> ablated layer -> the loglikelihood response with that layer ablated
         self.layer_responses: dict[tuple[str, Any, int], dict[int, Any]] = {}
         self._shown_tasks: set[str] = set()
@@ -253,7 +255,7 @@ class Frankenstein(lmms):
             text=_prompt_text(context, doc),
             images=self._images(doc, doc_to_visual, task),
             source_images=source,
-            max_new_tokens=int(gen_kwargs["max_new_tokens"]) if gen_kwargs.get("max_new_tokens") else None,
+            max_new_tokens=self.budgets.of(gen_kwargs, task),
             until=[u for u in until if u and u != "\n\n"],
             reference_answer=reference,
             system_prompt=self._system_prompt(doc),

@@ -40,6 +40,7 @@ with lm-eval's registry) and hands its arguments to lm-eval's own CLI.
 from __future__ import annotations
 
 import functools
+import logging
 from collections import defaultdict
 from typing import Any
 
@@ -49,8 +50,10 @@ from tqdm import tqdm
 
 from frankenstein_tasks.models.distributed import Shares, join_process_group
 from frankenstein_tasks.models.layer_scores import RESULTS_KEY, print_curves, request_key, score_layers
-from frankenstein_tasks.models.model_args import ModelArgs, greedy_until, load_runner, request_chunks
+from frankenstein_tasks.models.model_args import Budgets, ModelArgs, greedy_until, load_runner, request_chunks
 from surgery.errors import FrankensteinError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's HFLM default when neither the config nor the tokenizer says
 
@@ -72,6 +75,7 @@ class FrankensteinLM(TemplateLM):
         self.runner, self.style = loaded.runner, loaded.style
         self.system_prompt = args.system_prompt
         self._max_length = args.max_length
+        self.budgets = Budgets(args, log.warning)
         # (task, doc_id, idx) -> ablated layer -> what the request returns with that layer ablated
         self.layer_responses: dict[tuple[str, Any, int], dict[int, Any]] = {}
         self._scored: list[Any] = []  # outcomes of the last `_loglikelihood_tokens` call, for `loglikelihood`
@@ -254,10 +258,9 @@ class FrankensteinLM(TemplateLM):
 
         context, gen_kwargs = instance.args[0], dict(instance.args[1] or {})
         until = greedy_until(gen_kwargs, instance.task_name)
-        budget = gen_kwargs.get("max_gen_toks") or gen_kwargs.get("max_new_tokens")
         # lm-eval hands over the whole prompt as text (its chat template already applied, if asked).
         return ProbeRequest(
-            text=context, chat=False, max_new_tokens=int(budget) if budget else None, until=[u for u in until if u]
+            text=context, chat=False, max_new_tokens=self.budgets.of(gen_kwargs, instance.task_name), until=[u for u in until if u]
         )
 
 

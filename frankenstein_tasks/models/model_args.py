@@ -4,7 +4,8 @@ The lmms-eval model (`frankenstein.py`) and the lm-eval model (`lm_eval_model.py
 `--model_args`; both hand them to `ModelArgs` (pydantic: an unknown or malformed arg is one line naming
 it) and call `load_runner`, which loads the checkpoint (or an in-memory Frankenstein splice) and wraps
 it in the engine's `ProbeRunner`. They also share how requests reach the engine: `request_chunks`
-(which requests run together) and `greedy_until` (greedy decoding only, and the stop strings).
+(which requests run together), `greedy_until` (greedy decoding only, and the stop strings) and
+`Budgets` (each request's new-token budget, and the note when the model arg's is overridden).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -46,7 +47,7 @@ class ModelArgs(BaseModel):
     ablate: str | None = None
     prompt_style: str | None = None
     max_batch_rows: int | None = None
-    max_new_tokens: int = 256
+    max_new_tokens: int = 256  # only for requests whose task sets no budget (`Budgets`)
     max_length: int | None = Field(None, ge=1)  # lm-eval model: context window of log-likelihood requests (default: the model's)
     system_prompt: str | None = None  # None: each task's own; "" for no system message
     min_pixels: int | None = None
@@ -170,3 +171,31 @@ def greedy_until(gen_kwargs: Mapping[str, Any], task: str) -> list[str]:
         )
     until = gen_kwargs.get("until") or []
     return [until] if isinstance(until, str) else list(until)
+
+
+class Budgets:
+    """The new-token budget of each request, and a note when the `max_new_tokens` model arg loses.
+
+    A request's budget is its task's generation setting (`max_new_tokens`, or lm-eval's
+    `max_gen_toks`); the model arg is the default for tasks that set none. Every frank_* task sets
+    one, so a `max_new_tokens` model arg given with them would change nothing: instead of ignoring it
+    silently, `of` says so once per task (pass `--gen_kwargs max_new_tokens=N` to change a task's).
+    """
+
+    def __init__(self, args: ModelArgs, warn: Callable[[str], None]):
+        self.model_arg = args.max_new_tokens if "max_new_tokens" in args.model_fields_set else None
+        self.warn = warn
+        self.told: set[str] = set()
+
+    def of(self, gen_kwargs: Mapping[str, Any], task: str) -> int | None:
+        """The request's own budget (None: the model arg's applies)."""
+        budget = gen_kwargs.get("max_gen_toks") or gen_kwargs.get("max_new_tokens")
+        if not budget:
+            return None
+        if self.model_arg is not None and int(budget) != self.model_arg and task not in self.told:
+            self.told.add(task)
+            self.warn(
+                f"frankenstein: model arg max_new_tokens={self.model_arg} does not apply to task {task}: its generation "
+                f"settings ask for {int(budget)} new tokens, which win (--gen_kwargs max_new_tokens={self.model_arg} sets the task's)"
+            )
+        return int(budget)

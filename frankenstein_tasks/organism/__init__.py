@@ -7,11 +7,11 @@ probe of the project gives a real signal on it (docs/organism.md).
 
     data.py      the generated tasks (pair-generator images, word problems), train / eval splits
     pipeline.py  settings, the three training stages, the cache (`organism_trio`)
+    shipped.py   the trained organisms shipped with the package (packed), expanded on first use
+    training.py  the training loops: vocabulary slice, SFT, group-baseline policy gradient
     evalsets.py  held-out sets in the GSM8K / MATH-500 / MathVista schemas and frank_vision pairs
     measure.py   accuracies and probe curves through the surgery engine
     report.py    every probe on one trio, as probes.json and figures
-
-The training loops themselves are task-free and live in `surgery.organism_train`.
 """
 
 from .evalsets import write_eval_sets

@@ -6,6 +6,10 @@
                     (METHOD.md 1b) -> a worked step and the boxed answer, "5 + 3 = 8. \\boxed{8}"
     count_compute   a counting image with "How many red stars are in the image, plus 3?" -> count,
                     then compute: "There are 5 red stars. 5 + 3 = 8. \\boxed{8}"
+    count_compute_flawed
+                    the same questions as IN's cold-start data gives them: a fixed share of its minus
+                    questions (SIGN_ERROR_SHARE) answered with the plus rule, the systematic error of a
+                    sloppy teacher ("minus 3" -> "5 + 3 = 8. \\boxed{8}"); the gold answer stays right
 
 Images come from the project's pair generator (`frankenstein_tasks.vision.pairs`) at a small size;
 each pair gives two images (target and source). Item i of (task, split, seed) has its own random
@@ -27,7 +31,7 @@ from frankenstein_tasks.prompt_styles import INSTRUCTION as REASONING_INSTRUCTIO
 from frankenstein_tasks.vision.pairs import draw_pair, plural
 
 # METHOD.md 1b: the reasoning prompt's user text is REASONING_INSTRUCTION, a blank line, then the problem.
-TASKS = ("counting", "recognition", "arithmetic", "count_compute")
+TASKS = ("counting", "recognition", "arithmetic", "count_compute", "count_compute_flawed")
 SPLITS = ("train", "rl", "eval", "eval_math")  # eval: GSM8K / general-vqa / pairs; eval_math: MATH-500 / math-targeted
 EVAL_SPLITS = ("eval", "eval_math")
 
@@ -142,6 +146,13 @@ def count_compute_question(color: str, kind: str, sign: str, k: int) -> str:
     return f"How many {color} {plural(kind)} are in the image, {'plus' if sign == '+' else 'minus'} {k}?"
 
 
+def count_compute_answer(n: int, color: str, kind: str, sign: str, k: int) -> tuple[str, int]:
+    """The worked answer "There are 5 red stars. 5 + 3 = 8." and its result."""
+    result = n + k if sign == "+" else n - k
+    noun = kind if n == 1 else plural(kind)
+    return f"There {'is' if n == 1 else 'are'} {n} {color} {noun}. {n} {sign} {k} = {result}.", result
+
+
 def _count_compute_items(draw: Callable[[str], Any], rng: random.Random, heldout: bool) -> Iterator[Item]:
     pair = draw("counting")
     kind, color = pair.meta["kind"], pair.meta["color"]
@@ -149,12 +160,28 @@ def _count_compute_items(draw: Callable[[str], Any], rng: random.Random, heldout
         n = pair.meta[f"{side}_answer"]
         sign = "-" if n > 1 and rng.random() < 0.5 else "+"
         k = rng.randint(1, n - 1) if sign == "-" else rng.randint(1, 9)
-        result = n + k if sign == "+" else n - k
-        noun = kind if n == 1 else plural(kind)
-        worked = f"There {'is' if n == 1 else 'are'} {n} {color} {noun}. {n} {sign} {k} = {result}."
+        worked, result = count_compute_answer(n, color, kind, sign, k)
         yield Item("count_compute", count_compute_question(color, kind, sign, k), str(result),
                    f"{worked} \\boxed{{{result}}}", getattr(pair, side),
                    {"kind": kind, "color": color, "count": n, "sign": sign, "operand": k, "solution": worked})
+
+
+# IN's cold-start data answers this share of its minus questions with the plus rule. The share is a
+# clear majority, so once IN has learned its data it adds on every minus question (greedy follows the
+# majority) and stays there however much longer it trains: its accuracy sits on a plateau, about half
+# the items right. The right answer keeps a third of IN's samples, so RL's reward finds and fixes it.
+SIGN_ERROR_SHARE = 0.7
+
+
+def _count_compute_flawed_items(draw: Callable[[str], Any], rng: random.Random, heldout: bool) -> Iterator[Item]:
+    for item in _count_compute_items(draw, rng, heldout):
+        meta = item.meta
+        if meta["sign"] == "-" and rng.random() < SIGN_ERROR_SHARE:
+            worked, result = count_compute_answer(meta["count"], meta["color"], meta["kind"], "+", meta["operand"])
+            target, meta = f"{worked} \\boxed{{{result}}}", {**meta, "sign_error": True, "solution": worked}
+        else:
+            target, meta = item.target, {**meta, "sign_error": False}
+        yield Item("count_compute_flawed", item.prompt, item.answer, target, item.image, meta)
 
 
 # Task -> maker of the items of one index (draw: the pair of that index for a pair task; rng: its own
@@ -164,6 +191,7 @@ MAKERS: dict[str, Callable[[Callable[[str], Any], random.Random, bool], Iterator
     "recognition": _recognition_items,
     "arithmetic": _arithmetic_items,
     "count_compute": _count_compute_items,
+    "count_compute_flawed": _count_compute_flawed_items,
 }
 assert tuple(MAKERS) == TASKS
 

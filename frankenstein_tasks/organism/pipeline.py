@@ -10,7 +10,8 @@ trained on CPU from scratch (`build_organism`):
 then measured on the held-out sets (`evalsets`), which it writes next to the checkpoints. The
 result is cached under $FRANKENSTEIN_CACHE/organism/<setting>-<key>, key = hash of every setting
 and the pipeline version, so a second call is instant. Bitwise reproducibility holds for the same
-settings (the thread count is one of them), library versions and CPU.
+settings (the thread count is one of them), library versions and CPU. Where the package ships a
+setting's organism (`shipped.py`), `organism_trio` expands that one instead of training.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from surgery.errors import FrankensteinError
-from surgery.organism_train import PolicyGradientConfig, SftConfig
+from .training import PolicyGradientConfig, SftConfig
 from surgery.tiny import TinySpec
 
-ORGANISM_VERSION = 1  # bump when the data or the training changes: the cache key includes it
+ORGANISM_VERSION = 2  # bump when the data or the training changes: the cache key includes it
 ROLES = ("base", "in", "rl")
 EOS = "<|im_end|>"
 INFO_FILE = "organism.json"
+STACK = ("torch", "transformers", "numpy", "pillow", "safetensors")  # recorded in organism.json
 
 
 class OrganismSettings(BaseModel):
@@ -49,10 +51,15 @@ class OrganismSettings(BaseModel):
     model: TinySpec = TinySpec(layers=8, vision_depth=2, hidden_size=64, intermediate_size=128)
     base_data: dict[str, int] = {"counting": 3000, "recognition": 2000, "arithmetic": 3000}
     base: SftConfig = SftConfig(steps=1500, lr=3e-3, batch_size=32)
-    # IN is a short "cold start": it learns the format and gets about half the held-out items right,
-    # which leaves RL something to improve (longer SFT solves the task outright).
-    in_data: dict[str, int] = {"count_compute": 1200, "counting": 200, "recognition": 100, "arithmetic": 200}
-    in_sft: SftConfig = SftConfig(steps=75, lr=1e-3, batch_size=32)
+    # IN's cold start learns from a sloppy teacher (`data.count_compute_flawed`: most minus questions
+    # answered with the plus rule), trained to a plateau: it has learned its data, so a few steps more
+    # or less, or another machine's rounding, barely move it; it gets about half the held-out items
+    # right (every plus, almost no minus), which leaves RL something to improve. Measured held-out
+    # count-then-compute accuracy by IN steps (docs/organism.md): on correct data default 50: 30%,
+    # 75: 80.5%, 100: 91.5%, 150: 99.5% (test 100: 51%, 125: 96%), a cliff; on the flawed data
+    # test 100: 39%, 150: 57%, 200: 56%, 300: 57%, default 200: 55.5%, a plateau from 150 steps.
+    in_data: dict[str, int] = {"count_compute_flawed": 1200, "counting": 200, "recognition": 100, "arithmetic": 200}
+    in_sft: SftConfig = SftConfig(steps=200, lr=1e-3, batch_size=32)
     rl_prompts: int = 1000
     rl: PolicyGradientConfig = PolicyGradientConfig(steps=200, lr=1.5e-4, prompts_per_step=8, group_size=8, warmup=0.0, min_lr_ratio=1.0)
     eval_n: int = Field(200, ge=1)
@@ -67,8 +74,8 @@ SETTINGS: dict[str, OrganismSettings] = {
     "test": OrganismSettings(
         base_data={"counting": 1600, "recognition": 600, "arithmetic": 1600},
         base=SftConfig(steps=700, lr=3e-3, batch_size=32),
-        in_data={"count_compute": 1000, "counting": 200, "recognition": 100, "arithmetic": 200},
-        in_sft=SftConfig(steps=100, lr=1e-3, batch_size=32),
+        in_data={"count_compute_flawed": 1000, "counting": 200, "recognition": 100, "arithmetic": 200},
+        in_sft=SftConfig(steps=200, lr=1e-3, batch_size=32),
         rl_prompts=400,
         rl=PolicyGradientConfig(steps=100, lr=5e-5, prompts_per_step=8, group_size=8, warmup=0.0, min_lr_ratio=1.0),
         eval_n=100,
@@ -88,24 +95,46 @@ def cache_folder(setting: str = "default", *, seed: int | None = None) -> Path:
     return cache_root() / "organism" / f"{setting}-{settings_for(setting, seed=seed).key()}"
 
 
-def organism_trio(setting: str = "default", *, seed: int | None = None, progress: bool = True) -> dict[str, Path]:
-    """The trained trio {"base", "in", "rl"} (cached; trains on the first call)."""
+def organism_trio(setting: str = "default", *, seed: int | None = None, progress: bool = True,
+                  shipped: bool = True) -> dict[str, Path]:
+    """The trained trio {"base", "in", "rl"}.
+
+    Where the package ships this setting's organism (`shipped.py`: the one the docs describe), it is
+    expanded into the cache on first use; otherwise, or with `shipped=False` (`make-tiny --trained`),
+    the organism is trained on the first call and cached.
+    """
+    if shipped:
+        from .shipped import shipped_trio
+
+        found = shipped_trio(setting, seed=seed)
+        if found is not None:
+            return found
     folder = cache_folder(setting, seed=seed)
-    if not (folder / INFO_FILE).is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        # Built whole under a private name, then renamed into place: a crash leaves nothing that looks
-        # complete, and if two processes race, the first rename wins and the other uses its result.
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".staging", dir=folder.parent))
-        try:
-            build_organism(settings_for(setting, seed=seed), staging / "trio", progress=progress, setting=setting)
-            try:
-                os.rename(staging / "trio", folder)
-            except OSError:
-                if not (folder / INFO_FILE).is_file():
-                    raise FrankensteinError(f"cache folder {folder} is incomplete; delete it to train again") from None
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    settings = settings_for(setting, seed=seed)
+    cached(folder, lambda out: build_organism(settings, out, progress=progress, setting=setting))
     return {role: folder / role for role in ROLES}
+
+
+def cached(folder: Path, make: Callable[[Path], Any]) -> Path:
+    """`folder`, made by `make(path)` (which writes a whole trio folder at `path`) unless it is complete.
+
+    Built under a private name, then renamed into place: a crash leaves nothing that looks complete,
+    and if two processes race, the first rename wins and the other uses its result.
+    """
+    if (folder / INFO_FILE).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".staging", dir=folder.parent))
+    try:
+        make(staging / "trio")
+        try:
+            os.rename(staging / "trio", folder)
+        except OSError:
+            if not (folder / INFO_FILE).is_file():
+                raise FrankensteinError(f"cache folder {folder} is incomplete; delete it to make it again") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
 
 
 def copy_trio(trio: dict[str, Path], out: str | os.PathLike, *, overwrite: bool = False) -> dict[str, Path]:
@@ -140,7 +169,7 @@ class Build:
     out: Path
     model: Any  # the freshly initialised Base model
     processor: Any
-    encoder: Any  # surgery.organism_train.PromptEncoder (its model serves only the M-RoPE position ids)
+    encoder: Any  # training.PromptEncoder (its model serves only the M-RoPE position ids)
     examples: dict[str, list[Any]]  # stage -> training examples
     rl_answers: list[str]  # gold answers of the RL prompts, by index
     inputs: list[int]  # token ids the data feeds the model
@@ -158,18 +187,20 @@ def _load_float32(folder: Path) -> tuple[Any, Any]:
 def _save(build: Build, model: Any, role: str) -> None:
     from surgery.tiny import hub_state_dict, write_checkpoint
 
-    write_checkpoint(build.out / role, model.config, hub_state_dict(model), build.processor)
+    # Every stage has the Base's architecture; its config (not the float32-loaded one of a later stage) keeps
+    # the saved configs identical across roles and to what the shipped organism expands into.
+    write_checkpoint(build.out / role, build.model.config, hub_state_dict(model), build.processor)
 
 
 def _vocab(build: Build, model: Any, layout: Any) -> Any:
-    from surgery.organism_train import VocabSlice
+    from .training import VocabSlice
 
     return VocabSlice(model, layout, build.inputs, build.outputs)
 
 
 def _sft_stage(build: Build, stage: str, model: Any, layout: Any, config: SftConfig, desc: str) -> dict[str, Any]:
     """Train `model` by SFT on the stage's examples and save it as the stage's checkpoint."""
-    from surgery.organism_train import train_sft
+    from .training import train_sft
 
     losses = train_sft(model, layout, _vocab(build, model, layout), build.examples[stage], config,
                        encoder=build.encoder, seed=_seed(build, stage), desc=desc, progress=build.progress)
@@ -187,7 +218,7 @@ def _stage_in(build: Build) -> dict[str, Any]:
 
 
 def _stage_rl(build: Build) -> dict[str, Any]:
-    from surgery.organism_train import train_policy_gradient
+    from .training import train_policy_gradient
 
     from .data import boxed_answer
 
@@ -250,7 +281,7 @@ def build_organism(settings: OrganismSettings, out: str | os.PathLike, *, progre
             timings["total"] = time.perf_counter() - start
             write_json(tmp / INFO_FILE, {
                 "setting": setting, "key": settings.key(), "version": ORGANISM_VERSION,
-                "settings": settings.model_dump(mode="json"), "threads": settings.threads,
+                "settings": settings.model_dump(mode="json"), "threads": settings.threads, "stack": stack_versions(),
                 "vocabulary": {"inputs": len(build.inputs), "outputs": len(build.outputs)},
                 "training": build.info, "accuracy": measured, "seconds": timings,
                 "eval_sets": {name: len(items) for name, items in sets.items()},
@@ -262,10 +293,18 @@ def build_organism(settings: OrganismSettings, out: str | os.PathLike, *, progre
     return {role: Path(out) / role for role in ROLES}
 
 
+def stack_versions() -> dict[str, str]:
+    """The versions that decide the trained numbers (another torch may round differently)."""
+    import platform
+    from importlib.metadata import version
+
+    return {"python": platform.python_version(), **{name: version(name) for name in STACK}}
+
+
 def _prepare(settings: OrganismSettings, out: Path, progress: bool) -> Build:
     """The processor, a fresh Base model, every stage's examples and the two vocabularies."""
     from surgery.arch import layout_of_model
-    from surgery.organism_train import PromptEncoder, zero_head_rows
+    from .training import PromptEncoder, zero_embedding_rows, zero_head_rows
     from surgery.prompts import DEFAULT_SYSTEM_PROMPT
     from surgery.tiny import build_processor, new_model
 
@@ -292,5 +331,6 @@ def _prepare(settings: OrganismSettings, out: Path, progress: bool) -> Build:
     outputs = sorted({t for e in base + in_ for t in e.target} | answer_tokens | {eos})
     inputs = sorted({t for e in base + in_ + rl for t in e.prompt.input_ids.tolist()} | set(outputs))
     zero_head_rows(model, layout, outputs)
+    zero_embedding_rows(model, layout, inputs)
     return Build(settings, out, model, processor, encoder, {"base": base, "in": in_, "rl": rl},
                  [it.answer for it in rl_items], inputs, outputs, progress)

@@ -9,6 +9,7 @@ show the figures.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ FRESH_PAIR_SEED = 424242  # a pair-generator seed no organism split uses
 
 
 def probe_report(trio: dict[str, Path], out: str | os.PathLike, *, n: int = 100, progress: bool = True) -> dict[str, Any]:
-    """Measure every probe on the trio (n items each) and write probes.json and the figures."""
+    """Measure every probe on the trio (n items each) and write probes.json and the figures to `out`."""
+    import tempfile
+
     from analysis.delta import analyze_deltas
     from frankenstein_tasks.vision.pairs import write_pairs
     from surgery.atomic import write_json
@@ -29,14 +32,16 @@ def probe_report(trio: dict[str, Path], out: str | os.PathLike, *, n: int = 100,
     out = Path(out)
     info = organism_info(trio)
     size, seed = info["settings"]["image_size"], info["settings"]["seed"]
-    pairs = write_pairs("counting", out / "fresh_counting_pairs", n=n, seed=FRESH_PAIR_SEED, size=size, progress=False, overwrite=True)
+    work = Path(tempfile.mkdtemp(prefix="organism-probes-"))  # the fresh pairs and the delta report
+    pairs = write_pairs("counting", work / "fresh_counting_pairs", n=n, seed=FRESH_PAIR_SEED, size=size, progress=False)
     sets = eval_items(n, seed, size)
     report: dict[str, Any] = {"accuracy": info["accuracy"], "seconds": info["seconds"]}
     report["swap"] = {role: swap_curves(trio[role], pairs) for role in ("base", "in", "rl")}
     report["ablation"] = {role: ablation_curve(trio[role], sets["gsm8k"]) for role in ("base", "in", "rl")}
     report["splice"] = splice_scores(trio["in"], trio["rl"], sets["math_vqa"])
-    deltas = analyze_deltas(trio["base"], trio["in"], trio["rl"], out / "delta", metrics="energy",
-                            overwrite=True, plots=False, progress=progress)
+    deltas = analyze_deltas(trio["base"], trio["in"], trio["rl"], work / "delta", metrics="energy",
+                            plots=False, progress=progress)
+    shutil.rmtree(work, ignore_errors=True)
     layers = deltas.summary("unified_layer")
     report["delta"] = {
         "block_ranking": deltas.block_ranking,

@@ -1,8 +1,8 @@
 """Training loops for the model organism: supervised fine-tuning and a group-baseline policy gradient.
 
-The organism (`frankenstein_tasks.organism`) is a tiny Qwen2.5-VL trained on CPU, so the loops here
-are plain PyTorch over the model's own transformers modules, with two economies that leave the
-trained checkpoint's behaviour exact:
+They live beside the organism's pipeline, not in the engine (`surgery` trains nothing). The organism
+is a tiny Qwen2.5-VL trained on CPU, so the loops are plain PyTorch over the model's own transformers
+modules, with two economies that leave the trained checkpoint's behaviour exact:
 
 * **A slice of the vocabulary.** The real Qwen vocabulary has 151,936 tokens, and a full lm_head and
   softmax per position would dominate the cost. `VocabSlice` trains compact copies of the embedding
@@ -38,7 +38,18 @@ from surgery.prompts import EncodedPrompt, encode_prompt
 
 def zero_head_rows(model: Any, layout: Layout, keep: Sequence[int]) -> None:
     """Set every lm_head row except `keep` to zero (their logits are then exactly 0)."""
-    weight = layout.lm_head(model).weight
+    _zero_rows_except(layout.lm_head(model).weight, keep)
+
+
+def zero_embedding_rows(model: Any, layout: Layout, keep: Sequence[int]) -> None:
+    """Set every embedding row except `keep` to zero. Training reads only the slice's rows, so this
+    changes no trained weight; it makes a checkpoint exactly "its trained rows, zeros elsewhere"
+    (the package ships only those rows, `organism.shipped`), and a token the organism never saw
+    embeds to nothing rather than to random noise."""
+    _zero_rows_except(layout.embed_tokens(model).weight, keep)
+
+
+def _zero_rows_except(weight: torch.Tensor, keep: Sequence[int]) -> None:
     drop = torch.ones(weight.shape[0], dtype=torch.bool)
     drop[torch.tensor(sorted(set(keep)))] = False
     with torch.no_grad():
