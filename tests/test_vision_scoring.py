@@ -102,11 +102,12 @@ def test_swap_curves_by_hand():
     assert change["layers"] == adoption["layers"] == [0, 1, 2, 3] and change["n"] == 3
     assert change["value"] == pytest.approx([1, 1, 1 / 3, 0], abs=1e-6)
     assert adoption["value"] == pytest.approx([1, 2 / 3, 1 / 3, 0], abs=1e-6)
-    # Standard errors by a plain loop over the documented resamples (analysis/bootstrap.py: 1000 draws of the
-    # 3 items with replacement, numpy's Generator seeded 1234, one draw shared by every layer), and near the
-    # textbook sqrt(p(1 - p) / n) of a 0/1 column.
+    # Standard errors by a plain loop over the documented resamples (analysis/bootstrap.py: the items in
+    # their canonical order, sorted by value; 1000 draws of the 3 with replacement, numpy's Generator
+    # seeded 1234, one draw shared by every layer), and near the textbook sqrt(p(1 - p) / n) of a 0/1 column.
     draws = np.random.default_rng(1234).integers(0, 3, size=(1000, 3))
-    for curve, table in ((change, [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]), (adoption, [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]])):
+    for curve, items in ((change, [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]]), (adoption, [[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0]])):
+        table = sorted(items)
         means = [[sum(table[i][j] for i in rows) / 3 for j in range(4)] for rows in draws]
         expected = [float(np.std([m[j] for m in means], ddof=1)) for j in range(4)]
         assert curve["stderr"] == pytest.approx(expected, abs=1e-6)
