@@ -185,6 +185,7 @@ def test_in_memory_splice_qwen2_vl(tiny_qwen2_vl):
     assert_same_tensors(state, rule(in_state, rl_state, "mid", (1, 4), num_layers=6), "qwen2_vl splice vs rule")
 
 
+@pytest.mark.slow
 def test_qwen2_vl_recipe_carries_the_mergekit_warning_and_merge_is_refused(tiny_qwen2_vl, tmp_path):
     base = [cli_path("frankenstein"), "merge-config", "--in", str(tiny_qwen2_vl["in"]), "--rl", str(tiny_qwen2_vl["rl"])]
     recipe = tmp_path / "mid.yaml"
