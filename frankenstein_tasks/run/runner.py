@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from frankenstein_tasks.run.config import RunConfig
-from frankenstein_tasks.run.data import HUB_DATASETS, cache_local_data
+from frankenstein_tasks.run.data import HUB_DATASETS, cache_local_data, read_local_data
 from frankenstein_tasks.run.stages import STAGES, RunContext
 from surgery.atomic import replace_dir, write_json
 from surgery.errors import FrankensteinError
@@ -35,8 +35,11 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
     out = config.output_folder()
     models = config.models.by_role()
     layout = preflight(config, models)
+    # Local data is checked as it enters, before anything is written.
+    check_vision_pairs(config)
+    local_rows = read_local_data(config.data, needed_datasets(config))
     manifest = _open_manifest(out, config, models, layout)
-    env = cache_local_data(config.data, out / ".cache" / "datasets", needed_datasets(config))
+    env = cache_local_data(config.data, out / ".cache" / "datasets", local_rows)
     check_datasets(config, env)
     ctx = RunContext(config=config, out=out, models=models, env=env, say=say)
     chosen = [name for name in STAGES if name in config.stages]
@@ -89,6 +92,21 @@ def check_datasets(config: RunConfig, env: dict[str, str]) -> None:
             f"the stages need {repo}, which is not in the datasets cache ({cache}) and cannot be downloaded "
             f"({reason}); give a local copy as data.{missing[0]}: in the config"
         )
+
+
+def check_vision_pairs(config: RunConfig) -> None:
+    """A given pair folder (data.vision_pairs) holds every task the vision_swap stage runs, each line
+    complete (fields, images, sizes): checked now, naming file and line, not when the stage reaches it."""
+    from frankenstein_tasks.vision.dataset import DATA_FILE, load_pairs
+
+    root = config.data.vision_pairs
+    if root is None or "vision_swap" not in config.stages:
+        return
+    for task in config.vision_swap.tasks:
+        folder = Path(root) / task
+        if not (folder / DATA_FILE).is_file():
+            raise FrankensteinError(f"data.vision_pairs: {root} has no {task}/{DATA_FILE} (vision_swap.tasks names {task})")
+        load_pairs(folder, task)
 
 
 def _open_manifest(out: Path, config: RunConfig, models: dict[str, str], layout: dict[str, Any]) -> dict[str, Any]:
