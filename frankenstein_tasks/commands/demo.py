@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.only or []) - set(STAGES))
     if unknown:
         raise FrankensteinError(f"unknown stage {', '.join(unknown)}; stages: {', '.join(STAGES)}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # before the organism trains
+        raise FrankensteinError(f"--out {args.out} is a file; the demo writes a folder")
     out = run_demo(Path(args.out), device=resolve_device(args.device), organism=args.organism, stages=args.only)
     print(f"demo finished: report in {out / 'report' / 'report.html'}")
     return 0
