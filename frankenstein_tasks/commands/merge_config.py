@@ -68,16 +68,17 @@ def _variants(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from frankenstein_tasks.run.stages import check_mergeable
-    from merge_configs.generate import generate
-    from surgery.atomic import write_text
-
     in_model, rl_model, title = _models(args)
     variants = _variants(args)
     if args.output and not args.all and Path(args.output).is_dir():
         raise FrankensteinError(f"-o {args.output} is a folder; give a file name for one variant")
     if args.merge and Path(args.merge).exists() and not args.overwrite:
         raise FrankensteinError(f"{args.merge} already exists (pass --overwrite to replace it)")
+    # The options are checked first: these imports (mergekit among them) take seconds.
+    from frankenstein_tasks.run.stages import check_mergeable
+    from merge_configs.generate import generate
+    from surgery.atomic import write_text
+
     generated = generate(in_model, rl_model, variants, cuts=cuts_of(args), layers=args.layers, title=title)
     if args.merge:
         check_mergeable(generated, "--merge")
