@@ -8,9 +8,9 @@ and the checkpoint in one line, `tensor NAME in WHERE holds N NaN/Inf values`.
 
 The check is cheap: a tensor's plain sum is non-finite exactly when it holds a NaN or Inf (weights
 are far too small for a sum to overflow), and a vectorised sum reads memory at full speed, where
-`torch.isfinite(t).all()` allocates and fills a mask as large as the tensor (about 70x slower on
-CPU; `benchmarks/finite_check.py`). Only a tensor whose sum is non-finite is counted element by
-element, for the message.
+`torch.isfinite(t).all()` allocates and fills a mask as large as the tensor (25x slower on a CPU
+in `benchmarks/finite_check.py`, where the sum costs a fifth of copying the same weights from the
+page cache). Only a tensor whose sum is non-finite is counted element by element, for the message.
 """
 
 from __future__ import annotations
