@@ -20,9 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from analysis.bootstrap import (
+    BOOTSTRAP_ITERS,
+    BOOTSTRAP_SEED,
+    CONFIDENCE,
+    bootstrap_draws,
+    percentile_interval,
+)
 from analysis.lmms_runs import Run
-from analysis.outcomes import is_record
-from analysis.transitions import BOOTSTRAP_ITERS, BOOTSTRAP_SEED, CONFIDENCE, Estimate
+from analysis.schema import OutcomeRecord
+from analysis.transitions import Estimate
 from surgery.atomic import write_text
 from surgery.errors import FrankensteinError
 
@@ -48,7 +55,7 @@ def item_attention(samples: Iterable[Mapping[str, Any]]) -> dict[str, dict[int, 
         curve, record = s.get(CURVE_METRIC), s.get(ITEM_METRIC)
         if not isinstance(curve, Mapping) or not curve:
             continue
-        item = str(record["item"]) if is_record(record) else f"doc {s.get('doc_id')}"
+        item = str(record["item"]) if OutcomeRecord.claims(record) else f"doc {s.get('doc_id')}"
         out[item] = {int(layer): float(v) for layer, v in curve.items()}
     return out
 
@@ -75,9 +82,8 @@ def shift_from_samples(
     in_table = np.array([[a[i][layer] for layer in layers] for i in items])
     rl_table = np.array([[b[i][layer] for layer in layers] for i in items])
     diff = rl_table - in_table
-    draws = diff[np.random.default_rng(seed).integers(0, len(items), size=(iters, len(items)))].mean(axis=1)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(draws, [tail, 100 - tail], axis=0)
+    draws = bootstrap_draws(diff, lambda resampled: resampled.mean(axis=1), iters=iters, seed=seed)
+    low, high = percentile_interval(draws, confidence)
     shift = [Estimate(float(v), float(lo), float(hi)) for v, lo, hi in zip(diff.mean(axis=0), low, high)]
     return AttentionShift(layers, shift, in_table.mean(axis=0).tolist(), rl_table.mean(axis=0).tolist(), len(items), confidence)
 

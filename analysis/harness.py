@@ -1,8 +1,9 @@
 """Harness results -> per-layer curves, a table and a plot.
 
-lmms-eval writes one `*_results.json` per run. Every metric whose value is a per-layer curve (the
-shape `frankenstein_tasks.contract.aggregate_curve` produces: `{"layers", "value", "stderr", "n"}`)
-is read into a `Curve`; `write_curves` turns a run's curves into `curves.csv` (one row per task,
+lmms-eval writes one `*_results.json` per run. Every metric whose value is a per-layer curve (an
+`analysis.schema.LayerCurve`, as `frankenstein_tasks.contract.aggregate_curve` writes it: `{"layers",
+"value", "stderr", "n"}`; a value claiming to be one but of another shape is a one-line error naming
+the file, task and metric) is read into a `Curve`; `write_curves` turns a run's curves into `curves.csv` (one row per task,
 metric and layer) and one PNG per metric over the unified layer index (bootstrap standard errors as
 a band). Unified indices and blocks come from the probed model's `Layout`: the one given, or the
 one the run's `model_args` name (`pretrained=`, or `in=` of a splice, whose `cuts=` mark the blocks).
@@ -16,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from pydantic import ValidationError
+
 from analysis.lmms_runs import Run
 from analysis.plots import LayerAxis, pyplot, plot_layer_curves, save_figure
+from analysis.schema import LayerCurve, first_error
 from surgery.arch import layout_of_checkpoint, parse_cuts
 from surgery.atomic import write_text
 from surgery.errors import FrankensteinError
@@ -31,10 +35,6 @@ class Curve:
     value: list[float]
     stderr: list[float]
     n: int
-
-
-def _is_curve(value: Any) -> bool:
-    return isinstance(value, dict) and {"layers", "value", "stderr"} <= value.keys()
 
 
 def results_file(path: str | Path) -> Path:
@@ -60,10 +60,19 @@ def curves_of(run: Run) -> list[Curve]:
     curves = []
     for task, metrics in sorted(run.results.items()):
         for key, value in sorted(metrics.items()):
-            if _is_curve(value):
+            if LayerCurve.claims(value):
                 metric = key.split(",")[0]
-                curves.append(Curve(task, metric, list(value["layers"]), list(value["value"]), list(value["stderr"]), int(value.get("n", 0))))
+                c = read_curve(value, f"{run.path}: {task} {metric}")
+                curves.append(Curve(task, metric, c.layers, c.value, c.stderr, c.n))
     return curves
+
+
+def read_curve(value: Any, where: str) -> LayerCurve:
+    """A results value as a LayerCurve; another shape is one line naming `where` it was found."""
+    try:
+        return LayerCurve.model_validate(value)
+    except ValidationError as e:
+        raise FrankensteinError(f"{where} is not a per-layer curve ({first_error(e)})") from None
 
 
 def curves_csv(curves: Sequence[Curve], axis: LayerAxis) -> str:

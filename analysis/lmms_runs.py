@@ -5,7 +5,8 @@ next to it one `<date>_samples_<task>.jsonl` per task (one JSON object per doc: 
 `filtered_resps` and each per-sample metric value under the metric's name; lmms-eval drops the doc
 itself). `find_runs` collects every run under the paths given (files or output folders); a `Run`
 answers for one of them. Used by the transfer table and the attention-shift comparison, which read
-result files only.
+result files only. lm-eval's results files (`OUT/<model>/results_<date>.json`) have the same
+`results` shape and read the same way (`newest_run(folder, LM_EVAL_RESULTS)`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from surgery.errors import FrankensteinError
 
 RESULTS_SUFFIX = "_results.json"
+LM_EVAL_RESULTS = "results_*.json"  # how lm-eval names its results files
 
 
 @dataclass(frozen=True)
@@ -98,11 +100,12 @@ def read_json(path: Path) -> Any:
         raise FrankensteinError(f"{path} is not valid JSON ({e})") from None
 
 
-def newest_run(folder: Path) -> Run | None:
-    """The newest run of an lmms-eval --output_path folder (timestamped names sort in time), or None."""
+def newest_run(folder: Path, pattern: str = f"*{RESULTS_SUFFIX}") -> Run | None:
+    """The newest run of an lmms-eval (or, with `LM_EVAL_RESULTS`, lm-eval) --output_path folder
+    (timestamped names sort in time), or None."""
     if not folder.is_dir():
         return None
-    found = sorted(folder.rglob(f"*{RESULTS_SUFFIX}"), key=lambda p: (p.name, p.stat().st_mtime))
+    found = sorted(folder.rglob(pattern), key=lambda p: (p.name, p.stat().st_mtime))
     return Run.read(found[-1]) if found else None
 
 

@@ -1,9 +1,9 @@
-"""Outcome records: how a transfer task logs one item under one condition, and how records pair up.
+"""Outcome records: how records of one item under two conditions pair up.
 
 The frank_transfer tasks (METHOD.md 3) ask every item under one or two conditions (A: the real image
 or the question alone; B: a black image, with or without a description). For each doc they hand
-lmms-eval one *outcome record* per paired metric, which lmms-eval aggregates and also writes into
-the samples log, one line per item and condition::
+lmms-eval one *outcome record* per paired metric (`analysis.schema.OutcomeRecord`, declared there
+once), which lmms-eval aggregates and also writes into the samples log, one line per item and condition::
 
     {"item": "12", "condition": "A", "correct": true, "answer": "B", "graded_by": "rule"}
 
@@ -19,13 +19,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from pydantic import ValidationError
+
+from analysis.schema import BLACK, REAL, OutcomeRecord, first_error
 from analysis.transitions import v2r_items, vis_items
 from surgery.errors import FrankensteinError
 
 log = logging.getLogger(__name__)
 
-REAL, BLACK = "A", "B"  # the conditions: A real image (or question only), B black image [+ description]
-RECORD_KEYS = ("item", "condition", "correct")
+__all__ = ["BLACK", "INDICATORS", "REAL", "is_record", "item_indicators", "pair_conditions"]
 
 # Headline metric -> per-item indicator from (right under A, right under B).
 INDICATORS: dict[str, Callable[[Sequence[bool], Sequence[bool]], list[bool]]] = {
@@ -36,7 +38,7 @@ INDICATORS: dict[str, Callable[[Sequence[bool], Sequence[bool]], list[bool]]] = 
 
 
 def is_record(value: object) -> bool:
-    return isinstance(value, Mapping) and all(k in value for k in RECORD_KEYS)
+    return OutcomeRecord.claims(value)
 
 
 def pair_conditions(records: Iterable[Mapping[str, object]], source: str = "") -> tuple[list[str], list[bool], list[bool]]:
@@ -47,12 +49,11 @@ def pair_conditions(records: Iterable[Mapping[str, object]], source: str = "") -
     """
     by_item: dict[str, dict[str, bool]] = {}
     for r in records:
-        if not is_record(r):
-            raise FrankensteinError(f"not an outcome record (needs {', '.join(RECORD_KEYS)}): {r!r}")
-        seen = by_item.setdefault(str(r["item"]), {})
-        if r["condition"] in seen:
-            raise FrankensteinError(f"item {r['item']!r} has two outcomes under condition {r['condition']}")
-        seen[str(r["condition"])] = bool(r["correct"])
+        record = _record(r, source)
+        seen = by_item.setdefault(record.item, {})
+        if record.condition in seen:
+            raise FrankensteinError(f"item {record.item!r} has two outcomes under condition {record.condition}")
+        seen[record.condition] = record.correct
     if all(set(conditions) == {REAL} for conditions in by_item.values()):
         items = list(by_item)
         return items, [by_item[i][REAL] for i in items], [by_item[i][REAL] for i in items]
@@ -61,6 +62,16 @@ def pair_conditions(records: Iterable[Mapping[str, object]], source: str = "") -
         where = f"{source}: " if source else ""
         log.warning("%s%d of %d items lack one condition (--limit?); they are left out", where, len(by_item) - len(items), len(by_item))
     return items, [by_item[i][REAL] for i in items], [by_item[i][BLACK] for i in items]
+
+
+def _record(value: object, source: str) -> OutcomeRecord:
+    where = f"{source}: " if source else ""
+    if not isinstance(value, Mapping):
+        raise FrankensteinError(f"{where}not an outcome record: {value!r}")
+    try:
+        return OutcomeRecord.model_validate({**value, "item": str(value.get("item"))} if "item" in value else value)
+    except ValidationError as e:
+        raise FrankensteinError(f"{where}not an outcome record ({first_error(e)}): {dict(value)!r}") from None
 
 
 def item_indicators(records: Iterable[Mapping[str, object]], metric: str, source: str = "") -> dict[str, bool]:

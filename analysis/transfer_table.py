@@ -28,10 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from analysis.bootstrap import BOOTSTRAP_ITERS, BOOTSTRAP_SEED, CONFIDENCE
 from analysis.lmms_runs import Run
 from analysis.model_identity import IN, MODEL_ORDER, Identity
 from analysis.outcomes import item_indicators
-from analysis.transitions import BOOTSTRAP_ITERS, BOOTSTRAP_SEED, CONFIDENCE, transition_stats
+from analysis.schema import IntervalEstimate
+from analysis.transitions import transition_stats
 from surgery.atomic import write_text
 from surgery.errors import FrankensteinError
 
@@ -116,21 +120,23 @@ def collect_scores(runs: Iterable[Run], identities: Mapping[Path, Identity]) -> 
                 estimate = values.get(f"{metric},none")
                 if estimate is None:
                     continue
-                _check_estimate(estimate, run, task, metric)
+                estimate = _check_estimate(estimate, run, task, metric)
                 if (model, metric) in scores:
                     other = scores[(model, metric)]
                     raise FrankensteinError(
                         f"{shown} of {model} appears twice: {other.task} in {other.results} and {task} in "
                         f"{run.path}; pass one run per model and task"
                     )
-                scores[(model, metric)] = Score(model, metric, estimate["value"], estimate["low"], estimate["high"],
-                                                int(estimate["n"]), task, run.path, item_outcomes(run, task, metric))
+                scores[(model, metric)] = Score(model, metric, estimate.value, estimate.low, estimate.high,
+                                                estimate.n, task, run.path, item_outcomes(run, task, metric))
     return scores
 
 
-def _check_estimate(value: Any, run: Run, task: str, metric: str) -> None:
-    if not (isinstance(value, Mapping) and {"value", "low", "high", "n"} <= set(value)):
-        raise FrankensteinError(f"{run.path}: {task} {metric} is {value!r}, not an estimate {{value, low, high, n}}")
+def _check_estimate(value: Any, run: Run, task: str, metric: str) -> IntervalEstimate:
+    try:
+        return IntervalEstimate.model_validate(value)
+    except ValidationError:
+        raise FrankensteinError(f"{run.path}: {task} {metric} is {value!r}, not an estimate {{value, low, high, n}}") from None
 
 
 def item_outcomes(run: Run, task: str, metric: str, *, required: bool = True) -> dict[str, bool] | None:

@@ -22,11 +22,9 @@ FF (wrong, wrong). From the counts:
 M_rea is plain accuracy (`m_rea`). A model-vs-model difference of M_vis or M_v2r is the
 accuracy_change between the per-item indicators (`vis_items`, `v2r_items`) of the two models.
 
-Intervals: percentile bootstrap over items (BOOTSTRAP_ITERS resamples of the n items with
-replacement, pairs kept together, numpy Generator seeded with BOOTSTRAP_SEED), the central
-`confidence` share of the resampled statistic. lmms-eval's `bootstrap_stderr` is not reused: it gives
-a standard error rather than an interval, resamples one list of per-item values (a rate such as
-TF / (TT + TF) has a per-resample denominator, so it needs the pairs), and opens a process pool per call.
+Intervals: percentile bootstrap over items, pairs kept together (`analysis.bootstrap`, the one
+implementation: BOOTSTRAP_ITERS resamples, numpy Generator seeded with BOOTSTRAP_SEED), the central
+`confidence` share of the resampled statistic.
 
 Undefined values: with zero items, or a rate whose denominator is zero (side-effect rate when nothing
 was right before), the value and its interval are None (null in JSON), never NaN and never an error.
@@ -42,11 +40,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from analysis.bootstrap import (
+    BOOTSTRAP_ITERS,
+    BOOTSTRAP_SEED,
+    CONFIDENCE,
+    percentile_interval,
+    resample_rows,
+)
 from surgery.errors import FrankensteinError
-
-BOOTSTRAP_ITERS = 1000
-BOOTSTRAP_SEED = 1234
-CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -134,9 +135,8 @@ def transition_stats(
     b, a = _paired(before, after, ("before", "after"))
     codes = 2 * b.astype(np.int8) + a.astype(np.int8)  # 3 TT, 2 TF, 1 FT, 0 FF
     counts = _count(codes[None, :])
-    resampled = _count(codes[np.random.default_rng(seed).integers(0, len(codes), size=(iters, len(codes)))]) if len(codes) else None
-    tail = 100 * (1 - confidence) / 2
-    stats = {name: _estimate(fn, counts, resampled, tail) for name, fn in STATISTICS.items()}
+    resampled = _count(codes[resample_rows(len(codes), iters, seed)]) if len(codes) else None
+    stats = {name: _estimate(fn, counts, resampled, confidence) for name, fn in STATISTICS.items()}
     cells = (int(x[0]) for x in counts)
     return Transitions(len(codes), *cells, **stats, confidence=confidence, iters=iters, seed=seed)
 
@@ -191,15 +191,13 @@ def _count(codes: np.ndarray) -> _Counts:
     return _Counts(*((codes == k).sum(axis=1) for k in (3, 2, 1, 0)))
 
 
-def _estimate(fn: Callable[[_Counts], np.ndarray], counts: _Counts, resampled: _Counts | None, tail: float) -> Estimate:
+def _estimate(fn: Callable[[_Counts], np.ndarray], counts: _Counts, resampled: _Counts | None, confidence: float) -> Estimate:
     value = float(fn(counts)[0])
     if np.isnan(value):
         return Estimate(None)
     if resampled is None:  # no items: nothing to resample
         return Estimate(value)
-    draws = fn(resampled)
-    draws = draws[~np.isnan(draws)]
-    if not len(draws):
+    low, high = percentile_interval(fn(resampled), confidence)
+    if np.isnan(low):  # no resample defined it
         return Estimate(value)
-    low, high = np.percentile(draws, [tail, 100 - tail])
     return Estimate(value, float(low), float(high))

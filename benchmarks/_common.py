@@ -13,7 +13,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from surgery.loading import load_model, load_processor, resolve_device, resolve_dtype
-from surgery.tiny import TinySpec, build_config, build_processor, make_tiny
+from surgery.tiny import TINY_ARCHS, TinySpec, build_config, build_processor, make_tiny
+from surgery.tiny_families import FAMILIES
 
 QUESTIONS = [
     "How many circles are in the image? Answer with a number.",
@@ -51,17 +52,26 @@ def timed() -> Iterator[dict]:
     out["seconds"] = time.perf_counter() - start
 
 
-def build_model(shape: str, layers: int, device: str, dtype: str) -> tuple[Any, Any, Any]:
-    """(model, layout, processor). `tiny`: a make-tiny checkpoint; `7b`: Qwen2.5-VL-7B shapes, random."""
+def add_family(p: Any) -> None:
+    """The `--family` option: which model family's tiny checkpoint the benchmark builds."""
+    p.add_argument("--family", choices=TINY_ARCHS, default="qwen2_5_vl",
+                   help="model family of the tiny model (default qwen2_5_vl; --shape 7b is Qwen2.5-VL's)")
+
+
+def build_model(shape: str, layers: int, device: str, dtype: str, family: str = "qwen2_5_vl") -> tuple[Any, Any, Any]:
+    """(model, layout, processor). `tiny`: a make-tiny checkpoint of `family`; `7b`: Qwen2.5-VL-7B shapes, random."""
     from surgery.arch import layout_of_model
 
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     if shape == "tiny":
         tmp = Path(tempfile.mkdtemp(prefix="frank_bench_"))
-        paths = make_tiny(tmp / "trio", TinySpec(layers=layers, vision_depth=2, seed=0))
+        depth = max(2, FAMILIES[family].vision_depth)
+        paths = make_tiny(tmp / "trio", TinySpec(arch=family, layers=layers, vision_depth=depth, seed=0))
         model, layout = load_model(str(paths["in"]), dtype=dtype, device=device)
         return model, layout, load_processor(str(paths["in"]))
+    if family != "qwen2_5_vl":
+        raise SystemExit(f"--shape 7b builds Qwen2.5-VL-7B's shapes; --family {family} runs with --shape tiny")
     import transformers
 
     spec = TinySpec(layers=layers, vision_depth=32)
@@ -93,7 +103,8 @@ def report(fast: list, naive: list, layers: list[int], fast_s: float, naive_s: f
         total += 1
         same += f.baseline == n.baseline
     device = str(next(model.parameters()).device)
-    print(f"device: {device} ({hardware(device)}), dtype {next(model.parameters()).dtype}, {header}")
+    family = model.config.model_type
+    print(f"device: {device} ({hardware(device)}), dtype {next(model.parameters()).dtype}, family {family}, {header}")
     print(f"naive loop  ({naive_label}): {naive_s:8.2f} s")
     print(f"fast sweep  ({fast_label}): {fast_s:8.2f} s")
     print(f"agreement: {same}/{total} answers token-identical")

@@ -20,7 +20,7 @@ ANSWERS = ["72", "10", "5", "5"]  # gold answers of ablation_sweep.PROBLEMS (the
 
 def run_case(args: Any, problems: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="frank_bench_"))
-    model = args.model or _tiny_model(work, args.layers)
+    model = args.model or _tiny_model(work, args.layers, args.family)
     if args.data:  # GSM8K-schema rows, e.g. the model organism's held-out set (ORGANISM/eval/gsm8k/test.jsonl)
         rows = [json.loads(line) for line in Path(args.data).read_text().splitlines() if line.strip()][: args.prompts]
     else:
@@ -33,10 +33,12 @@ def run_case(args: Any, problems: list[str]) -> int:
     return _task_case(work, env, model, args)
 
 
-def _tiny_model(work: Path, layers: int) -> str:
+def _tiny_model(work: Path, layers: int, family: str) -> str:
     from surgery.tiny import TinySpec, make_tiny
+    from surgery.tiny_families import FAMILIES
 
-    return str(make_tiny(work / "trio", TinySpec(layers=layers, vision_depth=2, seed=0))["in"])
+    depth = max(2, FAMILIES[family].vision_depth)
+    return str(make_tiny(work / "trio", TinySpec(arch=family, layers=layers, vision_depth=depth, seed=0))["in"])
 
 
 def lmms_eval(env: dict, model_args: str, out: Path, new_tokens: int) -> tuple[float, list[dict]]:

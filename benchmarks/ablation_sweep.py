@@ -14,7 +14,8 @@
     On a random model the generative drop is noise; pass --model with a trained checkpoint (e.g. the
     model organism, `frankenstein make-tiny OUT --trained`).
 
-    python benchmarks/ablation_sweep.py                   # CPU: 28-layer tiny model
+    python benchmarks/ablation_sweep.py                   # CPU: 28-layer tiny Qwen2.5-VL
+    python benchmarks/ablation_sweep.py --family qwen3_vl # or internvl: the same on that family
     python benchmarks/ablation_sweep.py --shape 7b --device cuda --prompts 8 --new-tokens 128
     python benchmarks/ablation_sweep.py --case task --layers 8
     python benchmarks/ablation_sweep.py --case logprob --model ORGANISM/rl --data ORGANISM/eval/gsm8k/test.jsonl
@@ -29,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from _common import build_model, report, timed  # noqa: E402
+from _common import add_family, build_model, report, timed  # noqa: E402
 
 from surgery.ablation import ablation_sweep  # noqa: E402
 from surgery.probes import eos_token_ids  # noqa: E402
@@ -59,6 +60,7 @@ def main() -> int:
     p.add_argument("--max-batch-rows", type=int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
+    add_family(p)
     args = p.parse_args()
     if args.case != "engine":
         from ablation_cases import run_case
@@ -66,7 +68,7 @@ def main() -> int:
         return run_case(args, PROBLEMS)
 
     torch.manual_seed(0)
-    model, layout, processor = build_model(args.shape, args.layers, args.device, args.dtype)
+    model, layout, processor = build_model(args.shape, args.layers, args.device, args.dtype, args.family)
     prompts = [encode_prompt(processor, model, layout, INSTRUCTION + PROBLEMS[i % len(PROBLEMS)], system_prompt=None)
                for i in range(args.prompts)]
     eos = eos_token_ids(model, getattr(processor, "tokenizer", processor))

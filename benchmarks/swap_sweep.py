@@ -5,7 +5,8 @@ Fast: `surgery.swap.swap_sweep` (shared chunk-1 and source prefill, all variants
 decoded as one batch). Both produce the answers of every pair at every layer; the script checks
 they agree token for token and prints the speed ratio.
 
-    python benchmarks/swap_sweep.py                       # CPU: 28-layer tiny model
+    python benchmarks/swap_sweep.py                       # CPU: 28-layer tiny Qwen2.5-VL
+    python benchmarks/swap_sweep.py --family qwen3_vl     # or internvl: the same on that family
     python benchmarks/swap_sweep.py --shape 7b --device cuda --pairs 8
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from _common import QUESTIONS, build_model, dots, report, timed  # noqa: E402
+from _common import QUESTIONS, add_family, build_model, dots, report, timed  # noqa: E402
 
 from surgery.probes import eos_token_ids  # noqa: E402
 from surgery.prompts import encode_prompt  # noqa: E402
@@ -37,10 +38,11 @@ def main() -> int:
     p.add_argument("--max-batch-rows", type=int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
+    add_family(p)
     args = p.parse_args()
 
     torch.manual_seed(0)
-    model, layout, processor = build_model(args.shape, args.layers, args.device, args.dtype)
+    model, layout, processor = build_model(args.shape, args.layers, args.device, args.dtype, args.family)
     pairs = []
     for i in range(args.pairs):
         q = QUESTIONS[i % len(QUESTIONS)]

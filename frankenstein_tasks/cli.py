@@ -27,7 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "delta": ("delta", "weight-delta energy and SVD per tensor and layer across Base -> IN -> RL (streaming)"),
     "transfer": ("transfer", "transfer table (M_vis, M_v2r, M_rea) of IN, RL and the splices, and the attention shift"),
     "report": ("report", "one HTML report (+ Markdown, figures, CSVs) from one or more run folders"),
-    "lm-eval": ("lm_eval_cmd", "lm-eval's own CLI with the frankenstein model registered (zero-ablation sweeps per layer)"),
+    "lm-eval": ("lm_eval_cmd", "lm-eval's own CLI with the frankenstein model registered (any task, splices, sweeps per layer)"),
+    "doctor": ("doctor", "installed versions of the stack (torch, transformers, lmms-eval, ...) against the tested set (the lock)"),
 }
 
 # Commands that hand every argument after their name to another program's CLI, unparsed.
@@ -57,12 +58,23 @@ def _command_module(name: str):
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(prog="frankenstein", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == selected:
             _command_module(name).add_arguments(p)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        own = version("frankenstein-vlm")
+    except PackageNotFoundError:
+        own = "(source tree)"
+    return f"frankenstein-vlm {own}; `frankenstein doctor` lists the stack's versions against the tested set"
 
 
 def main(argv: list[str] | None = None) -> int:

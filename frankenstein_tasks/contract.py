@@ -14,6 +14,10 @@ Request side
     * A reasoning or transfer task marks its docs with `PROMPT_STYLE_KEY: True`: the `frankenstein`
       model then uses its prompt style's system prompt (`uses_prompt_style(doc)`); other tasks get
       the usual default system prompt.
+    * The model drops lmms-eval's "<image>" placeholders from the text and strips it, except in docs
+      marked `VERBATIM_TEXT_KEY: True` (`verbatim_text(doc)`, the `*_paper` tasks), whose text is sent
+      exactly as it is, as the authors' code sends it (their pair set's counting prompts even start
+      with a literal "<image>").
     * A task that supports teacher-forced scoring (`probe=zero_ablation,scoring=logprob`) puts the
       reference answer text in the doc under `REFERENCE_ANSWER_KEY`; the model reads it with
       `reference_answer(doc)` and measures its log-likelihood after the prompt instead of generating.
@@ -31,19 +35,22 @@ Response side
       per-layer answer.
     * The task calls `decode(response)`: a `ProbeResult`, or None for a plain answer.
 
-Metrics side
+Metrics side (the shapes of the results values are declared once, in `analysis.schema`)
     * Per sample, a per-layer metric is a dict `{layer: value}` (`per_layer(...)`); its aggregation is
-      `aggregate_curve`, which puts `{"layers": [...], "value": [...], "stderr": [...], "n": N}`
-      (bootstrap standard errors) in the results JSON under the metric's name.
+      `aggregate_curve`, which puts a `LayerCurve` `{"layers": [...], "value": [...], "stderr": [...],
+      "n": N}` (bootstrap standard errors, `analysis.bootstrap`) in the results JSON under the
+      metric's name; a group row pools its tasks' curves with `pool_across_tasks`.
     * The change rate of a layer (METHOD.md 1a) is defined once, here: `changed_by_layer`, with the
-      answer normalisation `normalize_answer`.
+      answer normalisation `normalize_answer`; the authors' variant (long answers that contain one
+      another count as unchanged), reported beside it by the `*_paper` vision tasks, is
+      `changed_by_layer_authors`.
     * People read curves in the console through `curve_summary` (a sparkline and where the curve
       falls below half its peak) and `curve_table` (a compact per-layer table); the results JSON keeps
       the full curve.
     * A statistic with an interval (the transfer tasks' M_vis, M_v2r, M_rea and accuracies) is an
-      *estimate* `{"value", "low", "high", "n"}` (`is_estimate`; null value or bounds when undefined);
-      transition counts are `{"n", "TT", "TF", "FT", "FF", "net_gain", ...}` (`is_transitions`). The
-      console shows them as `estimate_summary` / `transitions_summary`.
+      `IntervalEstimate` `{"value", "low", "high", "n"}` (`is_estimate`; null value or bounds when
+      undefined); transition counts are `TransitionCounts` `{"n", "TT", "TF", "FT", "FF", "net_gain",
+      ...}` (`is_transitions`). The console shows them as `estimate_summary` / `transitions_summary`.
 """
 
 from __future__ import annotations
@@ -54,17 +61,16 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from pydantic import field_validator
 
-from analysis.transitions import BOOTSTRAP_ITERS, BOOTSTRAP_SEED
+from analysis.bootstrap import bootstrap_stderr
+from analysis.schema import IntervalEstimate, LayerCurve, TransitionCounts
 from surgery.errors import FrankensteinError
 from surgery.probes import PROBES, ProbeOutput
 
 SOURCE_IMAGE_KEY = "source_image"
 REFERENCE_ANSWER_KEY = "reference_answer"
 PROMPT_STYLE_KEY = "uses_prompt_style"
+VERBATIM_TEXT_KEY = "verbatim_text"
 RESPONSE_KEY = "frankenstein_probe"
-CURVE_KEYS = frozenset({"layers", "value", "stderr", "n"})
-ESTIMATE_KEYS = frozenset({"value", "low", "high", "n"})
-TRANSITION_KEYS = frozenset({"n", "TT", "TF", "FT", "FF", "net_gain"})
 _TRAILING_PUNCT = string.punctuation + "。，！？"
 
 
@@ -146,6 +152,13 @@ def changed_by_layer(result: ProbeResult) -> dict[int, float]:
     return {layer: float(normalize_answer(a) != baseline) for layer, a in result.answer_by_layer().items()}
 
 
+def changed_by_layer_authors(result: ProbeResult) -> dict[int, float]:
+    """Per layer, 1.0 if the answer changed by the authors' test (`paper_protocol.answers_differ`), else 0.0."""
+    from frankenstein_tasks.paper_protocol import answers_differ
+
+    return {layer: float(answers_differ(result.baseline, a)) for layer, a in result.answer_by_layer().items()}
+
+
 def reference_answer(doc: Mapping[str, Any]) -> str | None:
     """The reference answer text a task offers for teacher-forced scoring, or None."""
     value = doc.get(REFERENCE_ANSWER_KEY)
@@ -156,18 +169,26 @@ def uses_prompt_style(doc: Mapping[str, Any]) -> bool:
     return bool(doc.get(PROMPT_STYLE_KEY))
 
 
+def verbatim_text(doc: Mapping[str, Any]) -> bool:
+    return bool(doc.get(VERBATIM_TEXT_KEY))
+
+
 def per_layer(values: Mapping[int, float]) -> dict[str, float]:
     """A per-sample per-layer metric value (JSON keys are strings)."""
     return {str(int(k)): float(v) for k, v in values.items()}
 
 
 def aggregate_curve(items: Iterable[Mapping[str, float]]) -> dict[str, Any]:
-    """Mean per layer over samples, with bootstrap standard errors (samples resampled jointly)."""
+    """Mean per layer over samples, with bootstrap standard errors (samples resampled jointly).
+
+    A sample lacking a layer (NaN in the table) is left out of that layer's mean and of its resamples.
+    One sample gives standard errors 0 (nothing to resample); no sample, an empty curve with n = 0.
+    """
     import numpy as np
 
     items = [it for it in items if it]
     if not items:
-        return {"layers": [], "value": [], "stderr": [], "n": 0}
+        return LayerCurve(layers=[], value=[], stderr=[], n=0).model_dump()
     layers = sorted({int(k) for it in items for k in it})
     table = np.full((len(items), len(layers)), np.nan)
     col = {layer: j for j, layer in enumerate(layers)}
@@ -175,13 +196,13 @@ def aggregate_curve(items: Iterable[Mapping[str, float]]) -> dict[str, Any]:
         for k, v in it.items():
             table[i, col[int(k)]] = v
     mean = np.nanmean(table, axis=0)
-    stderr = _bootstrap_stderr(table)
-    return {
-        "layers": layers,
-        "value": [round(float(x), 6) for x in mean],
-        "stderr": [round(float(x), 6) for x in stderr],
-        "n": len(items),
-    }
+    stderr = bootstrap_stderr(table)
+    return LayerCurve(
+        layers=layers,
+        value=[round(float(x), 6) for x in mean],
+        stderr=[round(float(x), 6) for x in stderr],
+        n=len(items),
+    ).model_dump()
 
 
 def pool_across_tasks(metrics: Sequence[Any], sizes: Sequence[int], weight_by_size: bool = True) -> Any:
@@ -189,47 +210,36 @@ def pool_across_tasks(metrics: Sequence[Any], sizes: Sequence[int], weight_by_si
 
     lmms-eval 0.7.3 matches a group's `aggregate_metric_list` entry by substring ("accuracy" also
     picks "accuracy_by_layer"), and its own pooling multiplies values by sizes, which fails on
-    curves. This pools numbers as lmms-eval does (mean, weighted by size) and curves layer by layer
-    (mean weighted by each task's n, stderr of that weighted mean for independent tasks).
+    curves. This pools numbers as lmms-eval does (mean, weighted by size) and curves layer by layer:
+    the mean weighted by each task's n, and the standard error of that weighted mean for independent
+    tasks, sqrt(sum((n_t / N)^2 se_t^2)), N the sum of the n of the tasks that have the layer. A task
+    whose value at a layer is NaN (undefined) sits out that layer; a layer no task defines is NaN.
     """
     import math
 
     if not any(is_curve(m) for m in metrics):
         weights = list(sizes) if weight_by_size else [1] * len(metrics)
         return sum(m * w for m, w in zip(metrics, weights)) / sum(weights)
-    curves = [m for m in metrics if is_curve(m) and m["n"]]
-    layers = sorted({layer for c in curves for layer in c["layers"]})
+    curves = [LayerCurve.model_validate(m) for m in metrics if is_curve(m)]
+    curves = [c for c in curves if c.n]
+    layers = sorted({layer for c in curves for layer in c.layers})
     value, stderr = [], []
     for layer in layers:
-        here = [(c["value"][c["layers"].index(layer)], c["stderr"][c["layers"].index(layer)], c["n"])
-                for c in curves if layer in c["layers"]]
+        here = [(*c.at(layer), c.n) for c in curves if layer in c.layers]
+        here = [(v, se, n) for v, se, n in here if not math.isnan(v)]
         total = sum(n for _, _, n in here)
+        if not total:
+            value.append(math.nan)
+            stderr.append(math.nan)
+            continue
         value.append(round(sum(v * n for v, _, n in here) / total, 6))
         stderr.append(round(math.sqrt(sum((n / total * se) ** 2 for _, se, n in here)), 6))
-    return {"layers": layers, "value": value, "stderr": stderr, "n": sum(c["n"] for c in curves)}
+    return LayerCurve(layers=layers, value=value, stderr=stderr, n=sum(c.n for c in curves)).model_dump()
 
 
 def count_skipped(items: Iterable[float]) -> int:
     """Aggregation of a task's `skipped` metric: how many items the probe could not run on."""
     return int(sum(items))
-
-
-def _bootstrap_stderr(table: Any, iters: int = BOOTSTRAP_ITERS, seed: int = BOOTSTRAP_SEED) -> Sequence[float]:
-    """Bootstrap standard error of each layer's mean, resampling items jointly across layers.
-
-    Not lmms-eval's `bootstrap_stderr`: that one resamples a scalar metric (a pool of processes per
-    metric); a curve needs one resample of the items shared by all its layers, so that differences
-    between layers keep their pairing, and NaN (a layer an item lacks) ignored.
-    """
-    import numpy as np
-
-    n = table.shape[0]
-    if n < 2:
-        return [0.0] * table.shape[1]
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(iters, n))
-    means = np.nanmean(table[idx], axis=1)  # (iters, layers)
-    return np.nanstd(means, axis=0, ddof=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,7 +250,7 @@ _SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def is_curve(value: Any) -> bool:
-    return isinstance(value, Mapping) and CURVE_KEYS <= set(value)
+    return LayerCurve.claims(value)
 
 
 def sparkline(values: Sequence[float]) -> str:
@@ -293,7 +303,7 @@ def curve_table(curves: Mapping[str, Mapping[str, Any]]) -> str:
 
 def is_estimate(value: Any) -> bool:
     """An estimate as results hold it: `{"value", "low", "high", "n"}`."""
-    return isinstance(value, Mapping) and ESTIMATE_KEYS <= set(value)
+    return IntervalEstimate.claims(value)
 
 
 def estimate_summary(value: Mapping[str, Any], digits: int = 2) -> str:
@@ -308,7 +318,7 @@ def estimate_summary(value: Mapping[str, Any], digits: int = 2) -> str:
 
 
 def is_transitions(value: Any) -> bool:
-    return isinstance(value, Mapping) and TRANSITION_KEYS <= set(value)
+    return TransitionCounts.claims(value)
 
 
 def transitions_summary(value: Mapping[str, Any]) -> str:

@@ -11,14 +11,22 @@ module is the one place that talks to such an endpoint, so that everything about
 * **Cache**: every reply is a small JSON file, written atomically (`surgery.atomic`), keyed by what
   determines the reply, so a rerun makes zero calls and a killed run leaves no half-written entry::
 
-      <cache>/descriptions/<model>/<item id>.<key16>.json   key: item id, model, prompt text
+      <cache>/descriptions/<model>/<item id>.<key16>.json   key: item id, model, prompt text, the
+                                                             image's pixels (mode, size, bytes) (and,
+                                                             for another recipe, its system prompt,
+                                                             message order and parameters)
       <cache>/judge/<model>/<item id>.<key16>.json          key: item id, model, judge prompt
                                                              version, rendered judge prompt
-                                                             (question, choices, gold, output)
+                                                             (question, choices, gold, output; and,
+                                                             for another recipe, its name, system
+                                                             prompt and parameters)
 
   `<cache>` is the folder given to `LLMEndpoint`, else `$FRANKENSTEIN_CACHE/llm` (default
   ~/.cache/frankenstein/llm). The base URL is not part of the key: the same model name behind another
-  proxy hits the same entries. An entry that does not parse or whose stored key differs is a miss.
+  proxy hits the same entries. The image is (by its pixels, not its file encoding): item ids repeat
+  across datasets and local copies (the organism's items are numbered from 1 in every setting), and
+  another image under the same id needs another description. An entry that does not parse or whose
+  stored key differs is a miss.
 * **Descriptions from a file** (`load_descriptions`, `descriptions_for`): a JSON object item id ->
   text; no endpoint, no key.
 * **Failures**: 429, 5xx, timeouts and connection errors are retried `retries` times with exponential
@@ -27,6 +35,12 @@ module is the one place that talks to such an endpoint, so that everything about
   the retries at once. So the total wait is at most `retries * max_wait_s`. Then one
   `FrankensteinError` names the item and the last status. Any other 4xx is not retried. A missing
   key is an error only when a call is actually needed (cache hits and description files need none).
+
+* **Recipes**: how a description or a verdict is asked for (`DescriberRecipe`, `JudgeRecipe`): the
+  prompts, the message layout and the request parameters. The project's are `PROJECT_DESCRIBER` (one
+  user prompt, temperature 0) and `PROJECT_JUDGE` (the whole output, a one-word verdict); the
+  authors' (their system and user prompts, max_completion_tokens, the server's default temperature,
+  a JSON verdict on the extracted answer) are in `frankenstein_tasks.paper_protocol`.
 
 Why the `openai` client and not lmms-eval's `llm_judge` providers: the providers retry every
 exception (400 and 401 included) with a fixed delay, leave the client's own retries on underneath
@@ -113,6 +127,73 @@ Model output:
 
 Does the model output give the same final answer as the reference answer? Ignore formatting, units
 and wording; numbers must agree. Reply with exactly one word: Correct or Incorrect."""
+
+# ------------------------------------------------------------------------------------------- recipes
+
+
+class DescriberRecipe(BaseModel):
+    """How an image's description is asked for: the prompts, the message layout, the parameters."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    user: str
+    system: str | None = None
+    image_first: bool = False  # the image before the text in the user turn
+    rgb: bool = False  # send the image converted to RGB (alpha dropped)
+    temperature: float | None = 0.0  # None: not sent (the server's default)
+    max_completion_tokens: int | None = None
+
+    def params(self) -> dict[str, Any]:
+        return _params(self.temperature, self.max_completion_tokens)
+
+    def messages(self, data_url: str) -> list[dict]:
+        parts = [{"type": "text", "text": self.user}, {"type": "image_url", "image_url": {"url": data_url}}]
+        user = {"role": "user", "content": parts[::-1] if self.image_first else parts}
+        return ([{"role": "system", "content": self.system}] if self.system else []) + [user]
+
+    def key_fields(self) -> dict[str, Any]:
+        """What besides the prompt decides the reply (none for the project's recipe, so its old entries stay valid)."""
+        if (self.system, self.image_first, self.rgb, self.params()) == (None, False, False, {"temperature": 0.0}):
+            return {}
+        return {"recipe": self.name, "system": self.system, "image_first": self.image_first, "rgb": self.rgb,
+                "params": self.params()}
+
+
+@dataclass(frozen=True)
+class JudgeRecipe:
+    """How a verdict is asked for: `render(question=, choices=, gold=, output=)` is the user turn
+    (`output` is what the task hands over: the whole output, or the extracted answer), `parse(reply)`
+    reads True / False / None (no verdict) from the reply."""
+
+    name: str
+    version: int
+    render: Callable[..., str]
+    parse: Callable[[str], bool | None]
+    system: str | None = None
+    temperature: float | None = 0.0
+    max_completion_tokens: int | None = None
+
+    def params(self) -> dict[str, Any]:
+        return _params(self.temperature, self.max_completion_tokens)
+
+    def messages(self, prompt: str) -> list[dict]:
+        return ([{"role": "system", "content": self.system}] if self.system else []) + [{"role": "user", "content": prompt}]
+
+    def key_fields(self) -> dict[str, Any]:
+        if self.name == "project":
+            return {}
+        return {"recipe": self.name, "system": self.system, "params": self.params()}
+
+
+def _params(temperature: float | None, max_completion_tokens: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if temperature is not None:
+        params["temperature"] = temperature
+    if max_completion_tokens is not None:
+        params["max_completion_tokens"] = max_completion_tokens
+    return params
+
 
 _VERDICT_WORDS = {"correct": True, "yes": True, "true": True, "1": True,
                   "incorrect": False, "no": False, "false": False, "0": False}
@@ -201,6 +282,7 @@ def descriptions_for(
     *,
     descriptions_file: str | os.PathLike | None = None,
     endpoint: LLMEndpoint | None = None,
+    recipe: DescriberRecipe | None = None,
 ) -> dict[str, str]:
     """The description of every item in `images` (item id -> image), in the same order.
 
@@ -218,7 +300,7 @@ def descriptions_for(
                 f"({len(missing)} of {len(images)} items missing)"
             )
         return {str(i): table[str(i)] for i in images}
-    return (endpoint or default_endpoint()).describe_many(images)
+    return (endpoint or default_endpoint()).describe_many(images, recipe=recipe)
 
 
 @lru_cache(maxsize=1)
@@ -253,20 +335,21 @@ class LLMEndpoint:
 
     # -------------------------------------------------------------------------------- descriptions
 
-    def describe(self, item_id: str, image: ImageLike, *, prompt: str = DESCRIPTION_PROMPT) -> str:
-        """The description of one item's image (cached per item id, model and prompt)."""
-        return self.describe_many({item_id: image}, prompt=prompt)[str(item_id)]
+    def describe(self, item_id: str, image: ImageLike, *, recipe: DescriberRecipe | None = None) -> str:
+        """The description of one item's image (cached per item id, model and recipe)."""
+        return self.describe_many({item_id: image}, recipe=recipe)[str(item_id)]
 
-    def describe_many(self, images: Mapping[str, ImageLike], *, prompt: str = DESCRIPTION_PROMPT) -> dict[str, str]:
+    def describe_many(self, images: Mapping[str, ImageLike], *, recipe: DescriberRecipe | None = None) -> dict[str, str]:
         """Descriptions of many items (item id -> image), in input order; only misses are sent.
 
         Misses run on `settings.workers` threads. Each finished description is cached at once, so
         after an error a rerun sends only what is still missing.
         """
+        recipe = recipe or PROJECT_DESCRIBER
         found: dict[str, str] = {}
         todo = []
         for item_id in images:
-            entry = self._cached("descriptions", self._description_key(str(item_id), prompt))
+            entry = self._cached("descriptions", self._description_key(str(item_id), recipe, images[item_id]))
             if entry is not None:
                 found[str(item_id)] = entry["text"]
             else:
@@ -275,15 +358,15 @@ class LLMEndpoint:
             self._require_key(f"the description of item {str(todo[0])!r}")
             log.info("describing %d image(s) with %s at %s (%d cached)",
                      len(todo), self.settings.model, self.settings.host, len(found))
-            found.update(self._generate_descriptions(images, todo, prompt))
+            found.update(self._generate_descriptions(images, todo, recipe))
         return {str(i): found[str(i)] for i in images}
 
-    def _generate_descriptions(self, images: Mapping[str, ImageLike], todo: list, prompt: str) -> dict[str, str]:
+    def _generate_descriptions(self, images: Mapping[str, ImageLike], todo: list, recipe: DescriberRecipe) -> dict[str, str]:
         out: dict[str, str] = {}
         bar = tqdm(total=len(todo), desc="descriptions", unit="item", disable=len(todo) <= HANDFUL)
         pool = ThreadPoolExecutor(max_workers=min(self.settings.workers, len(todo)))
         try:
-            futures = {pool.submit(self._generate_description, str(i), images[i], prompt): str(i) for i in todo}
+            futures = {pool.submit(self._generate_description, str(i), images[i], recipe): str(i) for i in todo}
             for future in as_completed(futures):
                 out[futures[future]] = future.result()
                 bar.update()
@@ -292,33 +375,34 @@ class LLMEndpoint:
             bar.close()
         return out
 
-    def _generate_description(self, item_id: str, image: ImageLike, prompt: str) -> str:
-        messages = [{"role": "user", "content": [
-            {"type": "text", "text": prompt},
-            {"type": "image_url", "image_url": {"url": image_data_url(image)}},
-        ]}]
-        text = self._complete(messages, what=f"description of item {item_id!r}")
-        key = self._description_key(item_id, prompt)
+    def _generate_description(self, item_id: str, image: ImageLike, recipe: DescriberRecipe) -> str:
+        messages = recipe.messages(image_data_url(image, rgb=recipe.rgb))
+        text = self._complete(messages, what=f"description of item {item_id!r}", params=recipe.params())
+        key = self._description_key(item_id, recipe, image)
         self._store("descriptions", key, {"text": text})
         return text
 
-    def _description_key(self, item_id: str, prompt: str) -> dict[str, Any]:
-        return {"kind": "description", "item_id": item_id, "model": self.settings.model, "prompt": prompt}
+    def _description_key(self, item_id: str, recipe: DescriberRecipe, image: ImageLike) -> dict[str, Any]:
+        return {"kind": "description", "item_id": item_id, "model": self.settings.model, "prompt": recipe.user,
+                "image": image_digest(image), **recipe.key_fields()}
 
     # -------------------------------------------------------------------------------------- judge
 
     def judge(
-        self, item_id: str, *, question: str, gold: str, output: str, choices: Sequence[str] | None = None
+        self, item_id: str, *, question: str, gold: str, output: str, choices: Sequence[str] | None = None,
+        recipe: JudgeRecipe | None = None,
     ) -> JudgeVerdict:
         """Whether `output` gives the same final answer as `gold` (cached like descriptions)."""
-        prompt = render_judge_prompt(question=question, gold=gold, output=output, choices=choices)
+        recipe = recipe or PROJECT_JUDGE
+        prompt = recipe.render(question=question, gold=gold, output=output, choices=choices)
         key = {"kind": "judge", "item_id": str(item_id), "model": self.settings.model,
-               "judge_prompt_version": JUDGE_PROMPT_VERSION, "prompt": prompt}
+               "judge_prompt_version": recipe.version, "prompt": prompt, **recipe.key_fields()}
         entry = self._cached("judge", key)
         if entry is None:
             self._require_key(f"judging item {str(item_id)!r}")
-            reply = self._complete([{"role": "user", "content": prompt}], what=f"judge call for item {str(item_id)!r}")
-            entry = {"reply": reply, **_verdict_fields(reply)}
+            reply = self._complete(recipe.messages(prompt), what=f"judge call for item {str(item_id)!r}", params=recipe.params())
+            verdict = recipe.parse(reply)
+            entry = {"reply": reply, "correct": bool(verdict), "parsed": verdict is not None}
             self._store("judge", key, entry)
         if not entry["parsed"]:
             log.warning("judge reply for item %r is no verdict; counted as incorrect", str(item_id))
@@ -326,8 +410,10 @@ class LLMEndpoint:
 
     # ------------------------------------------------------------------------------ the HTTP call
 
-    def _complete(self, messages: list[dict], *, what: str) -> str:
-        """One chat completion with the retry policy of the module docstring; returns the text."""
+    def _complete(self, messages: list[dict], *, what: str, params: Mapping[str, Any] | None = None) -> str:
+        """One chat completion with the retry policy of the module docstring; returns the text.
+
+        `params`: request parameters (default temperature 0)."""
         import openai
 
         s = self.settings
@@ -336,7 +422,8 @@ class LLMEndpoint:
             with self._lock:
                 self.calls += 1
             try:
-                response = self._client().chat.completions.create(model=s.model, messages=messages, temperature=0)
+                response = self._client().chat.completions.create(
+                    model=s.model, messages=messages, **({"temperature": 0} if params is None else params))
             except openai.APIStatusError as err:
                 status, retryable, detail = f"HTTP {err.status_code}", _retryable(err.status_code), _error_detail(err)
                 retry_after = _retry_after(err)
@@ -430,20 +517,33 @@ class LLMEndpoint:
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def image_data_url(image: ImageLike) -> str:
-    """`image` as a PNG data: URL (lossless, so text and thin lines in charts survive)."""
-    if isinstance(image, (bytes, bytearray)):
-        image = Image.open(io.BytesIO(image))
-    elif not isinstance(image, Image.Image):
-        try:
-            image = Image.open(image)
-        except (OSError, ValueError) as err:
-            raise FrankensteinError(f"image {image} cannot be read: {err}") from None
-    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+def image_data_url(image: ImageLike, *, rgb: bool = False) -> str:
+    """`image` as a PNG data: URL (lossless, so text and thin lines in charts survive); `rgb`: alpha dropped."""
+    image = _as_pil(image)
+    if rgb and image.mode != "RGB":
+        image = image.convert("RGB")
+    elif image.mode not in ("RGB", "RGBA", "L", "LA"):
         image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def image_digest(image: ImageLike) -> str:
+    """A hash of an image's pixels (mode, size, bytes): the same for the same picture in any file format."""
+    image = _as_pil(image)
+    return hashlib.sha256(f"{image.mode} {image.size}".encode() + image.tobytes()).hexdigest()[:16]
+
+
+def _as_pil(image: ImageLike) -> Image.Image:
+    if isinstance(image, (bytes, bytearray)):
+        return Image.open(io.BytesIO(image))
+    if isinstance(image, Image.Image):
+        return image
+    try:
+        return Image.open(image)
+    except (OSError, ValueError) as err:
+        raise FrankensteinError(f"image {image} cannot be read: {err}") from None
 
 
 def render_judge_prompt(*, question: str, gold: str, output: str, choices: Sequence[str] | None = None) -> str:
@@ -458,9 +558,8 @@ def parse_verdict(reply: str) -> bool | None:
     return _VERDICT_WORDS.get(words[0]) if words else None
 
 
-def _verdict_fields(reply: str) -> dict[str, Any]:
-    verdict = parse_verdict(reply)
-    return {"correct": bool(verdict), "parsed": verdict is not None}
+PROJECT_DESCRIBER = DescriberRecipe(name="project", user=DESCRIPTION_PROMPT)
+PROJECT_JUDGE = JudgeRecipe(name="project", version=JUDGE_PROMPT_VERSION, render=render_judge_prompt, parse=parse_verdict)
 
 
 def _retryable(status: int) -> bool:

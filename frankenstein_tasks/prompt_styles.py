@@ -1,7 +1,8 @@
 """Prompt styles of the reasoning benchmarks (METHOD.md 1b): one table, read by tasks and models.
 
 A style is what a checkpoint was trained to see: the user text around a problem and the system
-prompt. (The decoding budget is the task's: the reasoning and transfer YAMLs set 2048 new tokens.)
+prompt. (The decoding budget is the task's: the reasoning and transfer YAMLs set 2048 new tokens,
+the `*_paper` transfer tasks the authors' 8192.)
 All three styles share the method's user text
 
     Please solve the problem step by step and put your answer in one "\\boxed{}".
@@ -15,8 +16,12 @@ and differ in the system prompt:
               (the IN / RL checkpoints of OpenMMReasoner and MMR1)
     revisual  reason inside <think>...</think>, then the answer in \\boxed{} (Revisual-R1)
 
-The system prompts are this project's wording of those formats (the recipes' exact strings are not
-published with the checkpoints); pass `system_prompt=` to a model to use another.
+The default style of a checkpoint is the project's table of known ids (`style_for_checkpoint`: the
+Revisual-R1 pair gets revisual). The authors decide by name instead, differently in their two scripts
+(`paper_protocol.STYLE_RULES`); `frankenstein run` with `protocol: paper` applies their rule.
+
+The system prompts are the authors' exact strings (`paper_protocol.SYSTEM_PROMPTS`, from their
+scripts); pass `system_prompt=` to a model to use another.
 
 Tasks build the user text with `user_text(style, problem)` (ordinary lmms-eval models get it through
 `lmms_eval_specific_kwargs`); the `frankenstein` models add the system prompt of `prompt_style=`,
@@ -30,11 +35,10 @@ import re
 
 from pydantic import BaseModel, ConfigDict
 
+from frankenstein_tasks.paper_protocol import INSTRUCTION, SYSTEM_PROMPTS
 from surgery.errors import FrankensteinError
 
 log = logging.getLogger(__name__)
-
-INSTRUCTION = 'Please solve the problem step by step and put your answer in one "\\boxed{}".'
 
 
 class PromptStyle(BaseModel):
@@ -49,26 +53,7 @@ class PromptStyle(BaseModel):
 
 
 PROMPT_STYLES: dict[str, PromptStyle] = {
-    style.name: style
-    for style in (
-        PromptStyle(name="base", system_prompt=None),
-        PromptStyle(
-            name="reasoner",
-            system_prompt=(
-                "You are a helpful assistant. First think about the reasoning process step by step, then give "
-                "the final answer. Put the reasoning inside <think> </think> tags and the final answer inside "
-                "<answer> </answer> tags, i.e. <think> reasoning here </think><answer> answer here </answer>."
-            ),
-        ),
-        PromptStyle(
-            name="revisual",
-            system_prompt=(
-                "You are a helpful assistant. First think about the reasoning process as an internal monologue, "
-                "then give the final answer. The reasoning must be inside <think> </think> tags, and the final "
-                "answer must be put in \\boxed{}."
-            ),
-        ),
-    )
+    name: PromptStyle(name=name, system_prompt=system_prompt) for name, system_prompt in SYSTEM_PROMPTS.items()
 }
 
 # Checkpoint ids whose style is known (METHOD.md 0): the seed recipes' IN and RL, and the Base models.

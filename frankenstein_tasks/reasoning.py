@@ -11,6 +11,7 @@ Docs (`prepare_docs`): the chosen subset of the rows (`subset_from_env`), each w
     reference_answer      the text teacher-forced by scoring=logprob (GSM8K: the number; MATH-500:
                           \\boxed{answer}); `contract.REFERENCE_ANSWER_KEY`
     uses_prompt_style     True: the `frankenstein` model adds its prompt style's system prompt
+    verbatim_text         (the `*_paper` tasks) True: the model sends the text unstripped
     source_index          the row's index in the full split (so the samples log names the item)
 
 Metrics (`process_results`), one response per doc:
@@ -23,7 +24,8 @@ Metrics (`process_results`), one response per doc:
 
 The subset: every item by default; `FRANKENSTEIN_SUBSET=K:SEED` (or `FRANKENSTEIN_SUBSET_<TASK>`,
 e.g. `FRANKENSTEIN_SUBSET_FRANK_GSM8K=100:123`) draws the paper's way (`frankenstein_tasks.subset`),
-and the `*_paper` tasks are fixed to the paper's 100 items with seed 123.
+and the `*_paper` tasks are fixed to the paper's 100 items with seed 123 and ask with the authors'
+prompt (`doc_to_text_paper`: their prefix and the problem exactly as stored).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any, Callable, Mapping
 
 from frankenstein_tasks import contract
 from frankenstein_tasks.grading import grade, gsm8k_gold, math500_gold
+from frankenstein_tasks.paper_protocol import reasoning_user_text
 from frankenstein_tasks.prompt_styles import user_text
 from frankenstein_tasks.subset import PAPER_SEED, PAPER_SIZE, SubsetSpec, parse_subset
 from surgery.errors import FrankensteinError
@@ -63,13 +66,14 @@ class Benchmark:
             return str(e)
         return None
 
-    def doc(self, row: Mapping[str, Any], index: int) -> dict[str, Any]:
+    def doc(self, row: Mapping[str, Any], index: int, paper: bool = False) -> dict[str, Any]:
         gold = self.gold(row)
         return {
             "problem": str(row[self.problem_field]),
             "gold": gold,
             contract.REFERENCE_ANSWER_KEY: self.reference(gold),
             contract.PROMPT_STYLE_KEY: True,
+            **({contract.VERBATIM_TEXT_KEY: True} if paper else {}),
             "source_index": index,
         }
 
@@ -108,8 +112,9 @@ def check_fields(dataset: Any, fields: Iterable[str], task: str, source: str) ->
         )
 
 
-def prepare_docs(dataset: Any, benchmark: str, task: str, subset: SubsetSpec | None = None) -> Any:
-    """The task's docs: the subset of `dataset` (a datasets.Dataset) mapped to reasoning docs."""
+def prepare_docs(dataset: Any, benchmark: str, task: str, subset: SubsetSpec | None = None, *, paper: bool = False) -> Any:
+    """The task's docs: the subset of `dataset` (a datasets.Dataset) mapped to reasoning docs
+    (`paper`: marked to be sent verbatim, as the authors' code sends its prompts)."""
     import datasets
 
     bench = BENCHMARKS[benchmark]
@@ -117,13 +122,18 @@ def prepare_docs(dataset: Any, benchmark: str, task: str, subset: SubsetSpec | N
     spec = subset or subset_from_env(task)
     chosen = spec.indices(len(dataset))
     rows = dataset.select(chosen)
-    return datasets.Dataset.from_list([bench.doc(row, index) for row, index in zip(rows, chosen)])
+    return datasets.Dataset.from_list([bench.doc(row, index, paper) for row, index in zip(rows, chosen)])
 
 
 def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, Any] | None = None) -> str:
     """The method's reasoning prompt (METHOD.md 1b): the prompt style's user text around the problem."""
     style = (lmms_eval_specific_kwargs or {}).get("prompt_style", "base")
     return user_text(style, str(doc["problem"]))
+
+
+def doc_to_text_paper(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, Any] | None = None) -> str:
+    """The `*_paper` tasks' prompt: the authors' QUERY_PROMPT_PREFIX + the problem as stored (not stripped)."""
+    return reasoning_user_text(str(doc["problem"]))
 
 
 def process_results(doc: Mapping[str, Any], results: list[str]) -> dict[str, Any]:

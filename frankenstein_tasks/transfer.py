@@ -39,7 +39,14 @@ transfer table uses on samples logs too) and hand the outcomes to `transition_st
 one condition (e.g. cut by `--limit`) are left out and counted in a warning. Estimates go
 into the results JSON as `{"value", "low", "high", "n"}` (95% percentile-bootstrap interval over
 items; null when undefined), transitions as `{"n", "TT", "TF", "FT", "FF", "net_gain",
-"side_effect_rate", "lift_rate"}`.
+"side_effect_rate", "lift_rate"}`; records, estimates and transitions are `analysis.schema`'s models.
+
+The `*_paper` tasks ask the authors' way (`frankenstein_tasks.paper_protocol`): MathVista's `question`
+field with "A. option" lines after their QUERY_PROMPT_PREFIX, the described condition in their
+"Image Description:" / "Question:" layout (`doc_to_text_paper`); images capped at 1280x720 pixels
+and the black image capped alike (`doc_to_visual_paper`); descriptions asked with their describer
+prompts, and with the judge on, their judge grading the extracted answer (`score_paper`); 8192 new
+tokens.
 
 With `--model frankenstein --model_args ...,probe=attention`, frank_attention_shift also reports
 `visual_attention`, the per-layer attention mass of generated tokens on visual tokens (a curve); the
@@ -54,6 +61,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.outcomes import BLACK, REAL, pair_conditions
+from analysis.schema import TRANSITION_STATISTICS, IntervalEstimate, OutcomeRecord, TransitionCounts
 from analysis.transitions import Estimate, transition_stats
 from frankenstein_tasks import contract
 from frankenstein_tasks.grading import grade, grade_mathvista, option_lines
@@ -111,12 +119,13 @@ def mathvista_row_problem(row: Mapping[str, Any]) -> str | None:
     return None
 
 
-
-def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, subset: SubsetSpec | None = None) -> Any:
+def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, subset: SubsetSpec | None = None,
+                           *, paper: bool = False) -> Any:
     """Docs of a MathVista task: the category's items (subset), one doc per condition.
 
     `task` is a key of TASKS; `name` the lmms-eval task name (e.g. its `_paper` variant) for
-    messages and the subset variable.
+    messages and the subset variable; `paper`: descriptions asked with the authors' describer, and
+    the text sent verbatim.
     """
     spec, name = TASKS[task], name or task
     check_fields(dataset, MATHVISTA_FIELDS, name, MATHVISTA)
@@ -127,7 +136,7 @@ def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, sub
     rows = dataset.select(chosen)
     items = [str(pid) for pid in rows["pid"]]
     _check_unique(items, name)
-    descriptions = _describe(rows, items, name) if spec.described else {}
+    descriptions = _describe(rows, items, name, paper) if spec.described else {}
     conditions = spec.conditions
 
     def per_doc(values):  # one entry per doc: items in order, each item's conditions together
@@ -140,6 +149,8 @@ def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, sub
         "source_index": per_doc(chosen),
         contract.PROMPT_STYLE_KEY: per_doc([True] * len(items)),
     }
+    if paper:  # the authors' text is sent as it is
+        columns[contract.VERBATIM_TEXT_KEY] = per_doc([True] * len(items))
     if "image" in dataset.column_names:  # the file name, which lmms-eval logs as the sample's input_media
         columns["image"] = [p if c == REAL else f"{p} (shown as a black image of its size)" for p in rows["image"] for c in conditions]
     with quiet_datasets():  # per-step progress bars are noise for a few hundred rows
@@ -151,9 +162,9 @@ def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, sub
     return docs
 
 
-def prepare_math500_docs(dataset: Any, name: str, subset: SubsetSpec | None = None) -> Any:
+def prepare_math500_docs(dataset: Any, name: str, subset: SubsetSpec | None = None, *, paper: bool = False) -> Any:
     """Docs of frank_math500_rea: the reasoning task's docs plus item_id (unique_id) and condition A."""
-    docs = prepare_reasoning_docs(dataset, "math500", name, subset)
+    docs = prepare_reasoning_docs(dataset, "math500", name, subset, paper=paper)
     chosen = docs["source_index"] if len(docs) else []  # (the docs of an empty split have no columns)
     if "unique_id" in dataset.column_names:
         items = [str(u) for u in dataset.select(chosen)["unique_id"]]
@@ -170,12 +181,13 @@ def _check_unique(items: list[str], name: str) -> None:
         raise FrankensteinError(f"{name}: item id {dup!r} occurs more than once; items must have unique ids")
 
 
-def _describe(rows: Any, items: list[str], name: str) -> dict[str, str]:
+def _describe(rows: Any, items: list[str], name: str, paper: bool) -> dict[str, str]:
     from frankenstein_tasks.llm_endpoint import DESCRIPTIONS_ENV, descriptions_for
+    from frankenstein_tasks.paper_protocol import DESCRIBER
 
-    images = dict(zip(items, rows["decoded_image"]))
+    images = dict(zip(items, rows["decoded_image"]))  # the original images: the authors describe those too
     try:
-        return descriptions_for(images)
+        return descriptions_for(images, recipe=DESCRIBER if paper else None)
     except FrankensteinError as e:
         raise FrankensteinError(f"{name} (descriptions for condition B): {e} (e.g. {DESCRIPTIONS_ENV}=FILE)") from None
 
@@ -223,6 +235,35 @@ def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, 
     return problem_text(doc)
 
 
+def doc_to_text_paper(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, Any] | None = None) -> str:
+    """The authors' user turn: their prefix and MATH-500's problem, or MathVista's question (choices
+    as "A. option" lines) alone or in their described layout under frank_math_vqa's condition B."""
+    from frankenstein_tasks.paper_protocol import reasoning_user_text, transfer_user_text
+
+    if "problem" in doc:
+        return reasoning_user_text(str(doc["problem"]))
+    return transfer_user_text(_paper_question(doc), doc.get("description") or None)
+
+
+def _paper_question(doc: Mapping[str, Any]) -> str:
+    from frankenstein_tasks.paper_protocol import mathvista_question
+
+    return mathvista_question(str(doc["question"]), doc.get("question_type"), doc.get("choices"))
+
+
+def doc_to_visual_paper(doc: Mapping[str, Any]) -> list:
+    """The authors' images: the real image capped at 1280x720 pixels; under B a black image made at the
+    original size and capped the same way (`paper_protocol.IMAGE_CAP`); MATH-500: none."""
+    from frankenstein_tasks.paper_protocol import IMAGE_CAP
+
+    image = doc.get("decoded_image")
+    if image is None:
+        return []
+    if doc.get("condition") == BLACK:
+        return [IMAGE_CAP.black(image)]
+    return [IMAGE_CAP.apply(image.convert("RGB"))]
+
+
 def doc_to_target(doc: Mapping[str, Any]) -> str:
     return str(doc["gold"] if "gold" in doc else doc["answer"])
 
@@ -230,14 +271,20 @@ def doc_to_target(doc: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------- per sample
 
 
-def score(task: str, doc: Mapping[str, Any], results: list) -> dict[str, Any]:
-    """Per-sample metrics: the outcome record under each of the task's record metrics (+ a curve)."""
+def score(task: str, doc: Mapping[str, Any], results: list, *, paper: bool = False) -> dict[str, Any]:
+    """Per-sample metrics: the outcome record under each of the task's record metrics (+ a curve).
+
+    `paper`: with the judge on, the authors' judge grades the extracted answer (`_paper_judge`).
+    """
     response = results[0] if results and isinstance(results[0], str) else ""
     probe = contract.decode(response)
     answer_text = probe.baseline if probe is not None else response
-    correct, answer, graded_by = _judge(doc, answer_text) if judge_enabled() else _rule(doc, answer_text)
-    record = {"item": str(doc["item_id"]), "condition": doc["condition"], "correct": bool(correct),
-              "answer": answer, "graded_by": graded_by}
+    if not judge_enabled():
+        correct, answer, graded_by = _rule(doc, answer_text)
+    else:
+        correct, answer, graded_by = (_paper_judge if paper else _judge)(doc, answer_text)
+    record = OutcomeRecord(item=str(doc["item_id"]), condition=doc["condition"], correct=bool(correct),
+                           answer=answer, graded_by=graded_by).model_dump()
     metrics: dict[str, Any] = {name: record for name in TASKS[task].record_metrics}
     if TASKS[task].attention_curve and probe is not None and probe.values is not None:
         metrics["visual_attention"] = contract.per_layer(probe.value_by_layer())
@@ -263,12 +310,25 @@ def _judge(doc: Mapping[str, Any], output: str) -> tuple[bool, str | None, str]:
     return verdict.correct, None, "judge"
 
 
+def _paper_judge(doc: Mapping[str, Any], output: str) -> tuple[bool, str | None, str]:
+    """The authors' judge: their prompts, the question as they ask it, the choices as JSON, and the
+    answer the rules extract (their grader never sees the whole output)."""
+    from frankenstein_tasks.llm_endpoint import default_endpoint
+    from frankenstein_tasks.paper_protocol import JUDGE
+
+    _, answer, _ = _rule(doc, output)
+    question = str(doc["problem"]) if "problem" in doc else _paper_question(doc)
+    verdict = default_endpoint().judge(str(doc["item_id"]), question=question, gold=doc_to_target(doc),
+                                       output=answer or "", choices=doc.get("choices"), recipe=JUDGE)
+    return verdict.correct, answer, "judge"
+
+
 # --------------------------------------------------------------------------------- aggregation
 
 
 def estimate_dict(estimate: Estimate, n: int) -> dict[str, Any]:
     """An estimate as the results JSON holds it: value, 95% interval, and the number of items."""
-    return {**estimate.as_dict(), "n": int(n)}
+    return IntervalEstimate(**estimate.as_dict(), n=int(n)).model_dump()
 
 
 def _stats(records: Iterable[Mapping[str, Any]]):
@@ -301,7 +361,7 @@ def aggregate_accuracy_b(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]
 
 def aggregate_transitions(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     t = _stats(records)
-    return {
-        "n": t.n, "TT": t.tt, "TF": t.tf, "FT": t.ft, "FF": t.ff,
-        **{name: estimate_dict(getattr(t, name), t.n) for name in ("net_gain", "side_effect_rate", "lift_rate")},
-    }
+    return TransitionCounts(
+        n=t.n, TT=t.tt, TF=t.tf, FT=t.ft, FF=t.ff,
+        **{name: IntervalEstimate(**getattr(t, name).as_dict(), n=t.n) for name in TRANSITION_STATISTICS},
+    ).model_dump()

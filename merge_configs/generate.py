@@ -1,7 +1,9 @@
 """mergekit recipes for Frankenstein splices, generated from the one rule in `surgery.splice`.
 
 A recipe is mergekit's own `MergeConfiguration` (no schema of ours), a modular `passthrough`
-config (bfloat16) for Qwen2.5-VL: the
+config (bfloat16) for the families mergekit 0.1.5 has an architecture definition of (Qwen2.5-VL,
+Qwen3-VL; Qwen2-VL with a known issue; not InternVL, whose splices `surgery.splice.write_spliced`
+writes itself): the
 `text_decoder` module gets one slice per run of consecutive decoder layers from the same model,
 then an empty `[n, n]` slice from the early-block model, because mergekit takes the final norm and
 lm_head from the last slice's model (and the embeddings from the first slice's, which is already
@@ -50,6 +52,8 @@ class MergekitModules(BaseModel):
 
 MERGEKIT_MODULES: dict[str, MergekitModules] = {
     "qwen2_5_vl": MergekitModules(text_decoder="text_decoder", taken_whole=("vision_tower", "multi_modal_projector")),
+    # mergekit's qwen3_vl_dense definition: its projector module holds the merger and the DeepStack mergers.
+    "qwen3_vl": MergekitModules(text_decoder="text_decoder", taken_whole=("vision_tower", "multi_modal_projector")),
     "qwen2_vl": MergekitModules(
         text_decoder="text_decoder",
         taken_whole=("vision_tower", "multi_modal_projector"),
@@ -60,7 +64,7 @@ MERGEKIT_MODULES: dict[str, MergekitModules] = {
         ),
     ),
 }
-assert set(MERGEKIT_MODULES) == set(SPLICE_TYPES)
+assert set(MERGEKIT_MODULES) <= set(SPLICE_TYPES)
 DEFAULT_MODEL_TYPE = "qwen2_5_vl"  # assumed when hub ids are given with --layers and nothing is looked up
 
 
@@ -86,6 +90,19 @@ def build_recipe(plan: SplicePlan, models: dict[str, str], model_type: str = DEF
     modules = {names.text_decoder: OutputModuleDefinition(slices=slices)}
     modules.update({m: OutputModuleDefinition(models=[InputModelDefinition(model=early)]) for m in names.taken_whole})
     return MergeConfiguration(merge_method="passthrough", dtype="bfloat16", base_model=early, modules=modules)
+
+
+def has_mergekit_architecture(model_type: str) -> bool:
+    """Whether mergekit 0.1.5 defines this model type (else the project's own writer makes the splices)."""
+    return model_type in MERGEKIT_MODULES
+
+
+def no_recipe_message(model_type: str) -> str:
+    return (
+        f"mergekit 0.1.5 has no architecture definition for {model_type}, so there is no recipe to write; "
+        "`frankenstein merge-config --in IN --rl RL --variant V --merge OUT` writes the splice with the project's "
+        "own writer (safetensors, checked tensor for tensor), and the splice= model arg builds it in memory"
+    )
 
 
 def _mergekit_models(models: dict[str, str]) -> None:
@@ -202,7 +219,7 @@ def generate(
     """Recipes for IN/RL, validated; the layer count comes from the checkpoints unless `layers` is given.
 
     With `layers` and two hub ids nothing is looked up (no hub needed). Local folders are always
-    checked: same architecture (Qwen2.5-VL / Qwen2-VL), layer counts and tensor shapes.
+    checked: same architecture (one mergekit knows), layer counts and tensor shapes.
     """
     for v in variants:
         check_variant(v)
@@ -219,6 +236,8 @@ def generate(
         if layers is not None and layers != pair.layout.num_layers:
             raise FrankensteinError(f"--layers {layers} but the checkpoints have {pair.layout.num_layers} decoder layers")
         model_type, num_layers, models = pair.layout.model_type, pair.layout.num_layers, pair.locations
+        if not has_mergekit_architecture(model_type):
+            raise FrankensteinError(no_recipe_message(model_type))
     else:
         model_type, num_layers, models = DEFAULT_MODEL_TYPE, layers, {"in": str(in_source), "rl": str(rl_source)}
     _mergekit_models(models)

@@ -12,7 +12,9 @@ through every layer).
 
 Teacher-forced mode (`ablation_logprob_sweep`): instead of generating, the log-likelihood of a
 reference answer after the prompt, per ablated layer, from one pass of the same tree over
-prompt + answer. It ranks layers without decoding thousands of tokens per row.
+prompt + answer. It ranks layers without decoding thousands of tokens per row. The tree can also
+continue from columns already run through it (`TreePrefix`): `surgery.loglikelihood` runs each
+context once and every continuation of it on top (multiple-choice and perplexity requests).
 
 Reference path (`surgery.reference.ablation_generate_naive`): a forward hook makes the layer return
 its input, and an ordinary `model.generate` runs per layer and prompt (batch 1).
@@ -106,7 +108,7 @@ def _prefill_shared(stack: DecoderStack, prompts: Sequence[EncodedPrompt], varia
             for v in variants:
                 block = runs.index(v) if (v is not None and v < j) else 0
                 index.append(i + g * block)
-        index_t = torch.tensor(index, device=stack.device)
+        index_t = torch.tensor(index, device=keys.device)
         cache.update(keys[index_t], values[index_t], j)
     row_prompt = torch.arange(g, device=stack.device).repeat_interleave(R)
     return Rows(
@@ -120,18 +122,46 @@ def _prefill_shared(stack: DecoderStack, prompts: Sequence[EncodedPrompt], varia
     )
 
 
+@dataclass
+class TreePrefix:
+    """Columns already run through the same tree of ablation branches (same variants), to continue from.
+
+    `kv[j]` holds layer j's keys / values of that run, block-major (`g` rows a block, blocks in the
+    order the tree computed layer j; None where every row skipped layer j), `mask` its (g, W)
+    attention mask, and `rows[i]` the prefix row that row i of the new chunk continues.
+    """
+
+    kv: list[tuple[torch.Tensor, torch.Tensor, list[int | None]] | None]
+    mask: torch.Tensor
+    g: int
+    rows: list[int]
+
+
 def _shared_tree(
-    stack: DecoderStack, chunk: Any, g: int, variants: Sequence[int | None], *, keep_kv: bool
-) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor, list[int | None]]]]:
+    stack: DecoderStack,
+    chunk: Any,
+    g: int,
+    variants: Sequence[int | None],
+    *,
+    keep_kv: bool,
+    prefix: TreePrefix | None = None,
+    fixed: Sequence[int] = (),
+) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor, list[int | None]] | None]]:
     """Run `chunk` (g rows) through every layer as a tree of ablation branches.
 
     Returns the final hidden states (g*R, W, H) in (prompt, variant) row order and, with `keep_kv`,
     per layer the keys / values of the rows that computed it and which branch each block of rows is.
+    With `prefix`, each row attends to its prefix row's cached columns first (in its own branch).
+    Layers in `fixed` are skipped by every row (ablated throughout, as `ablate=` asks).
     """
     ablated = [v for v in variants if v is not None]
     branches: list[int] = []  # ablated layers forked so far; block b+1 of the batch holds branch b
+    injection = chunk.injection
     hidden = chunk.embeds.clone()  # (g * (1 + len(branches)), W, H): trunk first, then each branch
-    per_layer_kv: list[tuple[torch.Tensor, torch.Tensor, list[int | None]]] = []
+    per_layer_kv: list[tuple[torch.Tensor, torch.Tensor, list[int | None]] | None] = []
+    if prefix is not None:
+        prefix_rows = torch.tensor(prefix.rows, device=stack.device)
+        prefix_mask = prefix.mask[prefix_rows]
     for j in range(stack.num_layers):
         if j in ablated:
             # The row ablating j leaves layer j's input unchanged: fork it off the trunk here.
@@ -141,15 +171,28 @@ def _shared_tree(
         # that branch (if any) was just appended last: the computing blocks are a prefix of the batch.
         runs = [None] + [b for b in branches if b != j]
         assert j not in branches or branches[-1] == j
+        if j in fixed:
+            per_layer_kv.append(None)
+            continue
         n = len(runs) * g
-        cache = stack.new_cache() if keep_kv else None
+        mask = chunk.mask.repeat(len(runs), 1)
+        cache = stack.new_cache() if keep_kv or prefix is not None else None
+        if prefix is not None:
+            keys, values, prefix_runs = prefix.kv[j]  # type: ignore[misc]
+            assert prefix_runs == runs, "a prefix continues only a tree over the same variants"
+            index = torch.tensor([b * prefix.g + r for b in range(len(runs)) for r in prefix.rows], device=stack.device)
+            cache.update(keys[index], values[index], j)
+            cache.layers[j].reserve(chunk.embeds.shape[1])
+            mask = torch.cat([prefix_mask.repeat(len(runs), 1), mask], dim=1)
         hidden[:n] = stack.run_layers(
             hidden[:n],
             chunk.positions.repeat(1, len(runs), 1),
-            chunk.mask.repeat(len(runs), 1),
+            mask,
             cache,
             layers=[j],
         )
+        if injection is not None and j < injection.num_layers:  # added after layer j to every block, the one skipping j too
+            hidden = injection.repeat(1 + len(branches)).after_layer(hidden, j)
         if keep_kv:
             kv = cache.layers[j]
             per_layer_kv.append((kv.keys, kv.values, runs))

@@ -5,17 +5,21 @@ final norm and lm_head are (as modules of a loaded model, or as tensor-name pref
 checkpoint), how many there are, what the unified layer index of a part is, and how the decoder
 layers split into early / mid / late blocks. Nothing else re-derives these facts.
 
-The facts themselves are data (`ARCHITECTURES`); the code below only interprets them. Two tensor
-naming schemes exist for the same weights (METHOD.md section 0): hub checkpoints and
-`save_pretrained` of transformers 5 use the legacy names (`model.layers.{i}.`, `visual.blocks.{j}.`),
-while modules of a model loaded in transformers 5 (and some training stacks' checkpoints) use
-`model.language_model.layers.{i}.`, `model.visual.blocks.{j}.`. Both are accepted everywhere.
+The facts themselves are data (`ARCHITECTURES`, one entry per `model_type`: Qwen2-VL, Qwen2.5-VL,
+Qwen3-VL, InternVL, text-only Qwen2); the code below only interprets them, and the engine asks for
+capabilities (3-D or 1-D positions, which processor outputs carry the images, features injected
+after the first decoder layers), never for a family. Two tensor naming schemes can exist for the
+same weights (METHOD.md section 0): "hf4" is what hub checkpoints and `save_pretrained` of
+transformers 5 write (`model.layers.{i}.` for Qwen2.5-VL, `language_model.model.layers.{i}.` for
+InternVL), "hf5" what the modules of a model loaded in transformers 5 are called
+(`model.language_model.layers.{i}.`), which some training stacks' checkpoints keep on disk. Both are
+accepted everywhere. Qwen3-VL checkpoints use the module names on disk too: it has one scheme.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
@@ -45,6 +49,7 @@ class TensorNaming(BaseModel):
     vision_block: str | None = None
     projector: str | None = None
     vision_tower: str | None = None  # the whole vision tower (patch embedding, blocks, merger)
+    deepstack_merger: str | None = None  # Qwen3-VL: `{i}`-th merger, whose features enter after decoder layer i
 
 
 class ModulePaths(BaseModel):
@@ -64,9 +69,23 @@ class ModulePaths(BaseModel):
     attention_key: str = "k_proj"  # key / value projections inside that attention module
     attention_value: str = "v_proj"
     # Methods of the loaded model (dotted paths) that the engine calls on vision-language models:
-    # image patches -> visual-token features, and token ids (+ image grids) -> 3-D M-RoPE positions.
+    # image inputs -> visual-token features, and token ids (+ image grids) -> 3-D M-RoPE positions.
     image_features: str | None = None
     rope_index: str | None = None
+
+
+class LayerInjection(BaseModel):
+    """Visual features added to the hidden states of the visual positions after decoder layers 0..K-1.
+
+    Qwen3-VL's DeepStack: K mergers read intermediate vision blocks, and the k-th one's output is
+    added to the visual tokens' hidden states after decoder layer k. The engine runs the layers one
+    by one, so it adds them itself; this says where to find them and how many there are.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source_blocks_key: str  # dotted config key: the vision blocks the features come from; K = its length
+    features: str  # attribute of the image-features output holding the K per-image feature lists
 
 
 class ArchFacts(BaseModel):
@@ -80,6 +99,9 @@ class ArchFacts(BaseModel):
     num_layers_keys: tuple[str, ...]  # dotted config keys, first present wins
     num_vision_blocks_keys: tuple[str, ...] = ()
     visual_token_keys: tuple[str, ...] = ()  # config keys of the placeholder token ids images expand into
+    # Processor outputs that carry the images, passed by name to the image-features method.
+    image_inputs: tuple[str, ...] = ("pixel_values", "image_grid_thw")
+    injection: LayerInjection | None = None  # features added after the first decoder layers (DeepStack)
     namings: dict[str, TensorNaming]  # scheme name -> prefixes; "hf4" is what hub checkpoints use
     modules: ModulePaths
 
@@ -143,6 +165,62 @@ ARCHITECTURES: dict[str, ArchFacts] = {
         visual_token_keys=_VL_VISUAL_TOKENS,
         namings=_VL_NAMINGS,
         modules=_VL_MODULES,
+    ),
+    # Qwen3-VL (dense): 16-px patches, interleaved M-RoPE, Q/K norms (all inside the model's own
+    # modules) and DeepStack. Hub checkpoints carry the module names, so "hf4" is those names.
+    "qwen3_vl": ArchFacts(
+        model_type="qwen3_vl",
+        hf_class="Qwen3VLForConditionalGeneration",
+        num_layers_keys=("text_config.num_hidden_layers",),
+        num_vision_blocks_keys=("vision_config.depth",),
+        visual_token_keys=_VL_VISUAL_TOKENS,
+        injection=LayerInjection(source_blocks_key="vision_config.deepstack_visual_indexes", features="deepstack_features"),
+        namings={
+            "hf4": _VL_NAMINGS["hf5"].model_copy(update={"deepstack_merger": "model.visual.deepstack_merger_list.{i}."}),
+        },
+        modules=_VL_MODULES,
+    ),
+    # InternVL (transformers `internvl`, the "-HF" checkpoints): InternViT tiles, pixel-shuffled and
+    # projected, placed at <IMG_CONTEXT> tokens of a Qwen decoder with plain 1-D positions.
+    "internvl": ArchFacts(
+        model_type="internvl",
+        hf_class="InternVLForConditionalGeneration",
+        rope="1d",
+        num_layers_keys=("text_config.num_hidden_layers",),
+        num_vision_blocks_keys=("vision_config.num_hidden_layers",),
+        visual_token_keys=("image_token_id",),
+        image_inputs=("pixel_values",),
+        namings={
+            "hf4": TensorNaming(
+                decoder_layer="language_model.model.layers.{i}.",
+                embed="language_model.model.embed_tokens.",
+                final_norm="language_model.model.norm.",
+                lm_head="language_model.lm_head.",
+                vision_block="vision_tower.encoder.layer.{i}.",
+                projector="multi_modal_projector.",
+                vision_tower="vision_tower.",
+            ),
+            "hf5": TensorNaming(
+                decoder_layer="model.language_model.layers.{i}.",
+                embed="model.language_model.embed_tokens.",
+                final_norm="model.language_model.norm.",
+                lm_head="lm_head.",
+                vision_block="model.vision_tower.encoder.layer.{i}.",
+                projector="model.multi_modal_projector.",
+                vision_tower="model.vision_tower.",
+            ),
+        },
+        modules=ModulePaths(
+            decoder_layers=("model.language_model.layers",),
+            embed=("model.language_model.embed_tokens",),
+            final_norm=("model.language_model.norm",),
+            lm_head=("lm_head",),
+            text_model=("model.language_model",),
+            vision_tower=("model.vision_tower",),
+            vision_blocks=("model.vision_tower.encoder.layer",),
+            projector=("model.multi_modal_projector",),
+            image_features="model.get_image_features",
+        ),
     ),
     # Text-only Qwen2, for the lm-eval path of the reasoning benchmarks.
     "qwen2": ArchFacts(
@@ -264,6 +342,7 @@ class Part(str, Enum):
     DECODER_LAYER = "decoder_layer"
     VISION_BLOCK = "vision_block"
     PROJECTOR = "projector"
+    DEEPSTACK_MERGER = "deepstack_merger"  # Qwen3-VL: projects a vision block's features into decoder layer i
     VISION_OTHER = "vision_other"  # patch embedding and anything else in the tower
     EMBED = "embed"
     FINAL_NORM = "final_norm"
@@ -278,21 +357,22 @@ SECTION_OF_PART = {
     Part.VISION_BLOCK: "vision",
     Part.VISION_OTHER: "vision",
     Part.PROJECTOR: "projector",
+    Part.DEEPSTACK_MERGER: "projector",
 }
 SECTIONS = ("vision", "projector", "llm")
 
 
 def component_of(tensor_name: str) -> str:
     """attention / mlp / other, from the module path inside a layer or block."""
-    if ".self_attn." in tensor_name or ".attn." in tensor_name:
+    if ".self_attn." in tensor_name or ".attn." in tensor_name or ".attention." in tensor_name:
         return "attention"
     if ".mlp." in tensor_name:
         return "mlp"
     return "other"
 
 
-# Normalisation modules in Qwen LLM / vision towers: `input_layernorm`, `post_attention_layernorm`,
-# `model.norm`, vision `norm1` / `norm2`, the merger's `ln_q`.
+# Normalisation modules: `input_layernorm`, `post_attention_layernorm`, `q_norm` / `k_norm`, `model.norm`,
+# vision `norm1` / `norm2` / `layernorm_before`, the mergers' `ln_q` / `norm`, InternVL's projector `layer_norm`.
 NORM_MODULE = re.compile(r"(?:^|\.)(?:\w*norm\w*|ln_\w+)\.")
 
 
@@ -310,7 +390,7 @@ class TensorRole:
     index: int | None  # decoder layer or vision block index
     section: str  # vision / projector / llm
     component: str  # attention / mlp / other
-    unified_index: int | None  # METHOD.md section 0; None for embeddings, final norm, lm_head
+    unified_index: int | None  # METHOD.md section 0 (DeepStack mergers sit with the projector at 0); None for embeddings, final norm, lm_head
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,6 +415,14 @@ def _first_config_int(config: Mapping[str, Any], keys: Iterable[str], what: str)
     raise FrankensteinError(f"config has no {what} (looked for {', '.join(keys)})")
 
 
+def _token_rows(features: Any) -> Any:
+    """Visual-token features as one (N, H) tensor: from per-image tensors (Qwen) or (tiles, tokens, H) (InternVL)."""
+    import torch
+
+    parts = list(features) if isinstance(features, (list, tuple)) else [features]
+    return torch.cat([f.reshape(-1, f.shape[-1]) for f in parts])
+
+
 def _get_attr_path(obj: Any, path: str) -> Any:
     for attr in path.split("."):
         obj = getattr(obj, attr)
@@ -349,6 +437,8 @@ class Layout:
     num_layers: int
     num_vision_blocks: int
     naming_scheme: str  # key into facts.namings used by this checkpoint or model
+    # Vision blocks whose features are added after decoder layers 0..K-1 (Qwen3-VL DeepStack), in order.
+    injection_sources: tuple[int, ...] = ()
 
     # -- identity ------------------------------------------------------------------------------
     @property
@@ -363,16 +453,24 @@ class Layout:
     def naming(self) -> TensorNaming:
         return self.facts.namings[self.naming_scheme]
 
+    @property
+    def num_injections(self) -> int:
+        """K: features are added to the visual positions after decoder layers 0..K-1 (0: none)."""
+        return len(self.injection_sources)
+
     # -- blocks and indices -------------------------------------------------------------------
     def partition(self, cuts: tuple[int, int] | list[int] | None = None) -> BlockPartition:
         return BlockPartition.make(self.num_layers, cuts)
 
     def unified_index(self, part: Part | str, index: int | None = None) -> int | None:
-        """Vision block j -> j - V, projector -> 0, decoder layer i -> i + 1, others -> None."""
+        """Vision block j -> j - V, projector (and DeepStack mergers) -> 0, decoder layer i -> i + 1, others -> None."""
         part = Part(part)
         if part is Part.VISION_BLOCK:
             self._check_index(index, self.num_vision_blocks, "vision block")
             return int(index) - self.num_vision_blocks  # type: ignore[arg-type]
+        if part is Part.DEEPSTACK_MERGER:
+            self._check_index(index, self.num_injections, "DeepStack merger")
+            return 0
         if part is Part.PROJECTOR:
             return 0
         if part is Part.DECODER_LAYER:
@@ -419,6 +517,7 @@ class Layout:
                 ("decoder_layer", Part.DECODER_LAYER),
                 ("vision_block", Part.VISION_BLOCK),
                 ("projector", Part.PROJECTOR),
+                ("deepstack_merger", Part.DEEPSTACK_MERGER),
                 ("embed", Part.EMBED),
                 ("final_norm", Part.FINAL_NORM),
                 ("lm_head", Part.LM_HEAD),
@@ -448,7 +547,7 @@ class Layout:
                 section=SECTION_OF_PART[part],
                 component=component_of(tensor_name),
                 unified_index=self.unified_index(part, index)
-                if part in (Part.DECODER_LAYER, Part.VISION_BLOCK, Part.PROJECTOR)
+                if part in (Part.DECODER_LAYER, Part.VISION_BLOCK, Part.PROJECTOR, Part.DEEPSTACK_MERGER)
                 else None,
             )
         raise FrankensteinError(f"tensor {tensor_name!r} does not belong to any known part of {self.model_type}")
@@ -520,10 +619,17 @@ class Layout:
         ids = [getattr(config, key, None) for key in self.facts.visual_token_keys]
         return [int(i) for i in ids if i is not None]
 
-    def image_features(self, model: "nn.Module", pixel_values: Any, image_grid_thw: Any) -> Any:
-        """Visual-token features of a batch of images (all images' tokens, concatenated per image)."""
+    def image_features(self, model: "nn.Module", **image_inputs: Any) -> tuple[Any, list[Any]]:
+        """Visual-token features of a batch of images, and the features injected after decoder layers 0..K-1.
+
+        `image_inputs` are processor outputs (`pixel_values`, `image_grid_thw`, ...); the ones this
+        architecture's image-features method takes are passed to it by name. Returns (N, H) for the N
+        visual tokens of all images in order, and K tensors (N, H) (an empty list when nothing is injected).
+        """
         method = self._vision_method(model, self.facts.modules.image_features, "image features")
-        return method(pixel_values, image_grid_thw, return_dict=True).pooler_output
+        out = method(**{k: image_inputs[k] for k in self.facts.image_inputs}, return_dict=True)
+        injected = getattr(out, self.facts.injection.features) if self.facts.injection else []
+        return _token_rows(out.pooler_output), [_token_rows(f) for f in injected]
 
     def rope_positions(self, model: "nn.Module", input_ids: Any, **grids: Any) -> Any:
         """3-D M-RoPE position ids (3, B, T) of a prompt batch, from the model's own rule."""
@@ -539,7 +645,7 @@ class Layout:
     # -- summary -------------------------------------------------------------------------------
     def describe(self, cuts: tuple[int, int] | None = None) -> dict[str, Any]:
         part = self.partition(cuts)
-        return {
+        described = {
             "model_type": self.model_type,
             "naming_scheme": self.naming_scheme,
             "num_decoder_layers": self.num_layers,
@@ -551,6 +657,15 @@ class Layout:
             "vision_block_prefix": self.naming.vision_block,
             "projector_prefix": self.naming.projector,
         }
+        if self.num_injections:
+            # Where each DeepStack merger sits: with the projector (unified index 0), reading one vision
+            # block and adding its output to the visual tokens after one decoder layer.
+            described["deepstack_mergers"] = [
+                {"merger": k, "prefix": self.naming.deepstack_merger.format(i=k),  # type: ignore[union-attr]
+                 "from_vision_block": block, "added_after_decoder_layer": k}
+                for k, block in enumerate(self.injection_sources)
+            ]
+        return described
 
 
 # ---------------------------------------------------------------------------------------------
@@ -571,14 +686,24 @@ def layout_from_config(
     num_vision = (
         _first_config_int(config, facts.num_vision_blocks_keys, "vision block count") if facts.has_vision else 0
     )
+    sources = _injection_sources(facts, config)
     scheme = "hf4"
     if tensor_names is not None:
         names = list(tensor_names)
         scheme = _detect_scheme(facts, names)
-        layout = Layout(facts, num_layers, num_vision, scheme)
+        layout = Layout(facts, num_layers, num_vision, scheme, sources)
         _cross_check(layout, names, where)
         return layout
-    return Layout(facts, num_layers, num_vision, scheme)
+    return Layout(facts, num_layers, num_vision, scheme, sources)
+
+
+def _injection_sources(facts: ArchFacts, config: Mapping[str, Any]) -> tuple[int, ...]:
+    if facts.injection is None:
+        return ()
+    value = _config_get(config, facts.injection.source_blocks_key)
+    if not isinstance(value, (list, tuple)):
+        raise FrankensteinError(f"config has no list {facts.injection.source_blocks_key} (the DeepStack vision blocks)")
+    return tuple(int(v) for v in value)
 
 
 def _detect_scheme(facts: ArchFacts, names: list[str]) -> str:
@@ -626,8 +751,7 @@ def layout_of_model(model: "nn.Module", *, allowed_types: Iterable[str] | None =
     config = model.config.to_dict()
     layout = layout_from_config(config, allowed_types=allowed_types, where=type(model).__name__)
     names = [n for n, _ in model.named_parameters()]
-    scheme = _detect_scheme(layout.facts, names)
-    layout = Layout(layout.facts, layout.num_layers, layout.num_vision_blocks, scheme)
+    layout = replace(layout, naming_scheme=_detect_scheme(layout.facts, names))
     n_modules = len(layout.decoder_layers(model))
     if n_modules != layout.num_layers:
         raise FrankensteinError(f"model config says {layout.num_layers} decoder layers but the model has {n_modules}")
@@ -657,6 +781,7 @@ def layout_from_description(described: Mapping[str, Any]) -> Layout:
             int(described["num_decoder_layers"]),
             int(described["num_vision_blocks"]),
             str(described["naming_scheme"]),
+            tuple(int(m["from_vision_block"]) for m in described.get("deepstack_mergers", [])),
         )
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise FrankensteinError(f"not a layout description (from Layout.describe()): {type(e).__name__} {e}") from None

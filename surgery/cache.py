@@ -76,6 +76,7 @@ class ReservedLayer(DynamicLayer):
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.get_seq_length() > 0:
+            indices = indices.to(self._keys.device)  # the layer's device when the model spans several
             self._keys = self._keys[indices, ...]
             self._values = self._values[indices, ...]
 

@@ -1,14 +1,18 @@
 """Load a model (and its processor) from a source, with the project's safe defaults.
 
 `trust_remote_code` is always off, safetensors are required unless `allow_pickle` is given, and
-the transformers class comes from the architecture adapter, never from guessing. Bad weights are
-bad input: a truncated or corrupt safetensors file is named before loading, and a NaN or Inf in any
-tensor of a loaded model is an error naming the tensor (`surgery.finite`), not a silent garbage run.
-Device names are checked against what this machine has (`check_device`).
+the transformers class comes from the architecture adapter, never from guessing. A model too large
+for one device loads dispatched by accelerate (`device_map`: "auto", or a dict placing modules on
+devices, "cpu" or "disk"); the engine runs it as it is (`surgery.stack`). Bad weights are bad input:
+a truncated or corrupt safetensors file is named before loading, and a NaN or Inf in any tensor of a
+loaded model (or, for a disk-offloaded one, of the checkpoint it serves from) is an error naming the
+tensor (`surgery.finite`), not a silent garbage run. Device names are checked against what this
+machine has (`check_device`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +88,14 @@ def load_model(
     attn_implementation: str | None = None,
     allow_pickle: bool = False,
     allowed_types: tuple[str, ...] | None = None,
+    device_map: str | dict[str, Any] | None = None,
+    offload_folder: str | Path | None = None,
 ) -> tuple[Any, Layout]:
-    """Load a checkpoint in eval mode on `device`; returns the model and its layout."""
+    """Load a checkpoint in eval mode on `device`; returns the model and its layout.
+
+    With `device_map` (accelerate's: "auto", "balanced", ... or module -> device / "cpu" / "disk")
+    the model is dispatched instead of moved to `device`; `offload_folder` is where disk-offloaded
+    weights go when the checkpoint cannot serve them directly."""
     import transformers
 
     device = resolve_device(device)
@@ -103,20 +113,27 @@ def load_model(
     }
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+        if offload_folder is not None:
+            kwargs["offload_folder"] = str(offload_folder)
     try:
         model = model_cls.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FrankensteinError(f"could not load {source}: {first_line}") from None
-    model = model.to(device).eval()
+    model = model.eval() if device_map is not None else model.to(device).eval()
     layout = layout_of_model(model)
-    check_model_finite(model, layout, str(source), scheme)
+    check_model_finite(model, layout, str(source), scheme, on_disk)
     return model, layout
 
 
-def check_model_finite(model: Any, layout: Layout, where: str, scheme: str = "hf4") -> None:
+def check_model_finite(model: Any, layout: Layout, where: str, scheme: str = "hf4",
+                       on_disk: dict[str, sources.TensorEntry] | None = None) -> None:
     """Every weight of a loaded model is finite, else one line naming the tensor as a checkpoint in
-    naming scheme `scheme` names it (one cheap pass over memory per tensor, `surgery.finite`)."""
+    naming scheme `scheme` names it (one cheap pass over memory per tensor, `surgery.finite`).
+    A weight a dispatched model left on the meta device (offloaded to disk) is read for the check
+    from the checkpoint's safetensors (`on_disk`), one tensor at a time."""
 
     def disk_name(name: str) -> str:
         try:
@@ -124,7 +141,24 @@ def check_model_finite(model: Any, layout: Layout, where: str, scheme: str = "hf
         except FrankensteinError:  # a tensor outside the named parts: its module name
             return name
 
-    check_tensors_finite([*model.named_parameters(), *model.named_buffers()], where, disk_name)
+    named = [*model.named_parameters(), *model.named_buffers()]
+    check_tensors_finite([(n, t) for n, t in named if t.device.type != "meta"], where, disk_name)
+    offloaded = [disk_name(n) for n, t in named if t.device.type == "meta"]
+    if offloaded and on_disk:
+        check_tensors_finite(_read_tensors([n for n in offloaded if n in on_disk], on_disk), where)
+
+
+def _read_tensors(names: list[str], on_disk: dict[str, sources.TensorEntry]) -> Iterator[tuple[str, Any]]:
+    """(name, tensor) of the checkpoint tensors `names`, read one at a time, each file opened once."""
+    from safetensors import safe_open
+
+    by_file: dict[Path, list[str]] = {}
+    for name in names:
+        by_file.setdefault(on_disk[name].file, []).append(name)
+    for file, in_file in by_file.items():
+        with safe_open(str(file), framework="pt") as handle:
+            for name in in_file:
+                yield name, handle.get_tensor(name)
 
 
 def load_processor(source: str | Path, **kwargs: Any) -> Any:

@@ -202,7 +202,7 @@ def answer_logprobs(
     if with_images:
         pixel_values = torch.cat([p.pixel_values for p in with_images]).to(device)
         grids = torch.cat([p.image_grid_thw for p in with_images]).to(device)
-        features = torch.cat(list(layout.image_features(model, pixel_values, grids)))
+        features, _ = layout.image_features(model, pixel_values=pixel_values, image_grid_thw=grids)
         embeds = embeds.masked_scatter(visual.to(device)[..., None], features.to(embeds.dtype))
     text_model = layout.text_model(model)
     position_ids = positions if num_axes == 3 else positions[0]

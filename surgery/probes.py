@@ -9,6 +9,10 @@ probe named in its `ProbeConfig` (`PROBES`, the one list of probe names):
                     instead of answers the log-likelihood of each request's reference answer
     attention       the answer, and per layer the attention mass generated tokens put on the image
 
+Log-likelihood requests (a context and continuation tokens: multiple choice, perplexity) go to
+`ProbeRunner.score` instead, with probe=none (optionally `ablate=`) or zero_ablation (every layer in
+`layers`), teacher-forced (`surgery.loglikelihood`).
+
 Each request gets one `ProbeOutput`: plain data, no harness format. Front ends (the lmms-eval and
 lm-eval models in `frankenstein_tasks.models`) translate their requests into `ProbeRequest`s and
 encode the outputs for their harness; the engine knows no harness.
@@ -24,9 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from surgery.arch import Layout
 from surgery.errors import FrankensteinError
-from surgery.prompts import DEFAULT_SYSTEM_PROMPT, encode_prompt, encode_text
+from surgery.prompts import DEFAULT_SYSTEM_PROMPT, chat_text, continuation_ids, encode_ids, encode_prompt, encode_text
 from surgery.stack import DecoderStack
-from surgery.swap import SwapMode
+from surgery.swap import SwapDecode, SwapMode
 
 
 class ProbeConfig(BaseModel):
@@ -38,6 +42,7 @@ class ProbeConfig(BaseModel):
     layers: str = "all"
     swap_mode: SwapMode = "from"
     window: int = Field(1, ge=1)
+    swap_decode: SwapDecode = "prefill"  # visual_swap: swap in the prefill only, or also re-insert at every step (the authors' bug)
     scoring: str = "generate"  # zero_ablation: "generate" (answers) or "logprob" (teacher-forced)
     ablate: str | None = None  # layers zero-ablated in every generation of probe=none
     max_batch_rows: int = Field(32, ge=1)
@@ -56,6 +61,8 @@ class ProbeConfig(BaseModel):
             raise ValueError(f"unknown scoring {self.scoring!r}; scorings are {', '.join(SCORINGS)}")
         if self.scoring != "generate" and self.probe != "zero_ablation":
             raise ValueError(f"scoring={self.scoring} works with probe=zero_ablation only, not probe={self.probe}")
+        if self.swap_decode != "prefill" and self.probe != "visual_swap":
+            raise ValueError(f"swap_decode={self.swap_decode} works with probe=visual_swap only, not probe={self.probe}")
         if self.ablate and self.probe != "none":
             raise ValueError("ablate= fixes ablated layers for ordinary generation (probe=none); probes sweep layers themselves")
         return self
@@ -174,12 +181,47 @@ class ProbeRunner:
             "progress": progress,
         }
 
-    # -- entry point ---------------------------------------------------------------------------
+    # -- entry points --------------------------------------------------------------------------
     def run(self, requests: Sequence[ProbeRequest], progress: Any = None) -> list[ProbeOutput]:
         """One ProbeOutput per request."""
         if not requests:
             return []
         return RUNNERS[self.config.probe](self, list(requests), progress)
+
+    def score(
+        self, contexts: Sequence[Any], continuations: Sequence[tuple[int, Sequence[int]]], progress: Any = None
+    ) -> list[Any]:
+        """Log-likelihood requests: per continuation (context index, token ids), a
+        `surgery.loglikelihood.ContinuationOutcome`: the unablated score (with `ablate=` layers
+        skipped) and, for probe=zero_ablation, one per swept layer."""
+        from surgery.loglikelihood import loglikelihood_sweep
+
+        self.check_scoring()
+        if not continuations:
+            return []
+        return loglikelihood_sweep(
+            self.stack, contexts, continuations, SCORED_LAYERS[self.config.probe](self),
+            ablated=self.ablated, max_batch_rows=self.config.max_batch_rows, progress=progress,
+        )
+
+    def check_scoring(self) -> None:
+        """Refuse log-likelihood requests under a probe that has no log-likelihood form."""
+        if self.config.probe not in SCORED_LAYERS:
+            raise FrankensteinError(
+                f"probe={self.config.probe} has no log-likelihood form; log-likelihood requests run with "
+                f"probe={' or probe='.join(SCORED_LAYERS)}"
+            )
+
+    def encode_ids(self, ids: Sequence[int]) -> Any:
+        """A text prompt the harness tokenized already."""
+        return encode_ids(self.model, self.layout, ids)
+
+    def continuation_ids(self, request: ProbeRequest, continuation: str) -> list[int]:
+        """Token ids of `continuation` right after the request's prompt (as `encode` builds it)."""
+        prompt = request.text
+        if request.chat:
+            prompt = chat_text(self.processor, self.layout, request.text, len(request.images), system_prompt=request.system_prompt)
+        return continuation_ids(self.tokenizer, prompt, continuation)
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -222,7 +264,7 @@ def _run_visual_swap(runner: ProbeRunner, requests: list[ProbeRequest], progress
         if len(r.images) != 1 or not r.source_images or len(r.source_images) != 1:
             raise FrankensteinError("probe=visual_swap needs exactly one target and one source image per item")
         pairs.append(SwapPair(runner.encode(r), runner.encode(r, r.source_images)))
-    spec = SwapSpec(mode=runner.config.swap_mode, window=runner.config.window)
+    spec = SwapSpec(mode=runner.config.swap_mode, window=runner.config.window, decode=runner.config.swap_decode)
     outcomes = swap_sweep(
         runner.stack,
         pairs,
@@ -231,6 +273,8 @@ def _run_visual_swap(runner: ProbeRunner, requests: list[ProbeRequest], progress
         **runner.decoding(requests, progress),
     )
     options = {"mode": spec.mode, "window": spec.window if spec.mode == "window" else None}
+    if spec.decode != "prefill":  # recorded only when set, so default results read as before
+        options["decode"] = spec.decode
     results = []
     for o, r in zip(outcomes, requests):
         if o.error is not None:
@@ -332,6 +376,12 @@ RUNNERS: dict[str, Callable[[ProbeRunner, list[ProbeRequest], Any], list[ProbeOu
     "attention": _run_attention,
 }
 PROBES = tuple(RUNNERS)
+
+# Probes that answer log-likelihood requests (multiple choice, perplexity) -> the layers each sweeps.
+SCORED_LAYERS: dict[str, Callable[[ProbeRunner], list[int]]] = {
+    "none": lambda runner: [],
+    "zero_ablation": lambda runner: runner.layers,
+}
 
 # How zero_ablation scores a layer: by the answer it generates, or by the reference answer's log-likelihood.
 SCORINGS: dict[str, Callable[[ProbeRunner, list[ProbeRequest], Any], list[ProbeOutput]]] = {

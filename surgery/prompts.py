@@ -75,15 +75,35 @@ def encode_prompt(
     images = list(images)
     if images and not layout.has_vision:
         raise FrankensteinError(f"{layout.model_type} is a text-only model; it cannot take images")
-    messages = chat_messages(text, len(images), system_prompt)
+    chat = chat_text(processor, layout, text, len(images), system_prompt=system_prompt)
     if layout.has_vision:
-        chat = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         batch = processor(text=[chat], images=images or None, return_tensors="pt")
     else:
-        flat = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else text} for m in messages]
-        chat = processor.apply_chat_template(flat, tokenize=False, add_generation_prompt=True)
         batch = processor(text=[chat], return_tensors="pt")
     return encode_batch(batch, model, layout)
+
+
+def chat_text(
+    processor: Any, layout: Layout, text: str, num_images: int = 0, *, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+) -> str:
+    """The prompt as text, chat template applied, ready for the answer (one placeholder per image)."""
+    messages = chat_messages(text, num_images, system_prompt)
+    if not layout.has_vision:
+        messages = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else text} for m in messages]
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def continuation_ids(tokenizer: Any, context: str, continuation: str) -> list[int]:
+    """Token ids of `continuation` after `context`: context + continuation tokenized whole, minus the
+    context's own token count (lm-eval's rule for causal models, so a token that straddles the
+    boundary belongs to the continuation)."""
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    return list(whole[len(tokenizer(context, add_special_tokens=False)["input_ids"]) :])
+
+
+def encode_ids(model: Any, layout: Layout, ids: Sequence[int]) -> EncodedPrompt:
+    """A text prompt given as token ids (a harness tokenized it already)."""
+    return encode_batch({"input_ids": torch.tensor([list(ids)], dtype=torch.long)}, model, layout)
 
 
 def encode_text(processor: Any, model: Any, layout: Layout, text: str) -> EncodedPrompt:

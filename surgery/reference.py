@@ -16,6 +16,9 @@ paths against them; nothing in a probe run calls them.
   cache_edit_swap_generate `generate` on a cache whose visual entries at the given layers were
                           overwritten by hand (METHOD.md 1a, the cache view; what `only` and
                           `window` are defined by)
+  swap_reinsert_generate_naive  the authors' swapper (`swap_decode=reinsert`): the in-attention swap
+                          in the prefill, then a greedy loop in which every swapped layer appends
+                          the source's visual keys/values to its cache again at every step
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ def model_inputs(prompt: EncodedPrompt, device: Any, stop: int | None = None) ->
         "attention_mask": torch.ones(1, stop, dtype=torch.long, device=device),
     }
     if prompt.pixel_values is not None:
-        inputs["mm_token_type_ids"] = prompt.visual_mask.long()[None, :stop].to(device)
         inputs["pixel_values"] = prompt.pixel_values.to(device)
+    if prompt.image_grid_thw is not None:  # M-RoPE models: image grids and which tokens are visual
         inputs["image_grid_thw"] = prompt.image_grid_thw.to(device)
+        inputs["mm_token_type_ids"] = prompt.visual_mask.long()[None, :stop].to(device)
     return inputs
 
 
@@ -239,3 +243,95 @@ def cache_edit_swap_generate(
         pad_token_id=list(eos_token_ids)[0],
     )
     return _new_tokens(out, target.length, eos_token_ids)
+
+
+# -- the authors' decode-time re-insertion (`swap_decode=reinsert`) -------------------------------
+
+
+@contextlib.contextmanager
+def reinsert_source_at_decode(
+    model: Any, layout: Layout, cache: Any, copies: dict[int, tuple[torch.Tensor, torch.Tensor]], layers: Sequence[int]
+) -> Iterator[None]:
+    """Inside the block, a one-token forward makes each layer in `layers` store its new key/value
+    followed by `copies[layer]` (the source's cached visual keys/values), as the authors' attention
+    forward does when its swap runs on a decode step; and one-token queries attend to every cached
+    column (their flash-attention path gets no mask for one unpadded row)."""
+
+    def make_update(original, keys: torch.Tensor, values: torch.Tensor):
+        def update(key_states, value_states, *args, **kwargs):
+            if key_states.shape[-2] == 1:
+                key_states = torch.cat([key_states, keys.to(key_states.dtype)], dim=-2)
+                value_states = torch.cat([value_states, values.to(value_states.dtype)], dim=-2)
+            return original(key_states, value_states, *args, **kwargs)
+
+        return update
+
+    def unmask(module, args, kwargs):
+        hidden = kwargs.get("hidden_states", args[0] if args else None)
+        if hidden is not None and hidden.shape[1] == 1:
+            kwargs["attention_mask"] = None
+            return args, kwargs
+        return None
+
+    handles = [layout.layer_attention(layer).register_forward_pre_hook(unmask, with_kwargs=True)
+               for layer in layout.decoder_layers(model)]
+    patched = [cache.layers[i] for i in layers]
+    try:
+        for i, cache_layer in zip(layers, patched):
+            cache_layer.update = make_update(cache_layer.update, *copies[i])
+        yield
+    finally:
+        for cache_layer in patched:
+            cache_layer.__dict__.pop("update", None)
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def swap_reinsert_generate_naive(
+    model: Any,
+    layout: Layout,
+    pair: SwapPair,
+    layers: Sequence[int],
+    *,
+    max_new_tokens: int,
+    eos_token_ids: Sequence[int],
+) -> SwapOutcome:
+    """Per layer L (`from` mode), batch 1: the prefill with the swap hooked into attention at layers >= L,
+    then a plain greedy loop (`model(...)` per token, explicit M-RoPE positions) in which those layers
+    re-insert the source's visual keys/values at every step (`reinsert_source_at_decode`)."""
+    err = pair_error(pair)
+    if err is not None:
+        return SwapOutcome(baseline=None, by_layer={}, error=err)
+    device = _device(model)
+    source_kv = capture_visual_kv(model, layout, pair.source)
+    source_cache = model(**model_inputs(pair.source, device), use_cache=True).past_key_values
+    columns = torch.nonzero(pair.source.visual_mask).flatten().to(device)
+    n = len(layout.decoder_layers(model))
+    copies = {i: (source_cache.layers[i].keys[:, :, columns].clone(), source_cache.layers[i].values[:, :, columns].clone())
+              for i in range(n)}
+    eos = set(eos_token_ids)
+    by_layer = {}
+    for layer in layers:
+        swapped = list(range(layer, n))
+        with visual_kv_swap(model, layout, source_kv, pair.target.visual_mask, swapped):
+            out = model(**model_inputs(pair.target, device), use_cache=True)
+        cache, tokens = out.past_key_values, []
+        logits = out.logits[0, -1]
+        with reinsert_source_at_decode(model, layout, cache, copies, swapped):
+            for step in range(max_new_tokens):
+                token = int(logits.argmax())
+                if token in eos:
+                    break
+                tokens.append(token)
+                if step == max_new_tokens - 1:
+                    break
+                positions = (pair.target.next_position + step).to(device)[:, None, None]  # (P, 1, 1)
+                if layout.facts.rope != "mrope":  # 1-D positions: the model wants (batch, length)
+                    positions = positions[0]
+                out = model(input_ids=torch.tensor([[token]], device=device), past_key_values=cache,
+                            position_ids=positions, use_cache=True)
+                logits = out.logits[0, -1]
+        by_layer[layer] = tokens
+    baseline = generate_greedy(model, pair.target, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
+    return SwapOutcome(baseline=baseline, by_layer=by_layer)

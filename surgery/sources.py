@@ -4,14 +4,21 @@ Safe by default: safetensors only. A folder that holds only pickle weights (`*.b
 refused unless the caller passes `allow_pickle=True` (`--allow-pickle` on the CLI), because
 unpickling can run arbitrary code. Hub access fails within seconds with a one-line error when
 the hub cannot be reached and the id is not in the local cache; it never hangs.
+
+`fingerprint(folder)` is the one answer to "are these the same weights?" for every cache that reuses
+work computed from a checkpoint (the response store, `frankenstein run`'s stage skipping): see its
+docstring for what it reads and what it cannot see.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
 import os
 import re
 import socket
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,6 +149,100 @@ def _read_index(index: Path) -> dict[str, str]:
         return json.loads(index.read_text())["weight_map"]
     except (json.JSONDecodeError, KeyError) as e:
         raise FrankensteinError(f"{index} is not a valid safetensors index ({e})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Fingerprint: the same weights or not, without reading them all
+# ---------------------------------------------------------------------------------------------
+
+SAMPLE_BYTES = 4096  # per byte range read from a tensor (start, middle, end)
+PICKLE_SAMPLES = 64  # evenly spaced byte ranges of a pickle weight file (no header to find tensors in)
+FINGERPRINT_VERSION = 1  # bump when what `fingerprint` reads changes
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """A short digest of what decides a checkpoint folder's outputs, read in milliseconds.
+
+    It reads every small top-level file whole (config, generation config, tokenizer, chat template,
+    processor config, the safetensors index: `METADATA_PATTERNS`) and, of every weight file, its name
+    and size, its safetensors header (names, dtypes, shapes, offsets, metadata) and three
+    `SAMPLE_BYTES` ranges of every tensor's data: its start, middle and end (a small tensor whole).
+    Pickle weights (`allow_pickle`) give their size and `PICKLE_SAMPLES` evenly spaced ranges.
+
+    Names, paths and modification times are not read: a copied, moved or re-downloaded checkpoint
+    keeps its fingerprint, and a rewrite that keeps sizes and times (retraining or re-merging into
+    the same folder, `cp -p`) changes it as soon as any sampled byte differs, which a retrained or
+    re-spliced tensor does everywhere. What it cannot see: an edit confined to bytes between the
+    samples of one tensor (hand-editing a few weights in place); rerun with `--force` or a fresh
+    cache folder after such an edit. On Qwen2.5-VL-7B's shapes (729 tensors, 15.4 GiB) it reads 1,451
+    ranges, 5.8 MiB, in about 0.1 s from a cold cache (`benchmarks/fingerprint.py`).
+    """
+    folder = Path(path)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"fingerprint v{FINGERPRINT_VERSION}".encode())
+    for f in sorted(folder.iterdir(), key=lambda p: p.name):
+        if f.name.startswith(".") or not f.is_file():
+            continue
+        if f.suffix == ".safetensors":
+            kind = _sample_safetensors
+        elif f.suffix in PICKLE_SUFFIXES:
+            kind = _sample_evenly
+        elif any(fnmatch.fnmatch(f.name, pattern) for pattern in METADATA_PATTERNS):
+            kind = _whole
+        else:
+            continue  # READMEs, mergekit's YAML, images: they decide no output
+        digest.update(f"\0{f.name}\0{f.stat().st_size}\0".encode())
+        with open(f, "rb") as handle:
+            kind(handle, f, digest)
+    return digest.hexdigest()
+
+
+def _whole(handle: Any, path: Path, digest: Any) -> None:
+    digest.update(handle.read())
+
+
+def _sample_safetensors(handle: Any, path: Path, digest: Any) -> None:
+    """The header bytes, then start / middle / end of every tensor's data (safetensors layout: an 8-byte
+    little-endian header length, the JSON header, then the data; offsets relative to the data)."""
+    prefix = handle.read(8)
+    if len(prefix) < 8:
+        raise FrankensteinError(f"{path} is not a readable safetensors file (shorter than its header length)")
+    (length,) = struct.unpack("<Q", prefix)
+    header = handle.read(length)
+    try:
+        entries = json.loads(header)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise FrankensteinError(f"{path} is not a readable safetensors file (its header is not JSON)") from None
+    digest.update(header)
+    base = 8 + length
+    spans = sorted(tuple(e["data_offsets"]) for name, e in entries.items() if name != "__metadata__")
+    for start, end in spans:
+        for offset, size in _sample_ranges(base + start, base + end):
+            digest.update(os.pread(handle.fileno(), size, offset))
+
+
+def _sample_ranges(start: int, end: int) -> list[tuple[int, int]]:
+    """(offset, size) of the start, middle and end of [start, end); the whole span when that is shorter."""
+    size = end - start
+    if size <= 3 * SAMPLE_BYTES:
+        return [(start, size)]
+    middle = start + (size - SAMPLE_BYTES) // 2
+    return [(start, SAMPLE_BYTES), (middle, SAMPLE_BYTES), (end - SAMPLE_BYTES, SAMPLE_BYTES)]
+
+
+def _sample_evenly(handle: Any, path: Path, digest: Any) -> None:
+    size = os.fstat(handle.fileno()).st_size
+    if size <= PICKLE_SAMPLES * SAMPLE_BYTES:
+        digest.update(handle.read())
+        return
+    step = (size - SAMPLE_BYTES) / (PICKLE_SAMPLES - 1)
+    for k in range(PICKLE_SAMPLES):
+        digest.update(os.pread(handle.fileno(), SAMPLE_BYTES, round(k * step)))
+
+
+def source_fingerprint(source: str | os.PathLike, *, allow_pickle: bool = False) -> str:
+    """`fingerprint` of a checkpoint named by a folder or a hub id (resolved, weights fetched if needed)."""
+    return fingerprint(resolve(source, allow_pickle=allow_pickle))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ The rule lives here and nowhere else. A variant is named by the blocks it takes 
 (`VARIANTS`); the remaining decoder blocks come from IN. Only decoder layers move: embeddings,
 vision tower, projector, final norm and lm_head (and config, tokenizer and processor files) come
 from the model that supplies the early block. `splice_plan` turns a variant and cuts into a
-per-layer answer that both the mergekit recipe generator (`merge_configs.generate`) and the
-in-memory splice (`load_spliced`) read.
+per-layer answer that the mergekit recipe generator (`merge_configs.generate`), the in-memory
+splice (`load_spliced`) and the project's own checkpoint writer (`write_spliced`, for families
+mergekit has no architecture definition of, e.g. InternVL) all read.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ VARIANTS: dict[str, frozenset[str]] = {
     "early_late": frozenset({"early", "late"}),
 }
 
-# Architectures the splice (and its mergekit recipes) are defined for.
-SPLICE_TYPES = ("qwen2_5_vl", "qwen2_vl")
+# Architectures the splice is defined for (mergekit recipes: those `merge_configs.generate` knows).
+SPLICE_TYPES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl", "internvl")
 
 
 def check_variant(variant: str) -> frozenset[str]:
@@ -243,6 +244,68 @@ def load_spliced(
     model.eval()
     model.frankenstein_splice = plan  # for callers that report what they evaluated
     return model, layout, Path(pair.locations[early])
+
+
+# ---------------------------------------------------------------------------------------------
+# The splice written to disk by the project itself
+# ---------------------------------------------------------------------------------------------
+
+# Files of a checkpoint folder that hold weights; every other top-level file is copied from the early-block model.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+
+
+def write_spliced(
+    in_source: str | Path,
+    rl_source: str | Path,
+    variant: str,
+    out: str | Path,
+    *,
+    cuts: tuple[int, int] | list[int] | str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """The splice of `variant` as a checkpoint folder, copied tensor for tensor from the safetensors files.
+
+    What a mergekit passthrough recipe writes, for families mergekit has no architecture definition
+    of: the early-block model's files, shard by shard and under its own tensor names, with the
+    decoder layers the variant takes from the other model read from that model's files (either
+    naming scheme); config, tokenizer, processor and chat template files copied from the early-block
+    model. No model is built; memory holds one shard. Written atomically.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from surgery.atomic import atomic_dir
+
+    check_variant(variant)
+    pair = check_pair(in_source, rl_source, weights=True)
+    plan = splice_plan(pair.layout, variant, cuts)
+    early: Source = plan.early_source
+    other: Source = "rl" if early == "in" else "in"
+    folders = {role: Path(loc) for role, loc in pair.locations.items()}
+    early_layout, other_layout = pair.layouts[early], pair.layouts[other]
+    other_names = {other_layout.rename(n, "hf4"): (n, f) for n, f in sources.tensor_names(folders[other]).items()}
+    by_file: dict[Path, list[str]] = {}
+    for name, entry in sources.tensor_index(folders[early]).items():
+        by_file.setdefault(entry.file, []).append(name)
+    with atomic_dir(Path(out), overwrite=overwrite) as tmp:
+        for f in folders[early].iterdir():
+            if f.is_file() and not f.name.endswith(WEIGHT_SUFFIXES):
+                (tmp / f.name).write_bytes(f.read_bytes())  # config, tokenizer, processor, index
+        for shard, names in by_file.items():
+            # Which file each tensor of this shard is read from, under which name.
+            reads: dict[Path, list[tuple[str, str]]] = {}
+            for name in names:
+                if plan.source_of(early_layout, name) == early:
+                    reads.setdefault(shard, []).append((name, name))
+                else:  # a decoder layer of the other model, stored under the early model's name
+                    other_name, other_file = other_names[early_layout.rename(name, "hf4")]
+                    reads.setdefault(other_file, []).append((name, other_name))
+            tensors = {}
+            for f, wanted in reads.items():
+                with safe_open(str(f), framework="pt") as handle:
+                    tensors.update({name: handle.get_tensor(stored) for name, stored in wanted})
+            save_file({n: tensors[n] for n in names}, str(tmp / shard.name), metadata={"format": "pt"})
+    return Path(out)
 
 
 def checkpoint_differences(model: "nn.Module", layout: Layout, folder: str | Path) -> list[str]:

@@ -10,6 +10,16 @@ and `greedy_decode` decodes all rows as one batch; rows that finish leave the ba
 
 Batches are left-padded per chunk (padding may sit between two chunks of one row); pads are masked
 out of attention and never change a position id.
+
+What differs between model families reaches the engine as capabilities from the adapter, each
+interpreted here once: 3-D M-RoPE or 1-D positions (`EncodedPrompt.positions` has 3 or 1 rows),
+which processor outputs carry the images, and features added to the visual positions' hidden
+states after the first K decoder layers (`Injection`; Qwen3-VL's DeepStack, each row its own).
+
+A model dispatched by accelerate (`device_map`, layers on several devices, offloaded to CPU or
+disk) runs as it is: every module's hook moves its inputs and loads offloaded weights, the cache of
+each layer lives where that layer runs, and the engine's own tensors (masks, row indices, logits)
+live on the embeddings' execution device and are moved to a layer's device where they meet.
 """
 
 from __future__ import annotations
@@ -27,6 +37,44 @@ PAD_POSITION = 0  # position id given to pads; masked out, so any value works
 
 
 @dataclass
+class Embedded:
+    """One prompt's input embeddings (image features in place), and its injected features."""
+
+    embeds: torch.Tensor  # (T, H)
+    injected: torch.Tensor | None = None  # (K, number of visual tokens, H): added after decoder layers 0..K-1
+
+
+@dataclass
+class Injection:
+    """Features added to the hidden states of a batch's visual columns after decoder layers 0..K-1.
+
+    `features[k]` lists one vector per True entry of `visual`, in row-major order (each row's own
+    image features, as the model's own forward adds them: `hidden[visual] += features[k]`).
+    """
+
+    visual: torch.Tensor  # (B, q) bool
+    features: torch.Tensor  # (K, n, H)
+
+    @property
+    def num_layers(self) -> int:
+        """K: features are added after decoder layers 0..K-1."""
+        return self.features.shape[0]
+
+    def after_layer(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
+        """`hidden` (B, q, H) after decoder layer `layer`, with that layer's features added (a new tensor)."""
+        if layer >= self.num_layers:
+            return hidden
+        mask = self.visual.to(hidden.device)
+        hidden = hidden.clone()
+        hidden[mask] = hidden[mask] + self.features[layer].to(hidden.device, hidden.dtype)
+        return hidden
+
+    def repeat(self, times: int) -> "Injection":
+        """The same features for a batch that repeats these rows `times` times (block after block)."""
+        return Injection(self.visual.repeat(times, 1), self.features.repeat(1, times, 1))
+
+
+@dataclass
 class Chunk:
     """Columns [start, stop) of each row's prompt, left-padded into one batch."""
 
@@ -34,6 +82,7 @@ class Chunk:
     positions: torch.Tensor  # (P, B, q)
     mask: torch.Tensor  # (B, q) 1 = real token, 0 = pad
     visual: torch.Tensor  # (B, q) bool: visual token columns
+    injection: Injection | None = None  # features added at the visual columns after the first layers
 
 
 @dataclass
@@ -73,8 +122,7 @@ class DecoderStack:
         self.lm_head = layout.lm_head(model)
         self.config = self.text_model.config
         self.mrope = layout.facts.rope == "mrope"
-        first = next(model.parameters())
-        self.device, self.dtype = first.device, first.dtype
+        self.device, self.dtype = execution_device(self.embed), model.dtype
         self.active_rows: Rows | None = None  # the batch being decoded (read by attention capture)
         self.layer_types = getattr(self.config, "layer_types", None) or ["full_attention"] * self.num_layers
         if set(self.layer_types) != {"full_attention"}:
@@ -89,45 +137,56 @@ class DecoderStack:
 
     # -- inputs --------------------------------------------------------------------------------
     @torch.no_grad()
-    def prompt_embeddings(self, prompts: Sequence[EncodedPrompt]) -> list[torch.Tensor]:
-        """(T_i, H) input embeddings per prompt, image features in place (one vision-tower call)."""
-        embeds = [self.embed(p.input_ids.to(self.device)) for p in prompts]
+    def prompt_embeddings(self, prompts: Sequence[EncodedPrompt]) -> list[Embedded]:
+        """Input embeddings per prompt, image features in place, and injected features (one vision-tower call)."""
+        embeds = [Embedded(self.embed(p.input_ids.to(self.device)).to(self.device)) for p in prompts]
         with_images = [i for i, p in enumerate(prompts) if p.pixel_values is not None]
         if not with_images:
             return embeds
-        pixel_values = torch.cat([prompts[i].pixel_values for i in with_images]).to(self.device)
-        grids = torch.cat([prompts[i].image_grid_thw for i in with_images]).to(self.device)
-        features = self.layout.image_features(self.model, pixel_values, grids)
-        per_image = iter(features)
-        for i in with_images:
-            n_images = prompts[i].image_grid_thw.shape[0]
-            feats = torch.cat([next(per_image) for _ in range(n_images)]).to(embeds[i].dtype)
+        grids = [prompts[i].image_grid_thw for i in with_images]
+        tokens, injected = self.layout.image_features(
+            self.model,
+            pixel_values=torch.cat([prompts[i].pixel_values for i in with_images]).to(self.device),
+            image_grid_thw=torch.cat(grids).to(self.device) if all(g is not None for g in grids) else None,
+        )
+        counts = [prompts[i].num_visual for i in with_images]
+        if sum(counts) != tokens.shape[0]:
+            raise ValueError(f"{sum(counts)} visual tokens in the prompts but {tokens.shape[0]} image features")
+        per_prompt = zip(tokens.split(counts), *(f.split(counts) for f in injected))
+        for i, (feats, *extra) in zip(with_images, per_prompt):
             mask = prompts[i].visual_mask.to(self.device)
-            if int(mask.sum()) != feats.shape[0]:
-                raise ValueError(f"prompt {i}: {int(mask.sum())} visual tokens but {feats.shape[0]} image features")
-            embeds[i] = embeds[i].masked_scatter(mask[:, None], feats)
+            e = embeds[i].embeds
+            embeds[i] = Embedded(
+                e.masked_scatter(mask[:, None], feats.to(self.device, e.dtype)),
+                torch.stack(extra).to(self.device) if extra else None,
+            )
         return embeds
 
     def chunk(
-        self, prompts: Sequence[EncodedPrompt], embeds: Sequence[torch.Tensor], spans: Sequence[tuple[int, int]]
+        self, prompts: Sequence[EncodedPrompt], embeds: Sequence[Embedded], spans: Sequence[tuple[int, int]]
     ) -> Chunk:
         """Columns spans[i] of prompt i for every row, left-padded to one width."""
         width = max(stop - start for start, stop in spans)
-        B, H = len(prompts), embeds[0].shape[-1]
+        B, H = len(prompts), embeds[0].embeds.shape[-1]
         P = prompts[0].positions.shape[0]
-        out_embeds = torch.zeros(B, width, H, dtype=embeds[0].dtype, device=self.device)
+        out_embeds = torch.zeros(B, width, H, dtype=embeds[0].embeds.dtype, device=self.device)
         positions = torch.full((P, B, width), PAD_POSITION, dtype=torch.long, device=self.device)
         mask = torch.zeros(B, width, dtype=torch.long, device=self.device)
         visual = torch.zeros(B, width, dtype=torch.bool, device=self.device)
+        injected = []  # per row, the injected features of its visual columns in this span
         for b, (p, e, (start, stop)) in enumerate(zip(prompts, embeds, spans)):
             n = stop - start
             if n == 0:
                 continue
-            out_embeds[b, width - n :] = e[start:stop]
+            out_embeds[b, width - n :] = e.embeds[start:stop]
             positions[:, b, width - n :] = p.positions[:, start:stop].to(self.device)
             mask[b, width - n :] = 1
             visual[b, width - n :] = p.visual_mask[start:stop].to(self.device)
-        return Chunk(out_embeds, positions, mask, visual)
+            if e.injected is not None:
+                before, inside = int(p.visual_mask[:start].sum()), int(p.visual_mask[start:stop].sum())
+                injected.append(e.injected[:, before : before + inside])
+        injection = Injection(visual, torch.cat(injected, dim=1)) if injected and bool(visual.any()) else None
+        return Chunk(out_embeds, positions, mask, visual, injection)
 
     # -- layers --------------------------------------------------------------------------------
     def new_cache(self) -> Any:
@@ -135,15 +194,18 @@ class DecoderStack:
 
         return new_cache(self.num_layers)
 
-    def _masks(self, hidden: torch.Tensor, attention_mask: torch.Tensor, cache: Any, positions: torch.Tensor) -> dict:
+    def _masks(self, hidden: torch.Tensor, attention_mask: torch.Tensor, cache: Any, positions: torch.Tensor, layer: int) -> dict:
         from transformers.masking_utils import create_causal_mask
 
+        # Sized against the first layer run: a cache may hold entries for that layer only (the
+        # ablation tree feeds one layer at a time, each on top of its own cached prefix).
         kwargs = dict(
             config=self.config,
             inputs_embeds=hidden,
             attention_mask=attention_mask,
-            past_key_values=cache if cache is not None and cache.get_seq_length() > 0 else None,
+            past_key_values=cache if cache is not None and cache.get_seq_length(layer) > 0 else None,
             position_ids=None if self.mrope else positions[0],
+            layer_idx=layer,
         )
         return {"full_attention": create_causal_mask(**kwargs)}
 
@@ -157,18 +219,22 @@ class DecoderStack:
         *,
         layers: Sequence[int] | None = None,
         skip: dict[int, torch.Tensor] | None = None,
+        injection: Injection | None = None,
     ) -> torch.Tensor:
         """Run `layers` (default all) on hidden (B, q, H); `attention_mask` (B, cached + q).
 
         Rows flagged in `skip[i]` leave layer i's output unused: the layer returns its input
         (zero ablation of both residual branches). The layer still writes its cache entries,
-        which only that layer ever reads.
+        which only that layer ever reads. `injection`'s features are added after their layers
+        whether or not a row skips them: they enter the residual stream at that point, not
+        through the layer.
         """
         rotary_positions = positions if self.mrope else positions[0]
         position_embeddings = self.text_model.rotary_emb(hidden, rotary_positions)
-        masks = self._masks(hidden, attention_mask, cache, positions)
+        layers = range(self.num_layers) if layers is None else layers
+        masks = self._masks(hidden, attention_mask, cache, positions, layers[0])
         layer_position_ids = None if self.mrope else positions[0]
-        for i in range(self.num_layers) if layers is None else layers:
+        for i in layers:
             out = self.layers[i](
                 hidden,
                 attention_mask=masks[self.layer_types[i]],
@@ -178,13 +244,13 @@ class DecoderStack:
                 use_cache=True,
             )
             if skip and i in skip:
-                out = torch.where(skip[i][:, None, None], hidden, out)
-            hidden = out
+                out = torch.where(skip[i].to(out.device)[:, None, None], hidden.to(out.device), out)
+            hidden = out if injection is None else injection.after_layer(out, i)
         return hidden
 
     @torch.no_grad()
     def next_token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.norm(hidden[:, -1:]))[:, -1].float()
+        return self.lm_head(self.norm(hidden[:, -1:]))[:, -1].float().to(self.device)
 
     @torch.no_grad()
     def extend(self, rows: Rows | None, chunk: Chunk, *, skip: dict | None = None) -> Rows:
@@ -198,7 +264,7 @@ class DecoderStack:
             cache = self.new_cache()
             attention_mask, visual = chunk.mask, chunk.visual
             slots, skip = list(range(chunk.embeds.shape[0])), skip or {}
-        hidden = self.run_layers(chunk.embeds, chunk.positions, attention_mask, cache, skip=skip)
+        hidden = self.run_layers(chunk.embeds, chunk.positions, attention_mask, cache, skip=skip, injection=chunk.injection)
         last_real = chunk.positions[:, :, -1]  # chunks are left-padded: the last column is real
         return Rows(
             cache=cache,
@@ -262,6 +328,18 @@ class DecoderStack:
             rows.next_positions = rows.next_positions + 1
         self.active_rows = None
         return outputs
+
+
+def execution_device(module: Any) -> torch.device:
+    """Where `module` runs: its accelerate hook's execution device when dispatched (its weights may sit
+    on the meta device, offloaded), else the device of its weights."""
+    device = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+    if device is not None:
+        return torch.device(device)
+    for param in module.parameters():
+        if param.device.type != "meta":
+            return param.device
+    raise FrankensteinError(f"cannot tell where {type(module).__name__} runs: its weights are offloaded and it has no accelerate hook")
 
 
 def generate_batched(

@@ -20,16 +20,20 @@ defines `only` and `window`). The fast path agrees with both token for token.
 
 from __future__ import annotations
 
+import contextlib
+import math
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, Field
 
+from surgery.errors import FrankensteinError
 from surgery.prompts import EncodedPrompt
 from surgery.stack import DecoderStack, Rows
 
 SwapMode = Literal["from", "only", "window"]  # layers >= L, L only, L .. L+window-1
+SwapDecode = Literal["prefill", "reinsert"]  # swap in the prefill only (the method), or re-insert at every step too
 
 
 class SwapSpec(BaseModel):
@@ -37,6 +41,7 @@ class SwapSpec(BaseModel):
 
     mode: SwapMode = "from"
     window: int = Field(1, ge=1)
+    decode: SwapDecode = "prefill"
 
     def swapped_layers(self, layer: int, num_layers: int) -> list[int]:
         if self.mode == "from":
@@ -129,7 +134,7 @@ def _swap_group(
     # Chunk 1, shared by every variant: targets in rows 0..g-1, sources in rows g..2g-1.
     chunk1 = stack.chunk(targets + sources, embeds, [(0, b) for b in boundary] * 2)
     cache1 = stack.new_cache()
-    stack.run_layers(chunk1.embeds, chunk1.positions, chunk1.mask, cache1)
+    stack.run_layers(chunk1.embeds, chunk1.positions, chunk1.mask, cache1, injection=chunk1.injection)
 
     # One row per (pair, variant): the target's cache, with the visual columns of the swapped
     # layers taken from the source. Target and source rows have identical padding and columns.
@@ -141,10 +146,12 @@ def _swap_group(
             [v is not None and layer_index in spec.swapped_layers(v, stack.num_layers) for v in variants] * g,
             device=stack.device,
         )
-        replace = (row_visual & uses_source[:, None])[:, None, :, None]  # (rows, 1, W1, 1)
         kv = cache1.layers[layer_index]
-        keys = torch.where(replace, kv.keys[row_pair + g], kv.keys[row_pair])
-        values = torch.where(replace, kv.values[row_pair + g], kv.values[row_pair])
+        where = kv.keys.device  # the layer's own device when the model is dispatched over several
+        replace = (row_visual & uses_source[:, None])[:, None, :, None].to(where)  # (rows, 1, W1, 1)
+        source_rows, target_rows = (row_pair + g).to(where), row_pair.to(where)
+        keys = torch.where(replace, kv.keys[source_rows], kv.keys[target_rows])
+        values = torch.where(replace, kv.values[source_rows], kv.values[target_rows])
         cache.update(keys, values, layer_index)
     del cache1
 
@@ -160,5 +167,59 @@ def _swap_group(
     repeated = [targets[i] for i in row_pair.tolist()]
     chunk2 = stack.chunk(repeated, [embeds[i] for i in row_pair.tolist()], [(boundary[i], targets[i].length) for i in row_pair.tolist()])
     rows = stack.extend(rows, chunk2)
-    tokens = stack.greedy_decode(rows, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
+    with _reinsertion_bias(stack, rows, variants, spec) if spec.decode == "reinsert" else contextlib.nullcontext():
+        tokens = stack.greedy_decode(rows, max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids)
     return [{variants[r]: tokens[k * R + r] for r in range(R)} for k in range(g)]
+
+
+@contextlib.contextmanager
+def _reinsertion_bias(stack: DecoderStack, rows: Rows, variants: Sequence[int | None], spec: SwapSpec) -> Iterator[None]:
+    """During the decode of `rows`: at decode step k (k = 1 for the first decoded token's forward), the
+    visual columns of every swapped layer get log(k + 1) added to their attention scores, i.e. the
+    weight of k + 1 copies of the source's visual keys (module docstring). Rows are (pair, variant)
+    in slot order, `len(variants)` slots per pair; finished rows leave the batch, and
+    `stack.active_rows` says which remain.
+    """
+    R, start = len(variants), rows.attention_mask.shape[1]
+    if stack.model.config._attn_implementation not in ("eager", "sdpa"):
+        raise FrankensteinError(
+            f"swap_decode=reinsert needs eager or sdpa attention (an additive mask), not {stack.model.config._attn_implementation}"
+        )
+
+    def make_hook(layer_index: int):
+        swaps = torch.tensor([v is not None and layer_index in spec.swapped_layers(v, stack.num_layers) for v in variants],
+                             device=stack.device)
+
+        def hook(module, args, kwargs):
+            active = stack.active_rows
+            hidden = kwargs.get("hidden_states", args[0] if args else None)
+            if active is None or hidden is None or hidden.shape[1] != 1:
+                return None  # not a decode step of this batch
+            step = active.attention_mask.shape[1] - start  # decode forwards so far, this one included
+            rows_swap = swaps[torch.tensor(active.slots, device=stack.device) % R]  # (B,)
+            if not bool(rows_swap.any()):
+                return None  # no row swaps this layer: its mask stays as built
+            bias = (active.visual & rows_swap[:, None]).to(hidden.dtype) * math.log(step + 1)  # (B, L)
+            kwargs["attention_mask"] = _add_bias(kwargs.get("attention_mask"), bias, hidden.dtype)
+            return args, kwargs
+
+        return hook
+
+    handles = [stack.layout.layer_attention(layer).register_forward_pre_hook(make_hook(i), with_kwargs=True)
+               for i, layer in enumerate(stack.layers)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _add_bias(mask: torch.Tensor | None, bias: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """An additive (B, 1, 1, L) attention mask: `mask` (None, boolean or additive) plus `bias` (B, L)."""
+    if mask is None:
+        base = torch.zeros(bias.shape[0], 1, 1, bias.shape[1], dtype=dtype, device=bias.device)
+    elif mask.dtype == torch.bool:
+        base = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+    else:
+        base = mask
+    return base + bias[:, None, None, :].to(base.dtype)

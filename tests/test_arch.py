@@ -13,6 +13,8 @@ from surgery.errors import FrankensteinError
 from surgery.loading import load_model
 from surgery.sources import tensor_names
 
+from conftest import cli_path, run_cli
+
 
 def test_qwen2_5_vl_checkpoint_facts(tiny_trio):
     layout = layout_of_checkpoint(str(tiny_trio["rl"]))
@@ -180,3 +182,58 @@ def test_layout_of_model_matches_its_checkpoint(tiny_trio):
     del model.model.language_model.layers[7]
     with pytest.raises(FrankensteinError, match="config says 8 decoder layers but the model has 7"):
         layout_of_model(model)
+
+
+# -- other families -------------------------------------------------------------------------------
+
+# family -> (trio fixture, decoder layers, vision blocks, scheme on disk, decoder prefix on disk, module prefix)
+FAMILIES = {
+    "qwen3_vl": ("tiny_qwen3_vl", 6, 3, "hf4", "model.language_model.layers.{i}.", "model.language_model.layers.{i}."),
+    "internvl": ("tiny_internvl", 6, 2, "hf4", "language_model.model.layers.{i}.", "model.language_model.layers.{i}."),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_other_families_checkpoint_and_modules_agree(family, request):
+    """Counts, schemes and unified index of Qwen3-VL and InternVL, from the files and from the loaded modules;
+    every parameter of the loaded model classifies, into the module the layout names for it."""
+    fixture, n_layers, n_vision, scheme, disk_prefix, module_prefix = FAMILIES[family]
+    paths = request.getfixturevalue(fixture)
+    disk = layout_of_checkpoint(str(paths["rl"]))
+    model, loaded = load_model(str(paths["rl"]), dtype="float32")
+    assert (disk.model_type, disk.num_layers, disk.num_vision_blocks, disk.naming_scheme) == (family, n_layers, n_vision, scheme)
+    assert disk.naming.decoder_layer == disk_prefix and loaded.naming.decoder_layer == module_prefix
+    assert list(disk.unified_range) == list(range(-n_vision, n_layers + 1))
+    assert len(loaded.decoder_layers(model)) == n_layers and len(loaded.vision_blocks(model)) == n_vision
+    assert loaded.embed_tokens(model) is model.get_input_embeddings() and loaded.lm_head(model) is model.lm_head
+    for name, param in model.named_parameters():
+        role = loaded.classify(name)
+        if role.part is Part.DECODER_LAYER:
+            assert any(p is param for p in loaded.decoder_layers(model)[role.index].parameters())
+        if role.part is Part.VISION_BLOCK:
+            assert any(p is param for p in loaded.vision_blocks(model)[role.index].parameters())
+        assert disk.classify(disk.rename(name, "hf4")).part is role.part  # both schemes name the same tensor
+    on_disk = set(tensor_names(paths["rl"]))
+    assert {disk.rename(n, "hf4") for n, _ in model.named_parameters()} == on_disk
+
+
+def test_qwen3_vl_deepstack_mergers_are_placed_and_named(tiny_qwen3_vl):
+    layout = layout_of_checkpoint(str(tiny_qwen3_vl["in"]))
+    # The tiny config spreads its 3 mergers over 3 vision blocks: 0, 1, 2 (the 8B: 8, 16, 24).
+    assert layout.injection_sources == (0, 1, 2) and layout.num_injections == 3
+    role = layout.classify("model.visual.deepstack_merger_list.2.linear_fc2.weight")
+    assert (role.part, role.index, role.section, role.unified_index) == (Part.DEEPSTACK_MERGER, 2, "projector", 0)
+    assert layout.part_of_unified(0) == (Part.PROJECTOR, None)
+    with pytest.raises(FrankensteinError, match="DeepStack merger index 3 is out of range 0..2"):
+        layout.classify("model.visual.deepstack_merger_list.3.norm.weight")
+    described = layout.describe()
+    assert described["deepstack_mergers"][1] == {
+        "merger": 1, "prefix": "model.visual.deepstack_merger_list.1.", "from_vision_block": 1, "added_after_decoder_layer": 1,
+    }
+    from surgery.arch import layout_from_description
+
+    assert layout_from_description(json.loads(json.dumps(described))) == layout
+    done = run_cli([cli_path("frankenstein"), "layout", str(tiny_qwen3_vl["in"]), "--json"])
+    assert done.returncode == 0 and json.loads(done.stdout) == described
+    done = run_cli([cli_path("frankenstein"), "layout", str(tiny_qwen3_vl["in"])])
+    assert "merger=2, prefix=model.visual.deepstack_merger_list.2., from_vision_block=2, added_after_decoder_layer=2" in done.stdout

@@ -32,3 +32,15 @@ def test_no_command_prints_help_and_fails():
 def test_demo_rejects_unknown_stage(tmp_path):
     result = run_cli([cli_path("frankenstein"), "demo", "--out", str(tmp_path), "--only", "nonsense"])
     assert result.returncode == 2 and "unknown stage nonsense" in result.stderr
+
+
+def test_demo_on_a_trio_refuses_bad_input_in_one_line(tmp_path):
+    (tmp_path / "trio" / "base").mkdir(parents=True)
+    for args, message in (
+        (["--models", str(tmp_path / "trio")], f"{tmp_path / 'trio' / 'base'} has no config.json"),
+        (["--models", str(tmp_path / "trio"), "--items", "0"], "--items must be at least 1, got 0"),
+    ):
+        result = run_cli([cli_path("frankenstein"), "demo", "--out", str(tmp_path / "out"), *args])
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"frankenstein: error: {message}"), result.stderr
+        assert not (tmp_path / "out" / "models").exists()

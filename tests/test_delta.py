@@ -415,3 +415,129 @@ def test_tensor_index_corrupt_header_is_one_line(tiny_trio, tmp_path):
     with pytest.raises(FrankensteinError, match=r"model\.safetensors is not a readable safetensors file \(") as err:
         tensor_index(bad)
     assert "\n" not in str(err.value)
+
+
+# -- the authors' per-layer aggregates ------------------------------------------------------------
+
+
+def test_authors_aggregates_equal_a_plain_loop_over_their_selection(tiny_report, states, tiny_trio):
+    """The authors' aggregates (analysis/delta/authors.py) == their scripts' rule written out here.
+
+    Their selection by name (a weight, not a norm, of a vision block, the merger or a decoder layer),
+    the unified index by regex (vision block j -> j - V, merger 0, decoder layer i -> i + 1), norms and
+    singular values by torch in float64, relative norms against the IN weight for both deltas,
+    log-volume sum(log(sigma + 1e-12)) over the top 50; then plain means and sums per layer.
+    """
+    import re
+
+    depth = json.loads((tiny_trio["base"] / "config.json").read_text())["vision_config"]["depth"]
+    base, inn, rl = states["base"], states["in"], states["rl"]
+    per_layer: dict[int, list[dict]] = {}
+    for name in base:
+        if "weight" not in name or "norm" in name.lower():
+            continue
+        if m := re.search(r"visual\.blocks\.(\d+)\.", name):
+            layer = int(m.group(1)) - depth
+        elif "merger" in name:
+            layer = 0
+        elif m := re.search(r"(?:^|\.)layers\.(\d+)\.", name):
+            layer = int(m.group(1)) + 1
+        else:
+            continue
+        b, i, r = (t[name].double() for t in (base, inn, rl))
+        entry = {}
+        for d, delta in (("in", i - b), ("rl", r - i)):
+            entry[d] = {"fro": float(delta.norm()), "rel": float(delta.norm()) / (float(i.norm()) + 1e-8)}
+            if delta.dim() >= 2:
+                sigma = torch.linalg.svdvals(delta.flatten(1))
+                entry[d].update(sigma1=float(sigma[0]), logvol=float(torch.log(sigma[:50] + 1e-12).sum()))
+        per_layer.setdefault(layer, []).append(entry)
+
+    got = {layer.key: layer for layer in tiny_report.authors_per_layer}
+    assert sorted(got) == sorted(per_layer) == list(range(-depth, 9))
+    assert got[0].n_tensors == 3 and got[0].n_matrices == 2  # the merger's 1-D ln_q counts in norms, not spectra
+    assert [t.name for t in tiny_report.authors_only_tensors] == ["visual.merger.ln_q.weight"]
+    for layer, entries in per_layer.items():
+        for d in ("in", "rl"):
+            stats = got[layer].deltas[d]
+            matrices = [e[d] for e in entries if "sigma1" in e[d]]
+            expected = {
+                "fro_norm_mean": sum(e[d]["fro"] for e in entries) / len(entries),
+                "fro_norm_sum": sum(e[d]["fro"] for e in entries),
+                "relative_norm_mean": sum(e[d]["rel"] for e in entries) / len(entries),
+                "spectral_norm_mean": sum(m["sigma1"] for m in matrices) / len(matrices),
+                "log_volume_mean": sum(m["logvol"] for m in matrices) / len(matrices),
+            }
+            for name, value in expected.items():
+                assert getattr(stats, name) == pytest.approx(value, rel=1e-6), (layer, d, name)
+    # The planted RL update stands out in the authors' aggregates too: mid and late decoder layers (2/3/3 blocks).
+    rl_rel = {k: got[k].deltas["rl"].relative_norm_mean for k in got}
+    assert min(rl_rel[k] for k in range(3, 9)) > 10 * max(rl_rel[k] for k in range(-depth, 3))
+
+
+def test_authors_aggregates_are_written_beside_the_projects(tiny_trio, tmp_path):
+    out = tmp_path / "delta"
+    report = analyze_deltas(tiny_trio["base"], tiny_trio["in"], tiny_trio["rl"], out, metrics="energy", plots=False, progress=False)
+    stored = json.loads((out / "delta.json").read_text())
+    assert [row["key"] for row in stored["authors_per_layer"]] == [layer.key for layer in report.authors_per_layer]
+    assert stored["summaries"]["unified_layer"]  # the project's summaries stay
+    with open(out / "layers_authors.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["unified_index"]) for r in rows] == [layer.key for layer in report.authors_per_layer]
+    first = report.authors_per_layer[0].deltas["rl"]
+    assert float(rows[0]["rl_fro_norm_sum"]) == pytest.approx(first.fro_norm_sum)
+    assert rows[0]["rl_spectral_norm_mean"] == "" and first.spectral_norm_mean is None  # energy only: no spectra
+
+
+# -- other families: Qwen3-VL (DeepStack mergers placed and named) and InternVL ---------------------
+
+# family -> (trio fixture, planted block, vision blocks V, tensor-name patterns -> (part, unified index from the match))
+FAMILY_PARTS = {
+    "qwen3_vl": ("tiny_qwen3_vl", "late", 3, [
+        (r"model\.language_model\.layers\.(\d+)\.", "decoder_layer", lambda i: i + 1),
+        (r"model\.visual\.deepstack_merger_list\.(\d+)\.", "deepstack_merger", lambda k: 0),
+        (r"model\.visual\.merger\.", "projector", lambda: 0),
+        (r"model\.visual\.blocks\.(\d+)\.", "vision_block", lambda j: j - 3),
+    ]),
+    "internvl": ("tiny_internvl", "mid", 2, [
+        (r"language_model\.model\.layers\.(\d+)\.", "decoder_layer", lambda i: i + 1),
+        (r"multi_modal_projector\.", "projector", lambda: 0),
+        (r"vision_tower\.encoder\.layer\.(\d+)\.", "vision_block", lambda j: j - 2),
+    ]),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_PARTS))
+def test_other_families_place_every_tensor_and_find_the_planted_block(family, request, tmp_path):
+    """Each tensor's part and unified index against the family's names written out here; the DeepStack
+    mergers sit with the projector at unified index 0 under their own part and index; the planted block
+    carries the RL energy; energies per part equal a direct sum over the safetensors."""
+    import re
+
+    fixture, planted, vision_blocks, patterns = FAMILY_PARTS[family]
+    trio = request.getfixturevalue(fixture)
+    report = analyze_deltas(trio["base"], trio["in"], trio["rl"], tmp_path / "delta", metrics="energy", progress=False)
+    for t in report.tensors:
+        for pattern, part, unified in patterns:
+            m = re.match(pattern, t.name)
+            if m:
+                assert (t.part, t.unified_index) == (part, unified(*map(int, m.groups()))), t.name
+                if part == "deepstack_merger":
+                    assert (t.index, t.section, t.local_name) == (int(m.group(1)), "projector", t.name[m.end():])
+                break
+        else:
+            assert t.unified_index is None, t.name  # embeddings, lm_head, patch / position embeddings
+    assert report.block_ranking["rl"][0] == planted
+    states = {role: load_file(str(trio[role] / "model.safetensors")) for role in ("in", "rl")}
+    for part, summary in report.summary("part").items():
+        names = [t.name for t in report.tensors if t.part == part]
+        energy = sum((states["rl"][n].double() - states["in"][n].double()).square().sum().item() for n in names)
+        assert summary.deltas["rl"].energy == pytest.approx(energy, rel=1e-9), part
+    layers = {int(r["unified_index"]): r for r in csv.DictReader((tmp_path / "delta" / "layers.csv").open())}
+    assert layers[0]["part"] == "projector" and sorted(layers) == list(range(-vision_blocks, 7))
+    mergers = report.meta["layout"].get("deepstack_mergers", [])
+    if family == "qwen3_vl":
+        assert {t.index for t in report.tensors if t.part == "deepstack_merger"} == {0, 1, 2}
+        assert [(m["from_vision_block"], m["added_after_decoder_layer"]) for m in mergers] == [(0, 0), (1, 1), (2, 2)]
+    else:
+        assert mergers == []

@@ -75,3 +75,22 @@ def test_cli_list_regex_and_checkpoint_names(loaded, tiny_trio):
     result = run_cli([cli_path("frankenstein"), "freeze-params", str(tiny_trio["in"]), "--block", "middle"])
     assert result.returncode == 2
     assert result.stderr.strip() == "frankenstein: error: unknown block 'middle'; blocks are early, mid, late"
+
+
+# family -> (trio fixture, how its checkpoint names decoder layer tensors on disk); both have 6 layers: thirds 2/2/2.
+FAMILIES = {"qwen3_vl": ("tiny_qwen3_vl", r"model\.language_model\.layers\.(\d+)\."),
+            "internvl": ("tiny_internvl", r"language_model\.model\.layers\.(\d+)\.")}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_other_families_freeze_exactly_the_block(family, request):
+    fixture, on_disk_layer = FAMILIES[family]
+    trio = request.getfixturevalue(fixture)
+    model, layout = load_model(str(trio["in"]), dtype="float32")
+    want = expected_names(model, range(2, 4))  # mid
+    assert want and block_parameter_names(model, "mid") == want == block_parameter_names(str(trio["in"]), "mid")
+    regex = re.compile(block_regex(layout, "mid"))
+    assert [n for n, _ in model.named_parameters() if regex.fullmatch(n)] == want
+    on_disk = [n for n in tensor_names(trio["in"]) if (m := re.match(on_disk_layer, n)) and int(m.group(1)) in (2, 3)]
+    assert sorted(block_parameter_names(str(trio["in"]), "mid", scheme="checkpoint")) == sorted(on_disk)
+    assert freeze_block(model, "mid") == want and [n for n, p in model.named_parameters() if not p.requires_grad] == want

@@ -8,6 +8,7 @@ to a recorder instead of `time.sleep`, so the backoff schedule is checked withou
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import logging
@@ -19,7 +20,7 @@ from chat_server import ChatServer, Reply
 from PIL import Image
 
 from frankenstein_tasks import llm_endpoint as le
-from frankenstein_tasks.llm_endpoint import LLMEndpoint, LLMSettings, descriptions_for, load_descriptions
+from frankenstein_tasks.llm_endpoint import DescriberRecipe, LLMEndpoint, LLMSettings, descriptions_for, load_descriptions
 from surgery.errors import FrankensteinError
 
 pytest_plugins = ("chat_server",)  # the chat_server fixture
@@ -89,11 +90,22 @@ def test_descriptions_cached_second_run_makes_zero_requests(chat_server, tmp_pat
     again = endpoint(server, tmp_path).describe_many(items)  # a fresh endpoint: state is on disk only
     assert again == first and server.count == 6
 
-    endpoint(server, tmp_path).describe_many(items, prompt="Say what you see.")  # prompt is in the key
+    endpoint(server, tmp_path).describe_many(items, recipe=DescriberRecipe(name="other", user="Say what you see."))  # prompt is in the key
     assert server.count == 12
     endpoint(server, tmp_path, model="other/model").describe_many(dict(list(items.items())[:2]))  # so is the model
     assert server.count == 14
     assert len(list((tmp_path / "descriptions" / "other_model").glob("*.json"))) == 2
+
+
+def test_another_image_under_the_same_item_id_is_described_again(chat_server, tmp_path):
+    """The image is in the key (by its pixels): ids repeat across datasets, a description must not."""
+    server = chat_server(describing)
+    first, other = images(2).values()
+    assert endpoint(server, tmp_path).describe("7", first) == expected_text(first)
+    assert endpoint(server, tmp_path).describe("7", other) == expected_text(other) and server.count == 2
+    png = tmp_path / "same.png"
+    first.save(png)  # the same pixels from a file: a cache hit
+    assert endpoint(server, tmp_path).describe("7", png) == expected_text(first) and server.count == 2
 
 
 def test_describe_one_and_a_corrupt_or_foreign_entry_is_asked_again(chat_server, tmp_path):
@@ -228,7 +240,7 @@ def test_key_is_sent_but_never_written_logged_or_shown(chat_server, tmp_path, ca
     llm.describe_many(images(2))
     llm.judge("q1", question="2+3?", gold="5", output="5")
     with pytest.raises(FrankensteinError) as caught:
-        llm.describe("item-0", images(1)["item-0"], prompt="broken prompt")
+        llm.describe("item-0", images(1)["item-0"], recipe=DescriberRecipe(name="broken", user="broken prompt"))
 
     assert all(headers["authorization"] == f"Bearer {KEY}" for _, headers in server.requests)  # the key was in play
     assert "cannot use Bearer ***" in str(caught.value) and KEY not in str(caught.value)
@@ -289,7 +301,7 @@ def test_judge_verdicts_cached_and_keyed_on_inputs_model_and_prompt_version(chat
     assert (unsure.correct, unsure.parsed, unsure.reply) == (False, False, "I cannot tell.")
     endpoint(server, tmp_path, model="judge-2").judge("q1", output="B", **ask)
     assert server.count == 4  # the model is in the key
-    monkeypatch.setattr(le, "JUDGE_PROMPT_VERSION", le.JUDGE_PROMPT_VERSION + 1)
+    monkeypatch.setattr(le, "PROJECT_JUDGE", dataclasses.replace(le.PROJECT_JUDGE, version=le.JUDGE_PROMPT_VERSION + 1))
     endpoint(server, tmp_path).judge("q1", output="B", **ask)
     assert server.count == 5  # so is the judge prompt version
     assert len(list((tmp_path / "judge").rglob("*.json"))) == 5

@@ -39,8 +39,8 @@ def read_checkpoint(folder: Path) -> dict:
     return state
 
 
-def rule(in_state: dict, rl_state: dict, variant: str, cuts, num_layers: int) -> dict:
-    """METHOD.md section 3, written out directly."""
+def rule(in_state: dict, rl_state: dict, variant: str, cuts, num_layers: int, layer_name: str = r"model\.layers\.(\d+)\.") -> dict:
+    """METHOD.md section 3, written out directly (`layer_name`: how the checkpoint names decoder layer tensors)."""
     c1, c2 = cuts if cuts else (num_layers // 3, 2 * num_layers // 3)
     blocks = {"early": range(0, c1), "mid": range(c1, c2), "late": range(c2, num_layers)}
     from_rl = variant.split("_")
@@ -48,7 +48,7 @@ def rule(in_state: dict, rl_state: dict, variant: str, cuts, num_layers: int) ->
     early = rl_state if "early" in from_rl else in_state
     out = {}
     for name in in_state:
-        m = re.match(r"model\.layers\.(\d+)\.", name)
+        m = re.match(layer_name, name)
         if m:
             out[name] = (rl_state if int(m.group(1)) in rl_layers else in_state)[name]
         else:
@@ -330,3 +330,50 @@ def test_load_spliced_rejects_bad_pairs(tiny_trio, bad_models):
         load_spliced(str(tiny_trio["in"]), str(tiny_trio["rl"]), "middle")
     with pytest.raises(FrankensteinError, match="cuts must satisfy"):
         load_spliced(str(tiny_trio["in"]), str(tiny_trio["rl"]), "mid", cuts="5:2")
+
+
+# ---------------------------------------------------------------------------------------------
+# Other families: Qwen3-VL through mergekit's qwen3_vl_dense definition, InternVL (which mergekit
+# 0.1.5 does not define) through the project's own writer; both against the rule and the in-memory splice
+# ---------------------------------------------------------------------------------------------
+
+# family -> (trio fixture, how its checkpoints name decoder layer tensors on disk, who writes the splice)
+FAMILY_SPLICES = {
+    "qwen3_vl": ("tiny_qwen3_vl", r"model\.language_model\.layers\.(\d+)\.", "mergekit"),
+    "internvl": ("tiny_internvl", r"language_model\.model\.layers\.(\d+)\.", "own writer"),
+}
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("family", list(FAMILY_SPLICES))
+def test_family_splices_on_disk_equal_the_rule_and_the_in_memory_splice(family, request, tmp_path):
+    fixture, layer_name, writer = FAMILY_SPLICES[family]
+    trio = request.getfixturevalue(fixture)
+    in_state, rl_state = read_checkpoint(trio["in"]), read_checkpoint(trio["rl"])
+    base = [cli_path("frankenstein"), "merge-config", "--in", str(trio["in"]), "--rl", str(trio["rl"])]
+    for variant, cuts in (("mid_late", None), ("early_late", (1, 4))):
+        out = tmp_path / f"{variant}-{cuts}"
+        chosen = ["--variant", variant] + (["--cuts", str(cuts[0]), str(cuts[1])] if cuts else [])
+        if writer == "mergekit":
+            recipe = tmp_path / f"{variant}.yaml"
+            done = run_cli(base + chosen + ["-o", str(recipe)])
+            assert done.returncode == 0, done.stderr
+            done = run_cli([cli_path("mergekit-yaml"), str(recipe), str(out)])
+        else:
+            done = run_cli(base + chosen + ["--merge", str(out)])
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        assert_same_tensors(read_checkpoint(out), rule(in_state, rl_state, variant, cuts, 6, layer_name), f"{writer} vs rule")
+        model, layout, early_dir = load_spliced(str(trio["in"]), str(trio["rl"]), variant, cuts=cuts)
+        assert early_dir == trio[early_role(variant)].resolve()
+        assert checkpoint_differences(model, layout, out) == []
+        early = trio[early_role(variant)]
+        assert json.loads((out / "config.json").read_text()) == json.loads((early / "config.json").read_text())
+        for name in ("chat_template.jinja", "tokenizer.json", "tokenizer_config.json"):
+            assert (out / name).read_bytes() == (early / name).read_bytes(), name
+
+
+def test_no_recipe_for_a_family_mergekit_does_not_know(tiny_internvl, tmp_path):
+    done = run_cli([cli_path("frankenstein"), "merge-config", "--in", str(tiny_internvl["in"]), "--rl",
+                    str(tiny_internvl["rl"]), "--variant", "mid", "-o", str(tmp_path / "mid.yaml")])
+    assert done.returncode == 2 and done.stderr.startswith("frankenstein: error: mergekit 0.1.5 has no architecture definition for internvl")
+    assert not (tmp_path / "mid.yaml").exists()

@@ -283,7 +283,7 @@ def test_lm_eval_scores_every_layer_with_its_own_metrics(data_env, monkeypatch):
     }
     lm = FrankensteinLM.__new__(FrankensteinLM)
     lm_eval.api.model.LM.__init__(lm)
-    lm.runner, lm.layer_answers = ScriptedRunner(script, [0, 1, 2]), {}
+    lm.runner, lm.layer_responses = ScriptedRunner(script, [0, 1, 2]), {}
     results = lm_eval.simple_evaluate(model=lm, tasks=["gsm8k"], num_fewshot=0, bootstrap_iters=0)
     scores, drops = results["frankenstein"]["layer_scores"]["gsm8k"], results["frankenstein"]["layer_drops"]["gsm8k"]
     # strict-match reads "#### N": right per layer (hand): L0 3/3, L1 1/3 (only item 1), L2 1/3 (item 2 says 3)
@@ -296,27 +296,36 @@ def test_lm_eval_scores_every_layer_with_its_own_metrics(data_env, monkeypatch):
     assert results["frankenstein"]["answers"]["gsm8k"]["2"] == {"0": "#### 3", "1": "#### 1", "2": "#### 3"}
 
 
+# family -> (checkpoint fixture, trio role or None, decoder layers): the text path of each VLM family too.
+LM_EVAL_MODELS = {"qwen2": ("tiny_qwen2_text", None, 4), "qwen3_vl": ("tiny_qwen3_vl", "in", 6), "internvl": ("tiny_internvl", "in", 6)}
+
+
 @pytest.mark.cli
-def test_lm_eval_cli_matches_the_lmms_eval_path(tiny_qwen2_text, data_env, tmp_path):
-    """`frankenstein lm-eval` on lm-eval's own gsm8k (0-shot, chat template) on a text-only Qwen2.
+@pytest.mark.parametrize("family", list(LM_EVAL_MODELS))
+def test_lm_eval_cli_matches_the_lmms_eval_path(family, request, data_env, tmp_path):
+    """`frankenstein lm-eval` on lm-eval's own gsm8k (0-shot, chat template) on a text-only Qwen2, and on the
+    text path of a Qwen3-VL and an InternVL.
 
     The lmms-eval path, asked the same prompts (a task whose user text is lm-eval's "Question: ...
     Answer:"), gives the same per-layer answers. Accuracies are not compared directly: the two paths
     grade differently (lm-eval's regexes vs the project's grader); what both grade is equal.
     """
+    fixture, role, n = LM_EVAL_MODELS[family]
+    checkpoint = request.getfixturevalue(fixture)
+    checkpoint = checkpoint[role] if role else checkpoint
     out = tmp_path / "lm_eval"
     done = run_cli([
         cli_path("frankenstein"), "lm-eval", "run", "--model", "frankenstein",
-        "--model_args", f"pretrained={tiny_qwen2_text},device=cpu,probe=zero_ablation",
+        "--model_args", f"pretrained={checkpoint},device=cpu,probe=zero_ablation",
         "--tasks", "gsm8k", "--num_fewshot", "0", "--apply_chat_template", "--gen_kwargs", f"max_gen_toks={NEW}",
         "--output_path", str(out), "--log_samples",
     ], env=data_env, timeout=900)
     (results_file,) = out.rglob("results_*.json")
     lm_results = json.loads(results_file.read_text())
     section = lm_results["frankenstein"]
-    assert section["layers"] == [0, 1, 2, 3], done.stderr[-3000:]
+    assert section["layers"] == list(range(n)), done.stderr[-3000:]
     for key in ("exact_match,strict-match", "exact_match,flexible-extract"):
-        assert section["layer_scores"]["gsm8k"][key]["layers"] == [0, 1, 2, 3]
+        assert section["layer_scores"]["gsm8k"][key]["layers"] == list(range(n))
     lm_answers = section["answers"]["gsm8k"]
 
     # The same prompts through the lmms-eval frankenstein model (a task whose user text is lm-eval's).
@@ -335,7 +344,7 @@ def test_lm_eval_cli_matches_the_lmms_eval_path(tiny_qwen2_text, data_env, tmp_p
         "def doc_to_text(doc, lmms_eval_specific_kwargs=None):\n    return f\"Question: {doc['problem']}\\nAnswer:\"\n"
         "def process_docs(dataset):\n    return process_docs_gsm8k(dataset)\n"
     )
-    results, samples, text = lmms_run(data_env, f"pretrained={tiny_qwen2_text},device=cpu,probe=zero_ablation,system_prompt=",
+    results, samples, text = lmms_run(data_env, f"pretrained={checkpoint},device=cpu,probe=zero_ablation,system_prompt=",
                                       "qa_gsm8k", tmp_path / "lmms", extra=("--include_path", str(tasks)))
     assert results is not None, text[-4000:]
     for s in samples["qa_gsm8k"]:

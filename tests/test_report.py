@@ -85,6 +85,15 @@ def check_weights(folder: Path, fakes: dict[str, FakeRun], cuts: dict[str, tuple
     assert got == expected
 
 
+def check_authors_weights(folder: Path, fakes: dict[str, FakeRun], name: str = "weights_authors") -> None:
+    """The authors' aggregates figure draws delta.json's authors_per_layer, every layer and delta."""
+    fields = ("fro_norm_sum", "relative_norm_mean", "spectral_norm_mean", "log_volume_mean", "fro_norm_mean")
+    expected = {(label, f"d{d.upper()}", u, *(v[f] for f in fields))
+                for label, fake in fakes.items() for u, by_delta in fake.authors.items() for d, v in by_delta.items()}
+    got = {(r["run"], r["delta"], int(r["unified_index"]), *(num(r[f]) for f in fields)) for r in read_rows(folder / f"{name}.csv")}
+    assert got == expected
+
+
 def check_probe_curves(folder: Path, fakes: dict[str, FakeRun], suffix: str = "") -> None:
     figures = {  # figure -> (stage, metrics drawn, reference numbers drawn)
         "vision_swap": ("vision_swap", ("change_rate", "source_adoption_rate"), ("accuracy",)),
@@ -121,6 +130,16 @@ def check_transfer(folder: Path, fakes: dict[str, FakeRun]) -> None:
         diff = e["value"] - base["value"]
         assert r["difference_paired"] == "False"
         assert (num(r["difference_low"]), num(r["difference_high"])) == (pytest.approx(diff - half), pytest.approx(diff + half))
+
+
+def check_leaderboard(folder: Path, fakes: dict[str, FakeRun]) -> None:
+    """Every lm-eval score of every model, and the headline rows: what the run named (mmlu's group row, not its subtasks)."""
+    expected = {(label, model, task, metric, value, stderr, task != "mmlu_anatomy" and task != "mmlu_virology")
+                for label, fake in fakes.items() for model, tasks in fake.leaderboard.items()
+                for task, metrics in tasks.items() for metric, (value, stderr) in metrics.items()}
+    got = {(r["run"], r["model"], r["task"], r["metric"], num(r["value"]), num(r["stderr"]), r["headline"] == "True")
+           for r in read_rows(folder / "leaderboard.csv")}
+    assert got == expected and len(got) == len(fakes) * len(TRANSFER_LABELS) * 5
 
 
 def check_transitions(path: Path, label: str, fake: FakeRun) -> None:
@@ -224,8 +243,10 @@ def test_one_run_csvs_hold_the_source_numbers(one_run_report):
     fakes = {"OpenMMReasoner": fake}
     check_weights(folder, fakes, {"OpenMMReasoner": (2, 5)})
     check_weights(folder, fakes, {"OpenMMReasoner": (2, 5)}, name="weights_rank")
+    check_authors_weights(folder, fakes)
     check_probe_curves(folder, fakes)
     check_transfer(folder, fakes)
+    check_leaderboard(folder, fakes)
     check_transitions(folder / "transitions.csv", "OpenMMReasoner", fake)
     check_attention(folder, fakes)
     check_html_and_markdown(report)
@@ -243,6 +264,7 @@ def test_two_runs_overlay_in_the_same_figures(tmp_path):
     check_weights(folder, fakes, {"OpenMMReasoner": (2, 5), "MMR1": (2, 5)})
     check_probe_curves(folder, fakes)
     check_transfer(folder, fakes)
+    check_leaderboard(folder, fakes)
     check_transitions(folder / "transitions_1.csv", "OpenMMReasoner", a)
     check_transitions(folder / "transitions_2.csv", "MMR1", b)
     check_attention(folder, fakes)
@@ -383,7 +405,7 @@ def test_malformed_shapes_and_manifests_are_one_line(tmp_path):
     data = json.loads(results.read_text())
     data["results"]["frank_general_vqa"]["transitions,none"]["TT"] = "many"
     results.write_text(json.dumps(data))
-    with pytest.raises(FrankensteinError, match="frank_general_vqa transitions has count 'many'"):
+    with pytest.raises(FrankensteinError, match=r"frank_general_vqa transitions is not TransitionCounts \(TT = 'many': "):
         write_report([fake.path], tmp_path / "report", progress=False)
 
     manifest = json.loads((fake.path / "run.json").read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -137,7 +138,7 @@ def test_vision_pairs_killed_midway_are_completed(tmp_path):
 
     from frankenstein_tasks.run.config import RunConfig
     from frankenstein_tasks.run.stages import RunContext, vision_pairs
-    from frankenstein_tasks.vision.pairs import GENERATOR_VERSION
+    from frankenstein_tasks.vision.pairs import generator_tag
 
     config = RunConfig.model_validate({
         "recipe": "Tiny", "models": {"base": "b", "in": "i", "rl": "r"},
@@ -145,7 +146,7 @@ def test_vision_pairs_killed_midway_are_completed(tmp_path):
     })
     ctx = RunContext(config=config, out=tmp_path, models=config.models.by_role())
     pairs = vision_pairs(ctx)
-    assert pairs.name.endswith(f"-v{GENERATOR_VERSION}")
+    assert pairs.name.endswith(f"-{generator_tag()}")
     done = pairs / "counting" / "data.jsonl"
     before = (done.read_text(), done.stat().st_mtime_ns)
     shutil.rmtree(pairs / "recognition")  # killed after counting/ was written, before recognition/
@@ -179,3 +180,168 @@ def test_every_stage_has_its_config_section():
 
     for name in STAGES:
         assert name in RunConfig.model_fields and issubclass(RunConfig.model_fields[name].annotation, BaseModel), name
+
+
+def test_leaderboard_stage_scores_in_and_splices_with_lm_eval(tiny_trio, tmp_path):
+    """The `leaderboard` stage (off by default): lm-eval's arc_easy on IN and a splice, results as lm-eval
+    writes them, each model's the right one, shown in the report's transfer section; a task name lm-eval
+    does not know stops the run before any stage with one line."""
+    import numpy as np
+    from lm_eval.api.instance import Instance
+
+    from frankenstein_tasks.models.lm_eval_model import FrankensteinLM
+    from frankenstein_tasks.run.config import RunConfig
+    from hub_data import leaderboard_env
+
+    assert "leaderboard" not in RunConfig.model_validate({"recipe": "x", "models": {"base": "b", "in": "i", "rl": "r"}}).stages
+    env = leaderboard_env(tmp_path / "hub")
+    settings = {"tasks": ["arc_easy"], "models": ["in", "mid_late"], "limit": 4, "num_fewshot": 0}
+    bad = write_config(tmp_path, tiny_trio, stages=["reasoning", "leaderboard"], leaderboard={**settings, "tasks": ["arc_eazy"]})
+    done = run_cli([cli_path("frankenstein"), "run", str(bad)], cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+        "frankenstein: error: leaderboard: lm-eval knows no task or group 'arc_eazy' (`lm-eval ls tasks` lists them)")
+    assert not (tmp_path / "out" / "reasoning").exists()
+
+    config = write_config(tmp_path, tiny_trio, stages=["leaderboard"], leaderboard=settings)
+    done = run_cli([cli_path("frankenstein"), "run", str(config)], cwd=tmp_path, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "out" / "leaderboard"
+    logged = {}
+    for label in ("in", "mid_late"):
+        (results_file,) = (out / label).rglob("results_*.json")
+        assert json.loads(results_file.read_text())["results"]["arc_easy"]["acc,none"] is not None
+        (samples_file,) = (out / label).rglob("samples_arc_easy_*.jsonl")
+        logged[label] = [json.loads(line) for line in samples_file.read_text().splitlines()]
+    # The splice's responses are the splice's: the lm-eval model on in=,rl=,splice=mid_late gives them again.
+    requests = [tuple(a.values()) for s in logged["mid_late"] for a in s["arguments"].values()]
+    lm = FrankensteinLM.create_from_arg_string(f"in={tiny_trio['in']},rl={tiny_trio['rl']},splice=mid_late,device=cpu")
+    again = lm.loglikelihood([Instance("loglikelihood", doc={}, arguments=r, idx=0, metadata=("t", 0, 1)) for r in requests])
+    for label in ("mid_late", "in"):
+        values = [float(r[0][0]) for s in logged[label] for r in s["resps"]]
+        agree = np.allclose(values, [ll for ll, _ in again], atol=1e-4)
+        assert agree == (label == "mid_late"), label
+    report = (tmp_path / "out" / "report" / "report.md").read_text()
+    transfer = report.split("## Transfer: M_vis")[1].split("\n## ")[0]
+    assert re.search(r"\| Tiny \| arc_easy \| acc \| [0-9.]+ ± [0-9.]+ \| [0-9.]+ ± [0-9.]+ \|", transfer), transfer
+
+
+def _copy_trio(trio: dict, folder: Path) -> dict:
+    import shutil
+
+    for role, path in trio.items():
+        shutil.copytree(path, folder / role)
+    return {role: folder / role for role in trio}
+
+
+def _rewrite_weights_in_place(folder: Path, source: Path) -> None:
+    """`source`'s weights written over `folder`'s: same file, size and modification time (a retrain in place)."""
+    weights = folder / "model.safetensors"
+    before = weights.stat()
+    new = (source / "model.safetensors").read_bytes()
+    assert len(new) == before.st_size
+    with open(weights, "r+b") as handle:
+        handle.write(new)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (weights.stat().st_size, weights.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_retrained_weights_in_the_same_folder_rerun_the_stage(tiny_trio, tmp_path):
+    """Stage skipping keys on the weights: new weights written into RL's folder rerun the reasoning stage,
+    reuse no stored answer, and give what a run on those weights gives; an unchanged rerun skips it."""
+    from test_schema import check_run_folder
+
+    folder = tmp_path / "retrained"
+    folder.mkdir()
+    trio = _copy_trio(tiny_trio, folder / "models")
+    reasoning = {"tasks": ["gsm8k"], "subset": "3:0", "max_new_tokens": 12, "layers": "0-2"}
+    config = write_config(folder, trio, reasoning=reasoning)
+    out = folder / "out"
+    first = frankenstein("run", str(config), "--no-report", cwd=folder)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _answers(out)
+    assert check_run_folder(out)["curves"] >= 2  # a real run's files have the declared shapes
+
+    again = frankenstein("run", str(config), "--no-report", cwd=folder)
+    assert "reasoning: done earlier" in again.stdout
+
+    _rewrite_weights_in_place(trio["rl"], tiny_trio["base"])  # reasoning runs on RL only
+    retrained = frankenstein("run", str(config), "--no-report", cwd=folder)
+    assert retrained.returncode == 0, retrained.stderr[-3000:]
+    assert "reasoning: zero ablation" in retrained.stdout and "done earlier" not in retrained.stdout
+    assert "finished responses reused" not in retrained.stdout + retrained.stderr
+    after = _answers(out)
+
+    # Expected: a clean run whose RL is Base's checkpoint (the same files the rewrite put there).
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    expected = frankenstein("run", str(write_config(clean, {**tiny_trio, "rl": tiny_trio["base"]}, reasoning=reasoning)),
+                            "--no-report", cwd=clean)
+    assert expected.returncode == 0, expected.stderr[-3000:]
+    assert after == _answers(clean / "out") and _results(out) == _results(clean / "out")
+    assert after != before  # the new weights answer differently, so stale answers would have been caught
+
+
+def _answers(out: Path) -> list:
+    """Every item's logged reply (its per-layer answers), by doc id."""
+    (found,) = (out / "reasoning").rglob("*_samples_frank_gsm8k.jsonl")
+    lines = [json.loads(line) for line in found.read_text().splitlines() if line.strip()]
+    return [line["filtered_resps"] for line in sorted(lines, key=lambda line: line["doc_id"])]
+
+
+def test_stage_settings_name_what_decides_results(tiny_trio, tmp_path, monkeypatch):
+    """Each stage's settings change with what decides its results and only with that."""
+    from frankenstein_tasks.run.config import RunConfig
+    from frankenstein_tasks.run.data import cache_local_data, read_local_data
+    from frankenstein_tasks.run.runner import needed_datasets, stage_settings
+    from frankenstein_tasks.run.stages import RunContext
+
+    trio = _copy_trio(tiny_trio, tmp_path / "models")
+    (tmp_path / "gsm8k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in GSM8K))
+    base = {
+        "recipe": "Tiny", "out": str(tmp_path / "out"), "models": {role: str(p) for role, p in trio.items()},
+        "stages": ["delta", "merges", "vision_swap", "reasoning", "transfer"], "data": {"gsm8k": str(tmp_path / "gsm8k.jsonl")},
+        "vision_swap": {"tasks": ["counting"], "n": 2, "size": 112},
+    }
+
+    def settings(**overrides) -> dict:
+        config = RunConfig.model_validate({**base, **overrides})
+        rows = read_local_data(config.data, needed_datasets(config))
+        env, digests = cache_local_data(config.data, tmp_path / "out" / ".cache" / "datasets", rows)
+        ctx = RunContext(config=config, out=tmp_path / "out", models=config.models.by_role(), env=env, data_digests=digests)
+        return {name: stage_settings(ctx, name) for name in config.stages}
+
+    first = settings()
+    assert settings() == first
+    assert settings(max_batch_rows=3, device="cpu") == first  # speed only
+    assert first["merges"]["weights"] == {}  # recipes need no weights
+
+    _rewrite_weights_in_place(trio["base"], tiny_trio["rl"])
+    changed = settings()
+    assert changed["delta"] != first["delta"]  # reads Base
+    assert {k: changed[k] for k in ("merges", "vision_swap", "reasoning")} == {k: first[k] for k in ("merges", "vision_swap", "reasoning")}
+
+    (tmp_path / "gsm8k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in GSM8K[:-1]))  # the local data edited
+    edited = settings()
+    assert edited["reasoning"] != changed["reasoning"] and edited["vision_swap"] == changed["vision_swap"]
+
+    pairs = next((tmp_path / "out" / ".cache").glob("vision_pairs-*")) / "counting" / "data.jsonl"
+    pairs.write_text(pairs.read_text().replace("How many", "Count how many"))  # another pair set, same settings
+    repaired = settings()
+    assert repaired["vision_swap"] != edited["vision_swap"] and repaired["reasoning"] == edited["reasoning"]
+
+    monkeypatch.setenv("FRANKENSTEIN_JUDGE", "1")  # the transfer tasks graded by the endpoint's judge
+    judged = settings()
+    assert judged["transfer"] != repaired["transfer"] and judged["reasoning"] == repaired["reasoning"]
+    descriptions = tmp_path / "descriptions.json"
+    descriptions.write_text(json.dumps({"1": "a chart"}))
+    described = settings(transfer={"descriptions": str(descriptions)})
+    descriptions.write_text(json.dumps({"1": "a table"}))
+    assert settings(transfer={"descriptions": str(descriptions)})["transfer"] != described["transfer"]
+
+    import shutil
+
+    merged = tmp_path / "out" / "merges" / "mid"  # a variant read from a merged checkpoint, then re-merged
+    shutil.copytree(trio["in"], merged)
+    with_merged = settings()
+    _rewrite_weights_in_place(merged, tiny_trio["rl"])
+    assert settings()["transfer"] != with_merged["transfer"]

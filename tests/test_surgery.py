@@ -2,6 +2,10 @@
 
 Expected values come from `surgery.reference` (plain `model.generate`, batch 1, hooks or a hand-edited
 cache) or from plain Hugging Face calls written out here, never from the fast paths under test.
+
+Every invariant is pinned per model family (the `engine` fixture): Qwen2.5-VL (sdpa and eager
+attention), Qwen3-VL (DeepStack, interleaved M-RoPE, 16-px patches) and InternVL (1-D positions,
+tiled InternViT features). The tests are the same for all; only the tiny checkpoint differs.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from surgery.reference import (
     cache_edit_swap_generate,
     generate_greedy,
     swap_generate_naive,
+    swap_reinsert_generate_naive,
     zero_ablation,
 )
 from surgery.stack import DecoderStack, generate_batched
 from surgery.swap import SwapPair, SwapSpec, swap_sweep
 
+from conftest import FAMILY_TRIOS
 from lmms_tasks import dots
 
 EOS = [151645, 151643]
@@ -34,6 +40,7 @@ NEW = 6  # new tokens per answer: enough to diverge, cheap on CPU
 
 class Engine:
     def __init__(self, path, attn):
+        self.path = path
         self.model, self.layout = load_model(str(path), dtype="float32", attn_implementation=attn)
         self.processor = load_processor(str(path))
         self.stack = DecoderStack(self.model, self.layout)
@@ -49,9 +56,14 @@ class Engine:
         return [SwapPair(self.prompt(q, [dots(a, "red", s)]), self.prompt(q, [dots(b, "blue", s)])) for q, a, b, s in spec]
 
 
-@pytest.fixture(scope="module", params=["sdpa", "eager"])
-def engine(request, tiny_trio):
-    return Engine(tiny_trio["in"], request.param)
+# (family, attention implementation): eager too for Qwen2.5-VL, whose sdpa and eager paths differ most.
+ENGINES = [("qwen2_5_vl", "sdpa"), ("qwen2_5_vl", "eager"), ("qwen3_vl", "sdpa"), ("internvl", "sdpa")]
+
+
+@pytest.fixture(scope="module", params=ENGINES, ids=["-".join(e) for e in ENGINES])
+def engine(request):
+    family, attn = request.param
+    return Engine(request.getfixturevalue(FAMILY_TRIOS[family])["in"], attn)
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +109,27 @@ def test_fast_swap_equals_in_attention_definition(engine):
         naive = swap_generate_naive(engine.model, engine.layout, pair, range(engine.n), max_new_tokens=NEW, eos_token_ids=EOS)
         assert naive.baseline == out.baseline
         assert naive.by_layer == out.by_layer
+
+
+def test_reinsert_decode_equals_the_authors_reinsertion(engine):
+    """`swap_decode=reinsert` == a batch-1 greedy loop whose swapped layers append the source's visual
+    keys/values to the cache again at every step (the authors' swapper), for every layer of `from`.
+
+    The reference stores real copies; the fast path adds log(k + 1) to the visual columns' scores. The
+    re-insertion must also change some answers here, or the equality would say nothing.
+    """
+    pairs = engine.pairs()
+    layers = range(engine.n)
+    reinsert = swap_sweep(engine.stack, pairs, layers, SwapSpec(decode="reinsert"), max_new_tokens=NEW, eos_token_ids=EOS,
+                          max_batch_rows=2 * (engine.n + 1))
+    prefill = swap_sweep(engine.stack, pairs, layers, max_new_tokens=NEW, eos_token_ids=EOS)
+    differ = 0
+    for pair, out, plain in zip(pairs, reinsert, prefill):
+        naive = swap_reinsert_generate_naive(engine.model, engine.layout, pair, layers, max_new_tokens=NEW, eos_token_ids=EOS)
+        assert naive.baseline == out.baseline == plain.baseline
+        assert naive.by_layer == out.by_layer
+        differ += sum(out.by_layer[layer] != plain.by_layer[layer] for layer in layers)
+    assert differ > 0
 
 
 def test_swapped_layers_at_the_edges():
@@ -181,8 +214,46 @@ def test_ablating_layer_equals_deleting_it(engine):
         deleted = copy.deepcopy(engine.model)
         del engine.layout.decoder_layers(deleted)[k]
         for p, out in zip(prompts, sweep):
-            assert out.by_layer[k] == generate_greedy(deleted, p, max_new_tokens=NEW, eos_token_ids=EOS), k
+            if k < engine.layout.num_injections and p.pixel_values is not None:
+                expected = _deepstack_generate_with_layer_deleted(deleted, p, k)
+            else:
+                expected = generate_greedy(deleted, p, max_new_tokens=NEW, eos_token_ids=EOS)
+            assert out.by_layer[k] == expected, k
     assert any(o.by_layer[k] != o.baseline for o in sweep for k in range(engine.n))
+
+
+def _deepstack_generate_with_layer_deleted(deleted, prompt, k):
+    """Greedy tokens of a Qwen3-VL whose decoder layer k < K was deleted, by plain Hugging Face calls.
+
+    DeepStack adds the k-th merger's features to the visual tokens after decoder layer k, counting
+    layers by position, so deleting layer k would shift every later injection by one. Deletion here
+    keeps each injection where it entered the residual stream: the deleted layer's features follow
+    the layer before it (added to the input embeddings when k = 0), later ones follow the layers
+    they followed. Full forward per token (no cache), batch 1, through the model's own modules.
+    """
+    import torch
+
+    core, text = deleted.model, deleted.model.language_model
+    features = core.get_image_features(prompt.pixel_values, prompt.image_grid_thw)
+    image = torch.cat(features.pooler_output)
+    stack_features = [torch.cat(f) for f in features.deepstack_features]
+    moved = stack_features[1:] if k == 0 else stack_features[: k - 1] + [stack_features[k - 1] + stack_features[k]] + stack_features[k + 1 :]
+    ids, visual = prompt.input_ids[None], prompt.visual_mask[None]
+    tokens = []
+    with torch.no_grad():
+        for _ in range(NEW):
+            embeds = text.embed_tokens(ids)
+            embeds[visual] = image + (stack_features[0] if k == 0 else 0)
+            positions, _ = core.get_rope_index(ids, visual.long(), image_grid_thw=prompt.image_grid_thw)
+            hidden = text(inputs_embeds=embeds, position_ids=positions, visual_pos_masks=visual,
+                          deepstack_visual_embeds=moved).last_hidden_state
+            token = int(deleted.lm_head(hidden[:, -1]).argmax(-1))
+            if token in EOS:
+                break
+            tokens.append(token)
+            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+            visual = torch.cat([visual, torch.zeros(1, 1, dtype=torch.bool)], dim=1)
+    return tokens
 
 
 def test_ablation_shared_prefill_equals_rowwise_and_naive(engine):
@@ -216,14 +287,13 @@ def test_shared_prefill_tree_leaves_its_input_alone(engine):
 
 
 @pytest.fixture(scope="module")
-def hf_eager(tiny_trio):
-    """The IN checkpoint loaded with plain transformers, eager attention (the one that returns weights)."""
+def hf_eager(engine):
+    """The engine's checkpoint loaded with plain transformers, eager attention (the one that returns weights)."""
     import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    import transformers
 
-    return Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        tiny_trio["in"], dtype=torch.float32, attn_implementation="eager"
-    ).eval()
+    model_class = getattr(transformers, engine.layout.facts.hf_class)
+    return model_class.from_pretrained(engine.path, dtype=torch.float32, attn_implementation="eager").eval()
 
 
 def _hf_visual_attention(model, prompt, max_new_tokens, eos):
@@ -232,19 +302,20 @@ def _hf_visual_attention(model, prompt, max_new_tokens, eos):
     `output_attentions` of one forward over prompt + answer (causal, so each row is that token's decode step)."""
     import torch
 
-    ids = prompt.input_ids[None]
-    images = {} if prompt.pixel_values is None else {"pixel_values": prompt.pixel_values, "image_grid_thw": prompt.image_grid_thw}
-    image_columns = lambda t: t == model.config.image_token_id  # noqa: E731
+    from surgery.prompts import EncodedPrompt
+    from surgery.reference import model_inputs
+
+    new = generate_greedy(model, prompt, max_new_tokens=max_new_tokens, eos_token_ids=eos)
+    added = torch.tensor(new, dtype=prompt.input_ids.dtype)
+    full = EncodedPrompt(  # prompt + answer; its positions are not read by the plain forward
+        input_ids=torch.cat([prompt.input_ids, added]), positions=prompt.positions,
+        visual_mask=torch.cat([prompt.visual_mask, torch.zeros(len(new), dtype=torch.bool)]),
+        pixel_values=prompt.pixel_values, image_grid_thw=prompt.image_grid_thw,
+    )
+    visual = full.input_ids == model.config.image_token_id
     with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=image_columns(ids).long(),
-                             **images, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=eos[0])
-        new = out[0, prompt.length :].tolist()
-        new = new[: next((k for k, t in enumerate(new) if t in eos), len(new))]
-        full = torch.cat([ids, torch.tensor([new], dtype=ids.dtype)], dim=1)
-        visual = image_columns(full[0])
-        attentions = model(input_ids=full, attention_mask=torch.ones_like(full), mm_token_type_ids=visual.long()[None],
-                           **images, output_attentions=True).attentions
-    queries = slice(prompt.length, full.shape[1])  # one row per generated token
+        attentions = model(**model_inputs(full, "cpu"), output_attentions=True).attentions
+    queries = slice(prompt.length, full.length)  # one row per generated token
     return new, [float(a[0, :, queries][..., visual].sum(-1).mean()) for a in attentions]
 
 
@@ -278,15 +349,20 @@ def test_attention_mass_equals_hf_output_attentions(engine, hf_eager):
 
 def test_no_state_leaks_between_calls(engine):
     """Hooks are removed and the attention implementation is restored after every probe."""
+    def hooks():
+        return {(name, id(h)) for name, m in engine.model.named_modules() for h in [*m._forward_hooks.values(), *m._forward_pre_hooks.values()]}
+
     implementation = engine.model.config._attn_implementation
     prompts = [engine.pairs()[0].target]
+    # transformers installs its own output-capturing hooks (InternViT) on a model's first forward: they stay.
+    generate_greedy(engine.model, prompts[0], max_new_tokens=1, eos_token_ids=EOS)
+    before = hooks()
     attention_sweep(engine.stack, prompts, max_new_tokens=2, eos_token_ids=EOS)
     with zero_ablation(engine.model, engine.layout, [0, 1]):
         pass
     swap_generate_naive(engine.model, engine.layout, engine.pairs()[0], [0], max_new_tokens=2, eos_token_ids=EOS)
     assert engine.model.config._attn_implementation == implementation
-    leftover = [name for name, m in engine.model.named_modules() if m._forward_hooks or m._forward_pre_hooks]
-    assert leftover == []
+    assert hooks() == before
 
 
 def test_qwen2_vl_swap_and_ablation(engine_qwen2_vl):

@@ -98,3 +98,42 @@ def test_cli_make_tiny_bad_input(tmp_path, args, message):
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+# family -> (trio fixture, placeholder in the chat template, visual tokens of a 112x112 image, counted by hand)
+FAMILY_TRIOS = {
+    # 16-px patches merged 2x2: 112 px rounds to 128 = 4 merged tokens a side.
+    "qwen3_vl": ("tiny_qwen3_vl", "<|vision_start|><|image_pad|><|vision_end|>How many dots?", 16),
+    # 56-px tiles: a square image is cut into 2x2 tiles plus a thumbnail, 5 tiles of (56 / 14)^2 / 4 = 4 tokens.
+    "internvl": ("tiny_internvl", "<IMG_CONTEXT>\nHow many dots?", 20),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_TRIOS))
+def test_other_family_trios_load_and_generate_with_an_image(family, request):
+    import transformers
+
+    fixture, placeholder, visual_tokens = FAMILY_TRIOS[family]
+    trio = request.getfixturevalue(fixture)
+    processor = transformers.AutoProcessor.from_pretrained(trio["in"])
+    config = json.loads((trio["in"] / "config.json").read_text())
+    model = getattr(transformers, config["architectures"][0]).from_pretrained(trio["in"]).eval()
+    assert config["model_type"] == family and model.dtype == torch.bfloat16
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many dots?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert f"<|im_start|>user\n{placeholder}<|im_end|>\n<|im_start|>assistant\n" in text
+    inputs = processor(text=[text], images=[Image.new("RGB", (112, 112), "red")], return_tensors="pt")
+    assert (inputs["input_ids"] == model.config.image_token_id).sum() == visual_tokens
+    out = model.generate(**inputs, max_new_tokens=3, do_sample=False, min_new_tokens=3)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 3
+    if family == "qwen3_vl":  # three DeepStack mergers, reading vision blocks 0, 1, 2 of 3
+        assert config["vision_config"]["deepstack_visual_indexes"] == [0, 1, 2]
+
+
+def test_cli_make_tiny_qwen3_vl_needs_three_vision_blocks(tmp_path):
+    done = run_cli([cli_path("frankenstein"), "make-tiny", str(tmp_path / "ok"), "--arch", "qwen3_vl", "--layers", "3"])
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "ok" / "tiny.json").read_text())["vision_depth"] == 3  # the family's default
+    done = run_cli([cli_path("frankenstein"), "make-tiny", str(tmp_path / "bad"), "--arch", "qwen3_vl", "--vision-depth", "2"])
+    assert done.returncode == 2 and done.stderr.startswith("frankenstein: error: a Qwen3-VL needs at least 3 vision blocks")
+    assert not (tmp_path / "bad").exists()

@@ -14,7 +14,7 @@ from vision_layout import SIZE, write_shared_layout
 from frankenstein_tasks.contract import SOURCE_IMAGE_KEY, source_visual
 from frankenstein_tasks.vision import dataset
 from frankenstein_tasks.vision.dataset import DATA_ENV, SKIP_ENV, load_pairs, pair_folder, task_docs, to_docs
-from frankenstein_tasks.vision.pairs import GENERATOR_VERSION, write_pairs
+from frankenstein_tasks.vision.pairs import generator_tag, write_pairs
 from surgery.errors import FrankensteinError
 
 
@@ -169,7 +169,7 @@ def test_default_set_is_generated_once_into_the_cache(monkeypatch, tmp_path):
 
     monkeypatch.setattr(pairs, "write_pairs", counted)
     folder = dataset.default_pairs("recognition", n=3)
-    assert folder == tmp_path / "cache" / "vision_pairs" / f"recognition-n3-seed0-size448-v{GENERATOR_VERSION}"
+    assert folder == tmp_path / "cache" / "vision_pairs" / f"recognition-n3-seed0-size448-{generator_tag()}"
     first = _file_identity(folder / "data.jsonl")
     assert len(load_pairs(folder, "recognition").pairs) == 3
     assert dataset.default_pairs("recognition", n=3) == folder
@@ -191,7 +191,7 @@ def test_default_set_race_keeps_the_first_complete_set(monkeypatch, tmp_path):
     from frankenstein_tasks.vision import pairs
 
     monkeypatch.setenv("FRANKENSTEIN_CACHE", str(tmp_path))
-    folder = tmp_path / "vision_pairs" / f"ocr-n2-seed0-size448-v{GENERATOR_VERSION}"
+    folder = tmp_path / "vision_pairs" / f"ocr-n2-seed0-size448-{generator_tag()}"
     original = pairs.write_pairs
     theirs = []
 

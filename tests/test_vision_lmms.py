@@ -18,7 +18,7 @@ from conftest import cli_path, run_cli
 from vision_layout import write_shared_layout
 
 import frankenstein_tasks
-from frankenstein_tasks.vision.pairs import GENERATOR_VERSION, TASKS
+from frankenstein_tasks.vision.pairs import TASKS, generator_tag
 from frankenstein_tasks.vision.scoring import is_correct, truth_text
 
 TASKS_DIR = Path(frankenstein_tasks.__file__).parent / "tasks"
@@ -100,7 +100,7 @@ def test_plugin_discovery_and_default_cache(tiny_trio, tmp_path):
     results = _results(out, log)["results"]
     assert "accuracy,none" in results["frank_vision_recognition"]
     # no data named: the default set was generated into the cache, complete, and the run read it
-    folder = cache / "vision_pairs" / f"recognition-n100-seed0-size448-v{GENERATOR_VERSION}"
+    folder = cache / "vision_pairs" / f"recognition-n100-seed0-size448-{generator_tag()}"
     lines = _pair_lines(folder)
     assert len(lines) == 100 and [p.name for p in folder.parent.iterdir()] == [folder.name]
     _check_plain_samples(_samples(out, "frank_vision_recognition"), "recognition", lines)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from analysis.delta.authors import authors_per_layer, extra_items
 from analysis.delta.files import write_report
 from analysis.delta.kernels import analyze_tensor
 from analysis.delta.plan import Checkpoint, check_same_architecture, make_plan, open_checkpoint
@@ -95,7 +96,8 @@ def analyze_deltas(
     representative = representative_layers(partition)
     records: list[TensorRecord] = []
     spectra: dict[str, dict[str, Any]] = {}
-    total_bytes = sum(item.bytes for item in plan.items)
+    extras = extra_items(ckpts, plan, cuts_t)  # norms only, for the authors' aggregates
+    total_bytes = sum(item.bytes for item in [*plan.items, *extras])
     with tqdm(
         total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc="delta", disable=not progress
     ) as bar:
@@ -107,6 +109,7 @@ def analyze_deltas(
                 keep_spectra or (record.block is not None and record.index == representative.get(record.block))
             ):
                 spectra[record.name] = sigma
+        authors_only = [analyze_tensor(item, ckpts, svd=False, topk=topk, device=device_used, progress=bar)[0] for item in extras]
 
     summaries = {group: summarize(records, group) for group in GROUPS}
     report = DeltaReport(
@@ -116,6 +119,8 @@ def analyze_deltas(
         mismatched=plan.mismatched,
         summaries=summaries,
         block_ranking=rank_blocks(summaries["block"]),
+        authors_per_layer=authors_per_layer([*records, *authors_only]),
+        authors_only_tensors=authors_only,
         spectra=spectra,
     )
     report.meta["seconds"] = round(time.perf_counter() - started, 3)
@@ -173,6 +178,10 @@ def _metadata(
             "mean_stable_rank": "unweighted mean over the group's matrices",
             "mean_effective_rank": "unweighted mean over the group's matrices",
             "block_ranking": "blocks ordered by relative norm, largest first",
+            "authors_per_layer": "the authors' per-layer aggregates over their tensor selection (analysis/delta/authors.py): "
+            "mean and sum of ||delta||_F, mean ||delta||_F / (||W_IN||_F + 1e-8) for both deltas, mean sigma1 and mean "
+            "sum(log(sigma + 1e-12)) over the top-k sigma of the layer's matrices",
+            "authors_only_tensors": "tensors only the authors' selection holds (1-D weights), measured for their norms",
             "skipped": "1-D tensors, norms, non-float tensors, tensors outside the known parts",
             "Infinity": "JSON Infinity marks an infinite condition number (an all-zero delta) or relative norm",
             **DEFINITIONS,

@@ -1,4 +1,5 @@
-"""The files of a weight-delta analysis: delta.json, tensors.csv, layers.csv, spectra.npz, PNG plots.
+"""The files of a weight-delta analysis: delta.json, tensors.csv, layers.csv, layers_authors.csv,
+spectra.npz, PNG plots.
 
 All of them are written into a temporary sibling folder that is renamed onto OUT only when every
 file is complete, so an error never leaves a half-written result behind.
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.delta.schema import DeltaReport
-from surgery.arch import BLOCK_NAMES
+from surgery.arch import BLOCK_NAMES, Part, layout_from_description
 from surgery.atomic import atomic_dir, write_json
 
 DELTA_FIELDS = (
@@ -60,6 +61,7 @@ def write_report(report: DeltaReport, out: Path, *, overwrite: bool = False, plo
         write_json(tmp / "delta.json", report.to_json_dict())
         _write_csv(tmp / "tensors.csv", _tensor_rows(report))
         _write_csv(tmp / "layers.csv", _layer_rows(report))
+        _write_csv(tmp / "layers_authors.csv", _authors_rows(report))
         if report.spectra:
             _write_spectra(tmp / "spectra.npz", report)
         if plots:
@@ -98,20 +100,33 @@ def _tensor_rows(report: DeltaReport) -> list[dict[str, Any]]:
 
 
 def _layer_rows(report: DeltaReport) -> list[dict[str, Any]]:
-    where = {t.unified_index: (t.part, t.index, t.block) for t in report.tensors if t.unified_index is not None}
+    # What each unified index is, from the layout (index 0 holds the projector and any DeepStack mergers).
+    layout = layout_from_description(report.meta["layout"])
+    blocks = {t.index: t.block for t in report.tensors if t.part == Part.DECODER_LAYER.value}
     rows = []
     for s in report.summaries["unified_layer"]:
-        part, index, block = where[s.key]
+        part, index = layout.part_of_unified(int(s.key))
         row = {
             "unified_index": s.key,
-            "part": part,
+            "part": part.value,
             "index": index,
-            "block": block,
+            "block": blocks.get(index) if part is Part.DECODER_LAYER else None,
             "n_tensors": s.n_tensors,
             "numel": s.numel,
         }
         for d, stats in s.deltas.items():
             row.update({f"{d}_{f}": getattr(stats, f) for f in GROUP_FIELDS})
+        rows.append(row)
+    return rows
+
+
+def _authors_rows(report: DeltaReport) -> list[dict[str, Any]]:
+    """The authors' per-layer aggregates (analysis/delta/authors.py), one row per unified layer."""
+    rows = []
+    for layer in report.authors_per_layer:
+        row = {"unified_index": layer.key, "section": layer.section, "n_tensors": layer.n_tensors, "n_matrices": layer.n_matrices}
+        for d, stats in layer.deltas.items():
+            row.update({f"{d}_{f}": v for f, v in stats.model_dump().items()})
         rows.append(row)
     return rows
 

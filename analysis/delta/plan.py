@@ -133,22 +133,7 @@ def make_plan(
         if reason:
             skipped.append(SkippedTensor(name=key, reason=reason))
             continue
-        shape = infos["base"].shape  # type: ignore[union-attr]
-        record = dict(
-            name=infos["base"].name,  # type: ignore[union-attr]
-            local_name=_local_name(layout, key, where),
-            shape=list(shape),
-            rows=shape[0],
-            cols=math.prod(shape[1:]),
-            numel=math.prod(shape),
-            part=where.part.value,
-            index=where.index,
-            unified_index=where.unified_index,
-            section=where.section,
-            component=where.component,
-            block=partition.block_of(where.index) if where.part is Part.DECODER_LAYER else None,
-        )
-        items.append(PlanItem(key, infos, record))  # type: ignore[arg-type]
+        items.append(plan_item(layout, partition, key, infos, where))  # type: ignore[arg-type]
 
     if mismatched and not allow_missing:
         listed = "; ".join(f"{m.name}: {m.reason}" for m in mismatched[:MAX_LISTED])
@@ -159,6 +144,26 @@ def make_plan(
         )
     items.sort(key=lambda it: it.infos["base"].order)
     return Plan(items, skipped, mismatched)
+
+
+def plan_item(layout: Layout, partition: Any, key: str, infos: dict[str, TensorInfo], where: TensorRole) -> PlanItem:
+    """A tensor to stream, with the role and position fields of its TensorRecord (a 1-D tensor is one column)."""
+    shape = infos["base"].shape
+    record = dict(
+        name=infos["base"].name,
+        local_name=_local_name(layout, key, where),
+        shape=list(shape),
+        rows=shape[0],
+        cols=math.prod(shape[1:]),
+        numel=math.prod(shape),
+        part=where.part.value,
+        index=where.index,
+        unified_index=where.unified_index,
+        section=where.section,
+        component=where.component,
+        block=partition.block_of(where.index) if where.part is Part.DECODER_LAYER else None,
+    )
+    return PlanItem(key, infos, record)
 
 
 def _keys(ckpts: dict[str, Checkpoint], name_filter: str | None) -> list[str]:
@@ -198,6 +203,8 @@ def _local_name(layout: Layout, key: str, where: TensorRole) -> str:
         prefix = layout.vision_block_prefix(where.index)  # type: ignore[arg-type]
     elif where.part is Part.PROJECTOR:
         prefix = layout.naming.projector or ""
+    elif where.part is Part.DEEPSTACK_MERGER:
+        prefix = layout.naming.deepstack_merger.format(i=where.index)  # type: ignore[union-attr]
     else:
         prefix = ""
     return key[len(prefix) :] if prefix and key.startswith(prefix) else key

@@ -72,6 +72,24 @@ class GroupSummary(BaseModel):
     deltas: dict[str, GroupStats]
 
 
+class AuthorsLayerStats(BaseModel):
+    """One delta of one unified layer, aggregated as the authors' scripts do (`analysis.delta.authors`)."""
+
+    fro_norm_mean: float | None
+    fro_norm_sum: float | None
+    relative_norm_mean: float | None  # ||delta||_F / (||W_IN||_F + 1e-8), averaged
+    spectral_norm_mean: float | None = None  # None without the "svd" metric
+    log_volume_mean: float | None = None
+
+
+class AuthorsLayer(BaseModel):
+    key: int  # unified layer index
+    section: str
+    n_tensors: int  # in the authors' selection
+    n_matrices: int  # of those, with spectral metrics
+    deltas: dict[str, AuthorsLayerStats]
+
+
 class SkippedTensor(BaseModel):
     name: str
     reason: str
@@ -91,6 +109,8 @@ class DeltaReport(BaseModel):
     mismatched: list[SkippedTensor]
     summaries: dict[str, list[GroupSummary]]
     block_ranking: dict[str, list[str]]
+    authors_per_layer: list[AuthorsLayer] = []  # the authors' aggregates, beside the project's summaries
+    authors_only_tensors: list[TensorRecord] = []  # norms of the tensors only the authors' selection holds
     spectra: dict[str, dict[str, Any]] = {}  # tensor name -> delta -> float64 tensor of all sigma
 
     def summary(self, group: str) -> dict[str | int, GroupSummary]:

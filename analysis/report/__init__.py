@@ -19,6 +19,7 @@ Modules, in the order the data flows:
   drawing       colours, line styles, layout groups, figure + CSV saved together
   probe_curves  per-layer curves gathered over runs and roles, drawn as a metrics x tasks grid
   overview, weights, vision, reasoning, transfer, attention   one section builder each
+  leaderboard   lm-eval scores of IN, RL and the splices, a part of the transfer section
   document      sections of figures, tables and notes; the Markdown and HTML renderers
 """
 

@@ -13,9 +13,10 @@ from surgery.arch import BLOCK_NAMES
 def build(runs: Sequence[RunFolder], folder: Path) -> Section:
     section = Section("overview", "Runs and stages")
     models = Table(
-        ["run", "folder", "Base", "IN", "RL", "decoder layers", "vision blocks", "blocks early / mid / late"],
+        ["run", "folder", "Base", "IN", "RL", "decoder layers", "vision blocks", "blocks early / mid / late", "protocol"],
         [_model_row(r) for r in runs],
-        caption="The models of each run and the decoder blocks every figure shades.",
+        caption="The models of each run, the decoder blocks every figure shades, and the protocol it ran: \"paper\" is the "
+        "authors' (their prompts, budgets, formats; docs/METHOD.md section 6), \"project\" the project's own tasks.",
     )
     # The report's own stage order, then any stage a newer `frankenstein run` recorded that it does not know.
     named = [*STAGES, *sorted({s for r in runs for s in r.manifest.stages} - set(STAGES))]
@@ -35,7 +36,9 @@ def _model_row(run: RunFolder) -> list[str]:
     layout, blocks = run.axis.layout, run.axis.blocks
     spans = " / ".join(f"{a}–{b - 1}" for a, b in (blocks[k] for k in BLOCK_NAMES))
     m = run.manifest.models
-    return [run.label, str(run.path), m.get("base", "–"), m.get("in", "–"), m.get("rl", "–"), str(layout.num_layers), str(layout.num_vision_blocks), spans]
+    protocol = ((run.manifest.model_extra or {}).get("config") or {}).get("protocol", "project")
+    return [run.label, str(run.path), m.get("base", "–"), m.get("in", "–"), m.get("rl", "–"), str(layout.num_layers),
+            str(layout.num_vision_blocks), spans, protocol]
 
 
 def _stage_cell(run: RunFolder, stage: str) -> str:

@@ -4,8 +4,10 @@
 nothing else, so it can be regenerated from the folder alone, on any machine, without the models.
 
     RUN/run.json                   recipe, models, cuts, layout (Layout.describe()), stages and their status
+                                   (`analysis.schema.RunManifest`, which the runner validates before writing)
     RUN/delta/delta.json           analysis.delta.write_report output
     RUN/<stage>/<role or label>/   an lmms-eval --output_path: <model>/<timestamp>_results.json (+ samples)
+    RUN/leaderboard/<label>/       an lm-eval --output_path: <model>/results_<timestamp>.json (+ samples)
 
 A stage that is absent, or whose status is not "done", is "not run" for the report, never an error.
 A file that exists but cannot be read is bad input: one line naming it.
@@ -16,37 +18,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from analysis.delta.schema import ROLES as ROLE_ORDER  # roles a probe stage may hold, in reading order
-from analysis.lmms_runs import Run, newest_run, read_json
+from analysis.lmms_runs import LM_EVAL_RESULTS, Run, newest_run, read_json
 from analysis.plots import LayerAxis
+from analysis.schema import STAGE_NAMES, RunManifest, StageRecord
 from surgery.errors import FrankensteinError
 
+__all__ = ["RUN_FILE", "STAGES", "RunFolder", "RunManifest", "StageRecord", "open_runs", "read_run"]
+
 RUN_FILE = "run.json"
-STAGES = ("delta", "merges", "vision_swap", "reasoning", "reasoning_logprob", "transfer", "attention")  # as frankenstein_tasks.run.stages orders them (analysis does not import the harness)
-
-
-class StageRecord(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    status: str  # "done", "failed", "not run"; anything but "done" shows as not run, with the status
-    seconds: float | None = None
-    outputs: list[str] = []
-
-
-class RunManifest(BaseModel):
-    """run.json, validated once here; fields the report does not use are kept but not checked."""
-
-    model_config = ConfigDict(extra="allow")
-
-    recipe: str
-    models: dict[str, str]
-    cuts: tuple[int, int] | None = None
-    layout: dict[str, Any]
-    stages: dict[str, StageRecord] = {}
+STAGES = STAGE_NAMES  # the order `frankenstein run` runs them in, declared once in analysis.schema
 
 
 @dataclass(eq=False)  # a run is itself: compared by identity
@@ -94,6 +78,12 @@ class RunFolder:
         if key not in self._cache:
             self._cache[key] = None if self.stage_missing(stage) else newest_run(self.stage_dir(stage) / member)
         return self._cache[key]
+
+    def lm_eval(self, stage: str, member: str) -> Run | None:
+        """The newest lm-eval results under RUN/stage/member, or None when the stage or file is absent."""
+        if self.stage_missing(stage):
+            return None
+        return newest_run(self.stage_dir(stage) / member, LM_EVAL_RESULTS)
 
 
 def read_run(path: str | Path) -> RunManifest:

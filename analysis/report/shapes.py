@@ -1,6 +1,7 @@
 """The value shapes the frank_* tasks put in an lmms-eval results file, read into typed records.
 
-Three shapes occur under `results[task]["<metric>,none"]`:
+Three shapes occur under `results[task]["<metric>,none"]`, each declared once in `analysis.schema`
+(the writers build the same models):
 
 * a per-layer curve `{"layers", "value", "stderr", "n"}` (probe tasks; read by `analysis.harness`);
 * an estimate with a 95 % interval `{"value", "low", "high", "n"}` (transfer metrics M_vis, M_v2r,
@@ -16,14 +17,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from analysis.harness import Curve, curves_of
 from analysis.lmms_runs import Run
+from analysis.schema import (
+    CELLS,
+    TRANSITION_STATISTICS,
+    IntervalEstimate,
+    TransitionCounts,
+    first_error,
+)
 from analysis.transitions import Estimate
 from surgery.errors import FrankensteinError
 
-ESTIMATE_KEYS = frozenset({"value", "low", "high"})
-CELLS = ("TT", "TF", "FT", "FF")
-TRANSITION_STATS = ("net_gain", "side_effect_rate", "lift_rate")
+TRANSITION_STATS = TRANSITION_STATISTICS
+__all__ = ["CELLS", "TRANSITION_STATS", "TaskEstimate", "TaskTransitions", "curves", "estimates", "scalar", "transitions"]
 
 
 @dataclass(frozen=True)
@@ -59,9 +68,10 @@ def estimates(run: Run) -> list[TaskEstimate]:
     found = []
     for task in run.tasks():
         for key, value in sorted(run.results[task].items()):
-            if isinstance(value, dict) and ESTIMATE_KEYS <= value.keys():
+            if IntervalEstimate.claims(value):
                 metric = key.split(",")[0]
-                found.append(TaskEstimate(task, metric, _estimate(value, run, task, metric), _count(value.get("n", 0), run, task, metric)))
+                est = _validated(IntervalEstimate, value, run, task, metric)
+                found.append(TaskEstimate(task, metric, _as_estimate(est), est.n))
     return found
 
 
@@ -72,30 +82,20 @@ def transitions(run: Run) -> list[TaskTransitions]:
         value = run.metric(task, "transitions")
         if value is None:
             continue
-        if not isinstance(value, dict) or not set(CELLS) <= value.keys():
-            raise _bad(run, task, "transitions", f"needs the counts {', '.join(CELLS)}")
-        cells = {c: _count(value[c], run, task, "transitions") for c in CELLS}
-        stats = {s: _estimate(value.get(s) or {"value": None}, run, task, f"transitions.{s}") for s in TRANSITION_STATS}
-        n = _count(value.get("n", sum(cells.values())), run, task, "transitions")
-        if n != sum(cells.values()):
-            raise _bad(run, task, "transitions", f"n={n} but TT+TF+FT+FF={sum(cells.values())}")
-        found.append(TaskTransitions(task, n, cells, stats))
+        t = _validated(TransitionCounts, value, run, task, "transitions")
+        found.append(TaskTransitions(task, t.n, t.cells(), {s: _as_estimate(getattr(t, s)) for s in TRANSITION_STATS}))
     return found
 
 
-def _estimate(value: Any, run: Run, task: str, metric: str) -> Estimate:
-    if not isinstance(value, dict):
-        raise _bad(run, task, metric, "is not an estimate {value, low, high}")
-    parts = [value.get(k) for k in ("value", "low", "high")]
-    if any(p is not None and _number(p) is None for p in parts):
-        raise _bad(run, task, metric, f"has a non-number in {value}")
-    return Estimate(*(None if p is None else float(p) for p in parts))
+def _as_estimate(value: IntervalEstimate) -> Estimate:
+    return Estimate(value.value, value.low, value.high)
 
 
-def _count(value: Any, run: Run, task: str, metric: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
-        raise _bad(run, task, metric, f"has count {value!r}, not a whole number >= 0")
-    return int(value)
+def _validated(model: type[BaseModel], value: Any, run: Run, task: str, metric: str) -> Any:
+    try:
+        return model.model_validate(value)
+    except ValidationError as e:
+        raise _bad(run, task, metric, f"is not {model.__name__} ({first_error(e)})") from None
 
 
 def _number(value: Any) -> float | None:

@@ -2,7 +2,9 @@
 
 For IN, RL and the six splices (named by the blocks taken from RL): M_vis, M_v2r and M_rea with
 their 95 % intervals as a table and a dot-and-interval plot, their differences from IN, and the 2x2
-transition matrices (right/wrong under condition A, then B) of the two-condition tasks.
+transition matrices (right/wrong under condition A, then B) of the two-condition tasks. The same
+models' lm-eval leaderboard scores (the `leaderboard` stage) close the transfer section
+(`analysis.report.leaderboard`).
 
 The differences of the M metrics from the same run's IN are `analysis.transfer_table.difference`, the
 one `frankenstein transfer` reports: paired over the items both samples logs hold, with a bootstrap
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis.report import leaderboard
 from analysis.report.document import Note, Section, Table, fmt, fmt_interval
 from analysis.report.drawing import figure_legend, save_with_data, subplots
 from analysis.report.runs import RunFolder
@@ -98,13 +101,13 @@ def build_metrics(runs: Sequence[RunFolder], folder: Path) -> Section:
     section = Section("transfer", "Transfer: M_vis, M_v2r, M_rea for IN, RL and the splices")
     models, missing = gather(runs)
     section.add(*(Note(m) for m in missing))
-    if not models:
-        return section
-    diffs = _differences(models)
-    rows = _metric_rows(models, diffs)
-    fig = _interval_figure(models)
-    section.add(save_with_data(fig, folder, "transfer_metrics", METRICS_CAPTION, METRICS_HEADER, rows))
-    return section.add(*_metric_tables(models, diffs))
+    if models:
+        diffs = _differences(models)
+        rows = _metric_rows(models, diffs)
+        fig = _interval_figure(models)
+        section.add(save_with_data(fig, folder, "transfer_metrics", METRICS_CAPTION, METRICS_HEADER, rows))
+        section.add(*_metric_tables(models, diffs))
+    return section.add(*leaderboard.parts(runs, folder))  # the same models on lm-eval's leaderboard tasks
 
 
 Differences = dict[tuple[int, str, str], Difference]  # (model's place in `models`, task, metric) -> vs IN

@@ -2,7 +2,9 @@
 
 dIN (IN - Base) and dRL (RL - IN) per unified layer over the whole model, vision tower, projector and
 decoder, with the sections and blocks shaded: energy and relative norm, and (with the svd metric) the
-mean stable and effective rank. A table gives each section's and block's share of the energy.
+mean stable and effective rank. A table gives each section's and block's share of the energy. Beside
+them, the authors' own per-layer aggregates (`analysis.delta.authors`): the figures of the paper
+are drawn from those.
 """
 
 from __future__ import annotations
@@ -56,6 +58,19 @@ CAPTIONS = {
     "of the layer's matrices, dIN dashed and dRL solid; lower means the update is concentrated in fewer directions.",
 }
 CSV_HEADER = ["run", "recipe", "delta", "unified_index", "part", "index", "block", "energy", "relative_norm", "mean_stable_rank", "mean_effective_rank"]
+AUTHORS_PANELS = (  # the authors' aggregates (AuthorsLayerStats fields) as their paper plots them
+    ("fro_norm_sum", "Σ ||Δ||_F (authors)", True),
+    ("relative_norm_mean", "mean ||Δ||_F / ||W_IN||_F (authors)", True),
+    ("spectral_norm_mean", "mean σ1 (authors)", True),
+    ("log_volume_mean", "mean Σ log σ, top k (authors)", False),
+)
+AUTHORS_CAPTION = (
+    "The same deltas aggregated as the authors' scripts do (analysis/delta/authors.py): per unified layer the sum of "
+    "the tensors' Frobenius norms, their mean norm relative to the IN weight (for dIN too), and over the layer's "
+    "matrices the mean spectral norm and log-volume; dIN dashed, dRL solid. These are the numbers comparable with the "
+    "paper's figures."
+)
+AUTHORS_CSV_HEADER = ["run", "recipe", "delta", "unified_index", "section", "n_tensors", "n_matrices", *(f for f, _, _ in AUTHORS_PANELS), "fro_norm_mean"]
 
 
 def build(runs: Sequence[RunFolder], folder: Path) -> Section:
@@ -78,6 +93,12 @@ def build(runs: Sequence[RunFolder], folder: Path) -> Section:
             fig = _figure(group, reports, rows)
             caption = CAPTIONS[name] + group_note(groups, group)
             section.add(save_with_data(fig, folder, name + group_suffix(groups, i), caption, CSV_HEADER, _rows(group, reports)))
+        if any(reports[r.label].authors_per_layer for r in group):
+            rows = [p for p in AUTHORS_PANELS if any(_authors_has(reports[r.label], p[0]) for r in group)]
+            fig = _figure(group, reports, rows, layers_of=_authors_layers)
+            caption = AUTHORS_CAPTION + group_note(groups, group)
+            section.add(save_with_data(fig, folder, "weights_authors" + group_suffix(groups, i), caption, AUTHORS_CSV_HEADER,
+                                       _authors_rows(group, reports)))
     return section.add(_share_table(shown, reports, folder))
 
 
@@ -103,13 +124,31 @@ def _layers(report: DeltaReport) -> list[GroupSummary]:
     return [s for s in report.summaries.get("unified_layer", []) if isinstance(s.key, int)]
 
 
-def _figure(group: Sequence[RunFolder], reports: dict[str, DeltaReport], rows: Sequence[tuple[str, str, bool]]) -> Any:
+def _authors_layers(report: DeltaReport) -> list[Any]:
+    return list(report.authors_per_layer)
+
+
+def _authors_has(report: DeltaReport, field: str) -> bool:
+    return any(getattr(layer.deltas[d], field) is not None for layer in report.authors_per_layer for d in DELTAS)
+
+
+def _authors_rows(group: Sequence[RunFolder], reports: dict[str, DeltaReport]) -> list[list[Any]]:
+    return [
+        [run.label, run.recipe, DELTA_NAME[d], layer.key, layer.section, layer.n_tensors, layer.n_matrices,
+         *(getattr(layer.deltas[d], f) for f, _, _ in AUTHORS_PANELS), layer.deltas[d].fro_norm_mean]
+        for run in group for d in DELTAS for layer in reports[run.label].authors_per_layer
+    ]
+
+
+def _figure(group: Sequence[RunFolder], reports: dict[str, DeltaReport], rows: Sequence[tuple[str, str, bool]],
+            layers_of: Any = None) -> Any:
     axis: LayerAxis = group[0].axis
+    layers_of = layers_of or _layers
     fig, axes = subplots(len(rows), 1, width=11, height=3.3, sharex=True)
     for (field, ylabel, log), ax in zip(rows, axes[:, 0]):
         layer_panel(ax, axis, ylabel=ylabel)
         for run in group:
-            layers = _layers(reports[run.label])
+            layers = layers_of(reports[run.label])
             for d in DELTAS:
                 values = [_plottable(getattr(s.deltas[d], field), log) for s in layers]
                 draw_curve(ax, [s.key for s in layers], values, None, color=run.color, style=DELTA_STYLE[d], label=f"{run.label} {DELTA_NAME[d]}")

@@ -13,7 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Read a checkpoint's config and tensor names (no weights are loaded) and print what the project "
         "will use: decoder layer and vision block counts, tensor-name scheme, the early/mid/late block "
-        "partition and the unified layer index range (vision block j -> j - V, projector -> 0, layer i -> i + 1)."
+        "partition and the unified layer index range (vision block j -> j - V, projector -> 0, layer i -> i + 1). "
+        "For Qwen3-VL it also lists the DeepStack mergers: placed with the projector (unified index 0), each "
+        "reading one vision block and adding its features to the visual tokens after one decoder layer."
     )
     p.add_argument("model", help="checkpoint folder or hub id")
     add_cuts(p)
@@ -29,5 +31,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         width = max(len(k) for k in facts)
         for key, value in facts.items():
-            print(f"{key:<{width}}  {value}")
+            print(f"{key:<{width}}  {_text(value)}")
     return 0
+
+
+def _text(value: object) -> str:
+    """A value on one line; a list of records (the DeepStack mergers) as `a=1, b=2; a=2, b=3`."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return "; ".join(", ".join(f"{k}={v}" for k, v in item.items()) for item in value)
+    return str(value)

@@ -15,12 +15,18 @@ Run lm-eval (its own CLI, all its options) with the `frankenstein` model availab
 
   frankenstein lm-eval run --model frankenstein \\
       --model_args pretrained=Qwen/Qwen2.5-7B-Instruct,probe=zero_ablation,layers=all \\
-      --tasks gsm8k --output_path out/
+      --tasks gsm8k,arc_easy,wikitext --output_path out/
+  frankenstein lm-eval run --model frankenstein \\
+      --model_args in=IN,rl=RL,splice=mid_late --tasks leaderboard --output_path out/
 
-With probe=zero_ablation the model sweeps every decoder layer in one batched run; lm-eval scores the
-unablated answers as usual, and the results JSON gains a "frankenstein" section with each task's
-metrics per ablated layer (lm-eval's own filters and metrics) and every layer's answers. Model args
-are those of the lmms-eval `frankenstein` model (layers=, max_batch_rows=, device=, dtype=, in=/rl=/splice=).
+Every lm-eval task runs: generation (greedy), multiple choice and perplexity (log-likelihoods as
+lm-eval's own hf model computes them; max_length=N sets the window). With probe=zero_ablation the
+model sweeps every decoder layer in one batched run; lm-eval scores the unablated responses as usual,
+and the results JSON gains a "frankenstein" section with each task's metrics per ablated layer
+(lm-eval's own filters and metrics) and every layer's answers or log-likelihoods. in=,rl=,splice=
+(,cuts=) score a Frankenstein splice without writing it. Data parallel: torchrun --nproc_per_node N
+--no-python frankenstein lm-eval run ... Model args are those of the lmms-eval `frankenstein` model
+(layers=, max_batch_rows=, device=, dtype=, ablate=, ...).
 Everything after `lm-eval` goes to lm-eval unchanged: `frankenstein lm-eval --help` shows lm-eval's help.
 """
 

@@ -7,6 +7,7 @@ import argparse
 from frankenstein_tasks.commands._options import add_cuts, cuts_of
 from surgery.errors import FrankensteinError
 from surgery.tiny import PLANT_FACTOR, TINY_ARCHS, TinySpec, make_tiny, parse_plant
+from surgery.tiny_families import FAMILIES
 
 # Options of the planted trio; the trained organism's architecture comes from its --setting.
 PLANTED_OPTIONS = ("layers", "vision_depth", "plant", "cuts", "arch")
@@ -14,7 +15,8 @@ PLANTED_OPTIONS = ("layers", "vision_depth", "plant", "cuts", "arch")
 
 PARAGRAPHS = (
     "Write three sibling checkpoints OUT/base, OUT/in, OUT/rl (bf16 safetensors, config, processor with a real "
-    "Qwen tokenizer and chat template) that load without any hub access.",
+    "Qwen tokenizer and chat template) that load without any hub access; --arch picks the family (Qwen2.5-VL, "
+    "Qwen2-VL, Qwen3-VL with its DeepStack mergers, InternVL with InternViT tiles).",
     f"Default (planted): random weights; IN = Base + small deltas; RL = IN + deltas, {PLANT_FACTOR:g}x larger in the "
     "decoder blocks named by --plant, so the weight analysis has a known answer. Writes OUT/tiny.json.",
     "--trained: the model organism, trained on CPU from scratch with real, checkable behaviour. Base learns to count "
@@ -39,10 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--setting", default=None, metavar="NAME", help="with --trained: default or test (default: default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--layers", type=int, default=None, help="decoder layers (default 8; planted trio only)")
-    p.add_argument("--vision-depth", type=int, default=None, help="vision blocks (default 2; planted trio only)")
+    p.add_argument("--vision-depth", type=int, default=None, help="vision blocks (default 2, Qwen3-VL 3; planted trio only)")
     p.add_argument("--plant", default=None, metavar="BLOCKS", help="comma-separated blocks with large RL deltas, e.g. mid,late")
     add_cuts(p, "for --plant")
-    p.add_argument("--arch", choices=TINY_ARCHS, default=None, help="model type (default qwen2_5_vl; planted trio only)")
+    p.add_argument("--arch", choices=TINY_ARCHS, default=None,
+                   help="model family (default qwen2_5_vl; qwen2_vl, qwen3_vl, internvl; planted trio only)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
@@ -58,6 +61,8 @@ def _run_planted(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     given = {k: getattr(args, k) for k in PLANTED_OPTIONS if getattr(args, k) is not None}
+    if "vision_depth" not in given:  # the family's own minimum (Qwen3-VL's DeepStack reads three blocks)
+        given["vision_depth"] = FAMILIES[given.get("arch", TinySpec().arch)].vision_depth
     try:
         spec = TinySpec(
             seed=args.seed,

@@ -21,7 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "Write mergekit passthrough recipes (bfloat16) that splice decoder blocks of IN and RL as in "
         "METHOD.md section 3. Run one with `mergekit-yaml RECIPE.yaml OUT`, or pass --merge OUT to run "
         "mergekit here and also copy the processor files it leaves out. The layer count is read from the "
-        "checkpoints' config (hub ids need the hub or the cache) unless --layers is given."
+        "checkpoints' config (hub ids need the hub or the cache) unless --layers is given. For families "
+        "mergekit 0.1.5 has no architecture definition of (InternVL) there is no recipe: --merge OUT then "
+        "writes the splice with the project's own writer (safetensors, tensor for tensor from IN and RL)."
     )
     src = p.add_argument_group("models (either --in and --rl, or --recipe)")
     src.add_argument("--in", dest="in_model", metavar="IN", help="IN (SFT) checkpoint folder or hub id")
@@ -33,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_cuts(what)
     what.add_argument("--layers", type=int, metavar="N", help="decoder layer count (default: read from the checkpoints)")
     what.add_argument("-o", "--output", metavar="PATH", help="recipe file (one variant; default: print it) or folder (--all)")
-    what.add_argument("--merge", metavar="OUT", help="also run mergekit-yaml on the recipe into OUT and add the processor files")
+    what.add_argument("--merge", metavar="OUT", help="also run mergekit-yaml on the recipe into OUT and add the processor files "
+                      "(families mergekit does not know: write the splice into OUT with the project's own writer)")
     what.add_argument("--overwrite", action="store_true", help="replace an existing --merge OUT")
 
 
@@ -67,6 +70,14 @@ def _variants(args: argparse.Namespace) -> list[str]:
     return [args.variant]
 
 
+def _without_mergekit(in_model: str, rl_model: str) -> bool:
+    """True when IN and RL are of a family mergekit 0.1.5 has no architecture definition of."""
+    from merge_configs.generate import has_mergekit_architecture
+    from surgery.splice import check_pair
+
+    return not has_mergekit_architecture(check_pair(in_model, rl_model).layout.model_type)
+
+
 def run(args: argparse.Namespace) -> int:
     in_model, rl_model, title = _models(args)
     variants = _variants(args)
@@ -74,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
         raise FrankensteinError(f"-o {args.output} is a folder; give a file name for one variant")
     if args.merge and Path(args.merge).exists() and not args.overwrite:
         raise FrankensteinError(f"{args.merge} already exists (pass --overwrite to replace it)")
+    if args.merge and not args.output and _without_mergekit(in_model, rl_model):
+        from surgery.splice import write_spliced
+
+        write_spliced(in_model, rl_model, variants[0], args.merge, cuts=cuts_of(args), overwrite=args.overwrite)
+        print(f"wrote the {variants[0]} splice into {args.merge} (the project's own writer: mergekit does not know this model type)")
+        return 0
     # The options are checked first: these imports (mergekit among them) take seconds.
     from frankenstein_tasks.run.stages import check_mergeable
     from merge_configs.generate import generate

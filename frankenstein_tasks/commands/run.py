@@ -16,8 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Run the stages a config names, in order, then write the report (HTML + Markdown + CSVs) into\n"
         "OUT/report. Results go to the config's out: folder (run.json records each stage). Started again,\n"
-        "a run skips finished stages and, inside a stage, finished answers; a killed run never leaves a\n"
-        "result that looks complete. Stages:\n" + stages +
+        "a run skips finished stages and, inside a stage, finished answers, as long as everything that\n"
+        "decides them is the same (settings, the weights in the model folders, the local data); a killed\n"
+        "run never leaves a result that looks complete. Stages:\n" + stages +
+        "\n\nThe examples run the paper's settings (protocol: paper): the authors' prompts, style rule, budgets,\n"
+        "formats, describer and judge, and their released pair set (not shipped: data.vision_pairs names your\n"
+        "copy). docs/METHOD.md section 6 lists what still differs from their code."
         f"\n\nStart from an example: frankenstein run --print-config NAME > my.yaml  ({', '.join(example_names())})"
     )
     p.add_argument("config", nargs="?", help="the run config (YAML)")

@@ -7,7 +7,9 @@ then reads `AVAILABLE_MODELS` here (model name -> class name in `frankenstein_ta
 Importing this package installs the lmms-eval hooks (task folder, console table, bad input ending a
 run with one line and exit status 2), each once per process. This is the one place they are
 installed: both routes import the package (the entry point's module lives in it), and each hook does
-nothing without lmms-eval installed.
+nothing without lmms-eval installed. (Per-layer scoring of log-likelihood requests wraps lmms-eval's
+`evaluate` from the model's own module, `frankenstein.py`, as `lm_eval_model.py` does for lm-eval: it
+concerns runs of that model only, and the module is imported before any such run evaluates.)
 """
 
 AVAILABLE_MODELS: dict[str, str] = {"frankenstein": "Frankenstein"}

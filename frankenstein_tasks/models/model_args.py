@@ -34,17 +34,20 @@ class ModelArgs(BaseModel):
     splice: str | None = None
     cuts: str | None = None
     device: str | None = "auto"
+    device_map: str | None = None  # accelerate's "auto" / "balanced" / ...: a model larger than one device
     dtype: str = "auto"
     attn_implementation: str | None = None
     probe: str = "none"
     layers: str = "all"
     swap_mode: str = "from"
     window: int = 1
+    swap_decode: str = "prefill"
     scoring: str = "generate"
     ablate: str | None = None
     prompt_style: str | None = None
     max_batch_rows: int | None = None
     max_new_tokens: int = 256
+    max_length: int | None = Field(None, ge=1)  # lm-eval model: context window of log-likelihood requests (default: the model's)
     system_prompt: str | None = None  # None: each task's own; "" for no system message
     min_pixels: int | None = None
     max_pixels: int | None = None
@@ -122,6 +125,7 @@ def load_runner(args: ModelArgs, device: str) -> LoadedRunner:
             layers=args.layers,
             swap_mode=args.swap_mode,
             window=args.window,
+            swap_decode=args.swap_decode,
             scoring=args.scoring,
             ablate=args.ablate or None,
             max_batch_rows=args.max_batch_rows or (128 if device.startswith("cuda") else 16),
@@ -151,6 +155,8 @@ def _checkpoint(args: ModelArgs) -> tuple[Any, str]:
         check_variant(args.splice)
         if not (args.in_model and args.rl_model):
             raise FrankensteinError("splice=... needs both in=PATH and rl=PATH")
+        if args.device_map:
+            raise FrankensteinError("splice=... builds the splice on one device; device_map= works with pretrained= (a merged checkpoint)")
         pair = check_pair(args.in_model, args.rl_model, allow_pickle=args.allow_pickle)
         plan = splice_plan(pair.layout, args.splice, parse_cuts(args.cuts))
         return pair.layout, pair.locations[plan.early_source]
@@ -169,7 +175,7 @@ def _load(args: ModelArgs, dtype: str, device: str) -> tuple[Any, Any]:
 
         model, layout, _ = load_spliced(args.in_model, args.rl_model, args.splice, cuts=parse_cuts(args.cuts), **common)
         return model, layout
-    return load_model(args.pretrained, **common)
+    return load_model(args.pretrained, device_map=args.device_map, **common)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,10 +8,22 @@ and appends each finished chunk of responses (one JSON line each, flushed and fs
 starts the next. A run started again with the same `response_cache=DIR` recomputes nothing that was
 finished; a line cut short by the kill is ignored.
 
-A response's key is a hash of everything that decides it: the model args that change answers (the
-checkpoint or splice, probe, layers, swap settings, scoring, prompt style, system prompt, dtype), the
-task, the doc (its fields; images by their pixels), the prompt text and the generation settings, and
-the package version. Settings that only change speed (device, batch rows) are left out.
+A response's key is a hash of everything that decides it, and of nothing that only changes speed:
+
+    the weights          `surgery.sources.fingerprint` of the checkpoint (of IN and RL for a splice),
+                         not its name: retrained or re-merged weights in the same folder are new
+    the model args       every arg except SPEED_ONLY_ARGS (probe, layers, swap settings, scoring,
+                         ablate, splice and cuts, max_new_tokens, system_prompt, pixels, ...), with
+                         dtype resolved (auto: bfloat16 on GPU, float32 on CPU) and the device type
+    the prompt           the task, the doc (its fields; images by their pixels), the prompt text, the
+                         system prompt the model adds (the prompt style resolved) and the images the
+                         model is shown, by their pixels (a doc may name them by path: a file
+                         rewritten under the same name is another prompt)
+    generation settings  the request's generation kwargs (budget, stop strings)
+    the code             this package's version, torch's and transformers', and a digest of the
+                         source that turns a request into an answer (ANSWER_CODE)
+
+Settings that only change speed (device index, batch rows) are left out: changing them reuses everything.
 """
 
 from __future__ import annotations
@@ -19,14 +31,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-# Model args that decide what a response is (others, like device and batch size, only change speed).
-ANSWER_ARGS = (
-    "pretrained", "in_model", "rl_model", "splice", "cuts", "dtype", "attn_implementation", "probe", "layers",
-    "swap_mode", "window", "scoring", "ablate", "prompt_style", "system_prompt", "min_pixels", "max_pixels",
-)
+# Model args that only change speed or where files go. Every other arg is part of the key, so an arg
+# added to ModelArgs later decides answers unless it is listed here.
+SPEED_ONLY_ARGS = frozenset({"device", "max_batch_rows", "batch_size", "max_batch_size", "response_cache", "allow_pickle"})
+# Model args that name checkpoints: keyed by the weights' fingerprints instead of by the names.
+CHECKPOINT_ARGS = frozenset({"pretrained", "in_model", "rl_model"})
+# The source (relative to the repository root) that turns a request into an answer: the engine, the
+# harness models, the contract and the prompt styles. A change there is a new key.
+ANSWER_CODE = ("surgery", "frankenstein_tasks/models", "frankenstein_tasks/contract.py", "frankenstein_tasks/prompt_styles.py",
+               "frankenstein_tasks/paper_protocol.py")
 
 
 class ResponseStore:
@@ -39,22 +56,19 @@ class ResponseStore:
         self.reused = 0
 
     @classmethod
-    def for_model_args(cls, folder: str | Path, args: Mapping[str, Any], rank: int = 0) -> "ResponseStore":
-        from importlib.metadata import PackageNotFoundError, version
+    def for_model(cls, folder: str | Path, args: Any, *, device: str, prompt_style: str, rank: int = 0) -> "ResponseStore":
+        """The store of a `frankenstein` model built from `args` (a ModelArgs) on `device`."""
+        return cls(folder, _digest(model_identity(args, device=device, prompt_style=prompt_style)), rank)
 
-        try:
-            package = version("frankenstein-vlm")
-        except PackageNotFoundError:  # running from a source tree
-            package = "source"
-        decided = {k: args.get(k) for k in ANSWER_ARGS}
-        return cls(folder, _digest({"args": decided, "package": package}), rank)
-
-    def key(self, task: str, doc: Mapping[str, Any], context: str, gen_kwargs: Mapping[str, Any]) -> str:
+    def key(self, task: str, doc: Mapping[str, Any], context: str, gen_kwargs: Mapping[str, Any],
+            system_prompt: str | None = None, images: Iterable[Any] = ()) -> str:
         return _digest({
             "model": self.model_fingerprint,
             "task": task,
             "doc": doc_fingerprint(doc),
             "context": context,
+            "system_prompt": system_prompt,
+            "images": [_value_bytes(image).hex() for image in images],
             "gen_kwargs": json.dumps(gen_kwargs, sort_keys=True, default=str),
         })
 
@@ -76,6 +90,52 @@ class ResponseStore:
             handle.write("".join(lines))
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def model_identity(args: Any, *, device: str, prompt_style: str) -> dict[str, Any]:
+    """What decides every answer of a model built from `args` (a ModelArgs) on `device`, as a JSON-able dict."""
+    from surgery.loading import resolve_dtype
+
+    decided = args.model_dump(exclude=SPEED_ONLY_ARGS | CHECKPOINT_ARGS)
+    decided["dtype"] = resolve_dtype(args.dtype, device)
+    return {
+        "weights": weights_identity(args),
+        "args": decided,
+        "device_type": device.split(":")[0],  # cuda:0 and cuda:1 compute alike; CPU and GPU kernels differ
+        "prompt_style": prompt_style,
+        "code": code_identity(),
+    }
+
+
+def weights_identity(args: Any) -> dict[str, str | None]:
+    """The fingerprints of the checkpoints `args` names: `pretrained`, or IN and RL of a splice."""
+    from surgery.sources import source_fingerprint
+
+    names = ("in_model", "rl_model") if args.splice else ("pretrained",)
+    return {name: source_fingerprint(getattr(args, name), allow_pickle=args.allow_pickle) for name in names}
+
+
+@lru_cache(maxsize=1)
+def code_identity() -> dict[str, str]:
+    """Versions of this package, torch and transformers, and a digest of ANSWER_CODE's Python files."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:  # running from a source tree
+            return "source"
+
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for entry in ANSWER_CODE:
+        path = root / entry
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []:
+            digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return {
+        "package": installed("frankenstein-vlm"), "torch": installed("torch"),
+        "transformers": installed("transformers"), "source": digest.hexdigest()[:16],
+    }
 
 
 def doc_fingerprint(doc: Mapping[str, Any]) -> str:

@@ -12,14 +12,25 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from frankenstein_tasks import paper_protocol
 from frankenstein_tasks.subset import parse_subset
 from surgery.errors import FrankensteinError
 from surgery.splice import VARIANTS
 
 EXAMPLES = Path(__file__).with_name("examples")
 ROLES = ("base", "in", "rl")
+PAPER_SUBSET = "{}:{}".format(*paper_protocol.SUBSET)
 TRANSFER_MODELS = ("in", "rl", *VARIANTS)
 
 
@@ -65,6 +76,7 @@ class VisionSwapSettings(Section):
     roles: list[Literal["base", "in", "rl"]] = ["rl"]
     swap_mode: Literal["from", "only", "window"] = "from"
     window: int = Field(1, ge=1)
+    swap_decode: Literal["prefill", "reinsert"] = "prefill"  # reinsert: the authors' decode-time bug, to compare
     layers: str = "all"
     max_new_tokens: int | None = None  # None: each task's own budget
 
@@ -74,14 +86,26 @@ class ReasoningSettings(Section):
     subset: Subset = "100:123"
     roles: list[Literal["base", "in", "rl"]] = ["rl"]
     layers: str = "all"
-    max_new_tokens: int = Field(2048, ge=1)
+    max_new_tokens: int | None = Field(None, ge=1)  # None: the task's own budget (2048)
 
 
 class TransferSettings(Section):
     subset: Subset = "100:123"
     models: list[Literal["in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late"]] = list(TRANSFER_MODELS)
-    max_new_tokens: int = Field(2048, ge=1)
+    max_new_tokens: int | None = Field(None, ge=1)  # None: the task's own budget (2048; the paper's tasks 8192)
     descriptions: Path | None = None  # JSON item id -> description for frank_math_vqa (else an endpoint)
+    judge: bool = False  # true: grade with the endpoint's judge (as FRANKENSTEIN_JUDGE=1 does); else the rule-based grader
+
+
+class LeaderboardSettings(Section):
+    """lm-eval tasks (a leaderboard group by default) on IN, RL and the splices, with lm-eval's own metrics."""
+
+    tasks: list[str] = Field(["leaderboard"], min_length=1)  # lm-eval task or group names, e.g. [arc_easy, mmlu]
+    models: list[Literal["in", "rl", "early", "mid", "late", "early_mid", "mid_late", "early_late"]] = list(TRANSFER_MODELS)
+    num_fewshot: int | None = Field(None, ge=0)  # None: each task's own
+    limit: int | None = Field(None, ge=1)  # at most this many docs per task (lm-eval's --limit); None: all
+    apply_chat_template: bool = False
+    max_length: int | None = Field(None, ge=1)  # context window of log-likelihood requests (default: the model's)
 
 
 class AttentionSettings(Section):
@@ -100,20 +124,28 @@ class LocalData(Section):
 
     @field_validator("*")
     @classmethod
-    def _exists(cls, path: Path | None) -> Path | None:
+    def _exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         if path is not None and not Path(path).expanduser().exists():
-            raise ValueError(f"{path} does not exist")
+            hint = ""
+            if info.field_name == "vision_pairs":
+                hint = (f" (protocol: paper probes the authors' released pair set, dataset/{paper_protocol.PAIR_SET_NAME} "
+                        "of github.com/xirui-li/Frankenstein, which is not shipped: copy it there or change the path)")
+            raise ValueError(f"{path} does not exist{hint}")
         return path
 
 
 class RunConfig(Section):
     recipe: str  # a label for reports and plots, e.g. "OpenMMReasoner"
     models: Models
+    # "paper": the authors' protocol (frankenstein_tasks/paper_protocol.py): the *_paper tasks, their
+    # style rule, budgets, prompts, image cap, describer and judge, their released pair set.
+    protocol: paper_protocol.Protocol = "project"
     out: Path | None = None  # default: frankenstein_runs/<recipe>
-    stages: list[str] = Field(default_factory=lambda: list(_stage_names()))
+    stages: list[str] = Field(default_factory=lambda: list(_default_stages()))
     prompt_style: Literal["base", "reasoner", "revisual"] | None = None  # default: from the checkpoint ids
     cuts: tuple[int, int] | None = None  # block cuts; default thirds
     device: str = "auto"
+    device_map: str | None = None  # "auto": dispatch each model over the GPUs (and CPU) with accelerate
     dtype: str = "auto"
     attn_implementation: str | None = None
     max_batch_rows: int | None = Field(None, ge=1)
@@ -124,8 +156,18 @@ class RunConfig(Section):
     reasoning: ReasoningSettings = ReasoningSettings()
     reasoning_logprob: ReasoningSettings = ReasoningSettings()
     transfer: TransferSettings = TransferSettings()
+    leaderboard: LeaderboardSettings = LeaderboardSettings()
     attention: AttentionSettings = AttentionSettings()
     data: LocalData = LocalData()
+
+    @model_validator(mode="after")
+    def _paper_fixes_the_subsets(self) -> "RunConfig":
+        if self.protocol == "paper":
+            for name in ("reasoning", "reasoning_logprob", "transfer"):
+                if getattr(self, name).subset != PAPER_SUBSET:
+                    raise ValueError(f"protocol: paper asks the paper's items ({PAPER_SUBSET}: 100 items, seed 123); "
+                                     f"{name}.subset is {getattr(self, name).subset!r} (use protocol: project for another subset)")
+        return self
 
     @field_validator("stages")
     @classmethod
@@ -170,6 +212,12 @@ def _stage_names() -> tuple[str, ...]:
     from frankenstein_tasks.run.stages import STAGES
 
     return tuple(STAGES)
+
+
+def _default_stages() -> list[str]:
+    from frankenstein_tasks.run.stages import default_stages
+
+    return default_stages()
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -1,10 +1,12 @@
 """Local copies of the benchmark datasets, made visible to the unchanged tasks for one run.
 
 A run config may give local JSONL files in the hub datasets' schemas (`data:` section). They are
-written once into the run's own datasets cache (`hub_cache.cache_dataset`), under the hub names the
-task YAMLs use, and every lmms-eval call of the run points `HF_DATASETS_CACHE` there. Every row is
-checked for the fields its tasks read as it enters (`row_problem`), here and in `frankenstein data
-cache-dataset`, so a wrong file fails with its line number before any stage runs.
+written into the run's own datasets cache (`hub_cache.cache_dataset`) at every start of the run, under
+the hub names the task YAMLs use, and every lmms-eval call of the run points `HF_DATASETS_CACHE` there.
+Each copy's entry is named by a hash of its content, which the run also uses to tell whether a
+finished stage read the same data. Every row is checked for the fields its tasks read as it enters
+(`row_problem`), here and in `frankenstein data cache-dataset`, so a wrong file fails with its line
+number before any stage runs.
 """
 
 from __future__ import annotations
@@ -50,13 +52,16 @@ def read_local_data(data: Any, needed: Iterable[str]) -> dict[str, list[dict[str
     return rows
 
 
-def cache_local_data(data: Any, cache_dir: Path, rows: Mapping[str, list[dict[str, Any]]]) -> dict[str, str]:
-    """Cache the rows read by `read_local_data` in `cache_dir`; returns the env the lmms-eval calls need."""
+def cache_local_data(data: Any, cache_dir: Path, rows: Mapping[str, list[dict[str, Any]]]) -> tuple[dict[str, str], dict[str, str]]:
+    """Cache the rows read by `read_local_data` in `cache_dir`; returns the env the lmms-eval calls need
+    and, per cached field, the content hash of its copy."""
     if not any(getattr(data, name) is not None for name in HUB_DATASETS):
-        return {}
+        return {}, {}
+    digests = {}
     for name, given in rows.items():
-        cache_rows(name, given, cache_dir)
-    return {"HF_DATASETS_CACHE": str(cache_dir)}
+        entry = cache_rows(name, given, cache_dir)
+        digests[name] = entry.name  # `datasets`' builder names the entry by a hash of the rows' parquet
+    return {"HF_DATASETS_CACHE": str(cache_dir)}, digests
 
 
 def cache_local_dataset(name: str, path: Path, cache_dir: Path) -> tuple[Path, int]:

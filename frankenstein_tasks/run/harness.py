@@ -1,10 +1,12 @@
-"""How `frankenstein run` drives lmms-eval: its Python API in this process, results saved as its CLI saves them.
+"""How `frankenstein run` drives the harnesses: their Python APIs in this process, results saved as their CLIs save them.
 
 `evaluate(tasks, model_args, out, ...)` calls `lmms_eval.evaluator.simple_evaluate` with the
 `frankenstein` model and our task folder, then writes the results JSON and samples logs through
 lmms-eval's own `EvaluationTracker`, so a run folder holds exactly what `lmms_eval --output_path`
-would write (and `frankenstein curves`, `frankenstein report` read either). Settings the tasks read
-from the environment (subset, pair folder, datasets cache) are set for the call only.
+would write (and `frankenstein curves`, `frankenstein report` read either). `lm_eval_evaluate` does
+the same with lm-eval and the `frankenstein` lm-eval model (what `lm_eval --output_path` writes).
+Settings the tasks read from the environment (subset, pair folder, datasets cache) are set for the
+call only.
 """
 
 from __future__ import annotations
@@ -94,6 +96,57 @@ def evaluate(
         tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
     _free_memory()
     return results
+
+
+def lm_eval_evaluate(
+    tasks: list[str],
+    model_args: Mapping[str, Any],
+    out: Path,
+    *,
+    num_fewshot: int | None = None,
+    limit: int | None = None,
+    apply_chat_template: bool = False,
+    env: Mapping[str, str | None] = {},
+) -> dict[str, Any]:
+    """Run lm-eval `tasks` with the frankenstein lm-eval model; write lm-eval's results and samples under `out`."""
+    import lm_eval
+    from lm_eval.loggers import EvaluationTracker
+
+    import frankenstein_tasks.models.lm_eval_model  # noqa: F401  (registers the model name `frankenstein`)
+
+    tracker = EvaluationTracker(output_path=str(out))
+    with environment(env):
+        manager = check_lm_eval_tasks(tasks)
+        results = lm_eval.simple_evaluate(
+            model="frankenstein",
+            model_args=model_args_string(model_args),
+            tasks=list(tasks),
+            num_fewshot=num_fewshot,
+            limit=limit,
+            log_samples=True,
+            evaluation_tracker=tracker,
+            apply_chat_template=apply_chat_template,
+            task_manager=manager,
+        )
+    if results is None:
+        raise FrankensteinError(f"lm-eval returned no results for {', '.join(tasks)}")
+    samples = results.pop("samples")
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task_name in results["configs"]:
+        tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
+    _free_memory()
+    return results
+
+
+def check_lm_eval_tasks(tasks: list[str]) -> Any:
+    """lm-eval's TaskManager, once every name in `tasks` is a task, group or tag it knows; else one line."""
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager()
+    unknown = [t for t in tasks if t not in manager.all_tasks]
+    if unknown:
+        raise FrankensteinError(f"lm-eval knows no task or group {', '.join(map(repr, unknown))} (`lm-eval ls tasks` lists them)")
+    return manager
 
 
 def _free_memory() -> None:

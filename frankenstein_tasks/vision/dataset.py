@@ -188,8 +188,11 @@ def _check_line(text: str, folder: Path, task: str | None) -> Pair:
     return Pair(line.id, line.task, line.prompt, target.resolve(), source.resolve(), target_size, meta, 0)
 
 
-def load_pairs(folder: str | os.PathLike, task: str | None = None, *, skip_bad: bool = False) -> PairSet:
-    """Read and check `folder/data.jsonl`; `task` (if given) must match every line."""
+def load_pairs(folder: str | os.PathLike, task: str | None = None, *, skip_bad: bool = False, first: int | None = None) -> PairSet:
+    """Read and check `folder/data.jsonl`; `task` (if given) must match every line.
+
+    `first`: only the first that many (non-empty) lines, as the authors' loader reads its set.
+    """
     folder = Path(folder).expanduser().resolve()
     data_file = folder / DATA_FILE
     if not data_file.is_file():
@@ -201,9 +204,13 @@ def load_pairs(folder: str | os.PathLike, task: str | None = None, *, skip_bad: 
     pairs: list[Pair] = []
     skipped: list[str] = []
     seen: dict[str, int] = {}
+    read = 0
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
+        if first is not None and read == first:
+            break
+        read += 1
         try:
             pair = _check_line(text, folder, task)
             if pair.id in seen:
@@ -236,6 +243,26 @@ def pair_folder(task: str) -> Path:
             f"({', '.join(t + '/' for t in TASKS)}), e.g. as written by `frankenstein data make-pairs`"
         )
     return folder
+
+
+def paper_task_docs(task: str) -> list[dict[str, Any]]:
+    """The docs of a frank_vision_<task>_paper run: the authors' released pair set, as their script reads it.
+
+    Their dataset/vision_functionality_dataset (CLEVR- and COCO-derived pairs) cannot be shipped or
+    downloaded here: FRANKENSTEIN_VISION_DATA must name a copy (it has this project's folder layout).
+    The first `paper_protocol.PAIRS_PER_TASK` lines of each task; prompts are sent verbatim (some start
+    with a literal "<image>", which their runs sent too).
+    """
+    from frankenstein_tasks.contract import VERBATIM_TEXT_KEY
+    from frankenstein_tasks.paper_protocol import PAIR_SET_NAME, PAIRS_PER_TASK
+
+    if not os.environ.get(DATA_ENV):
+        raise FrankensteinError(
+            f"frank_vision_{task}_paper reads the authors' released pair set (dataset/{PAIR_SET_NAME} of "
+            f"github.com/xirui-li/Frankenstein), which is not shipped: set {DATA_ENV} to your copy of that folder"
+        )
+    pair_set = load_pairs(pair_folder(task), task, skip_bad=skip_bad_from_env(), first=PAIRS_PER_TASK)
+    return [{**doc, VERBATIM_TEXT_KEY: True} for doc in to_docs(pair_set)]
 
 
 def skip_bad_from_env() -> bool:

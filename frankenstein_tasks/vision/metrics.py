@@ -9,6 +9,8 @@ A probe response (`contract.decode` finds a ProbeResult) gives
     source_adoption_rate   per layer (visual_swap only): 1 if that answer is right for the source image
     skipped                1 if the probe could not run on the item (its `error`), else 0;
                            a skipped item contributes to no other metric
+The `*_paper` tasks (`process_results_paper`) also give
+    change_rate_paper      per layer, change by the authors' test (`contract.changed_by_layer_authors`)
 The per-layer values are `contract.per_layer` dicts; `contract.aggregate_curve` turns them into a
 curve with bootstrap standard errors. lmms-eval aggregates each metric over the samples that return
 it, so the plain and the probe path each give a clean results JSON.
@@ -20,13 +22,21 @@ import json
 import logging
 from typing import Any, Mapping
 
-from frankenstein_tasks.contract import ProbeResult, aggregate_curve, changed_by_layer, count_skipped, decode, per_layer
+from frankenstein_tasks.contract import (
+    ProbeResult,
+    aggregate_curve,
+    changed_by_layer,
+    changed_by_layer_authors,
+    count_skipped,
+    decode,
+    per_layer,
+)
 
 from .scoring import is_correct
 
 log = logging.getLogger(__name__)
 
-__all__ = ["aggregate_curve", "count_skipped", "plain_metrics", "probe_metrics", "process_results"]
+__all__ = ["aggregate_curve", "count_skipped", "plain_metrics", "probe_metrics", "process_results", "process_results_paper"]
 
 
 def plain_metrics(task: str, meta: Mapping[str, Any], answer: str) -> dict[str, float]:
@@ -60,3 +70,12 @@ def process_results(doc: Mapping[str, Any], results: list[str]) -> dict[str, Any
     if result is None:
         return plain_metrics(doc["task"], meta, response)
     return probe_metrics(doc["task"], meta, result)
+
+
+def process_results_paper(doc: Mapping[str, Any], results: list[str]) -> dict[str, Any]:
+    """process_results of a frank_vision_*_paper doc: the same metrics, and the authors' change rate."""
+    metrics = process_results(doc, results)
+    result = decode(results[0]) if results and isinstance(results[0], str) else None
+    if result is not None and "change_rate" in metrics:
+        metrics["change_rate_paper"] = per_layer(changed_by_layer_authors(result))
+    return metrics

@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 from surgery.atomic import atomic_dir, write_json
 from surgery.errors import FrankensteinError
 
-# Bump when a drawing changes: the default sets are cached under a name that includes it.
+# Bump when a drawing changes: the default sets are cached under a name that includes it (`generator_tag`).
 GENERATOR_VERSION = 1
 # 448 = 16 x 28: Qwen2.5-VL's default processor (and lmms-eval's qwen2_5_vl, min_pixels=448*448) keeps
 # it as is, so the model's pixel coordinates are the canvas's and grounding boxes need no rescaling.
@@ -84,6 +84,19 @@ def font_path() -> Path:
     if not path.is_file():
         raise FrankensteinError(f"the OCR pairs need matplotlib's DejaVu font, not found at {path}")
     return path
+
+
+@lru_cache(maxsize=None)
+def generator_tag() -> str:
+    """What decides the pixels besides the settings, for cache names: `v<GENERATOR_VERSION>-<digest>`, the
+    digest over the word list, the font file and Pillow's version (which rasterises shapes and text)."""
+    import hashlib
+
+    import PIL
+
+    digest = hashlib.sha256(Path(__file__).with_name("words.txt").read_bytes() + font_path().read_bytes())
+    digest.update(PIL.__version__.encode())
+    return f"v{GENERATOR_VERSION}-{digest.hexdigest()[:8]}"
 
 
 @lru_cache(maxsize=None)
@@ -351,7 +364,7 @@ def default_pairs(task: str, *, n: int = DEFAULT_N, seed: int = DEFAULT_SEED, si
     import shutil
     import tempfile
 
-    folder = cache_root() / "vision_pairs" / f"{task}-n{n}-seed{seed}-size{size}-v{GENERATOR_VERSION}"
+    folder = cache_root() / "vision_pairs" / f"{task}-n{n}-seed{seed}-size{size}-{generator_tag()}"
     if (folder / "data.jsonl").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from frankenstein_tasks.contract import aggregate_curve, count_skipped, pool_across_tasks  # noqa: F401  (named by the YAMLs)
-from frankenstein_tasks.reasoning import PAPER_SUBSET, doc_to_text, prepare_docs, process_results  # noqa: F401
+from frankenstein_tasks.reasoning import PAPER_SUBSET, doc_to_text, doc_to_text_paper, prepare_docs, process_results  # noqa: F401
 
 
 def process_docs_gsm8k(dataset):
@@ -11,7 +11,7 @@ def process_docs_gsm8k(dataset):
 
 
 def process_docs_gsm8k_paper(dataset):
-    return prepare_docs(dataset, "gsm8k", "frank_gsm8k_paper", PAPER_SUBSET)
+    return prepare_docs(dataset, "gsm8k", "frank_gsm8k_paper", PAPER_SUBSET, paper=True)
 
 
 def process_docs_math500(dataset):
@@ -19,7 +19,7 @@ def process_docs_math500(dataset):
 
 
 def process_docs_math500_paper(dataset):
-    return prepare_docs(dataset, "math500", "frank_math500_paper", PAPER_SUBSET)
+    return prepare_docs(dataset, "math500", "frank_math500_paper", PAPER_SUBSET, paper=True)
 
 
 def doc_to_visual(doc):

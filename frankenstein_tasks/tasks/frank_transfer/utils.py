@@ -13,7 +13,9 @@ from frankenstein_tasks.transfer import (  # noqa: F401
     aggregate_transitions,
     doc_to_target,
     doc_to_text,
+    doc_to_text_paper,
     doc_to_visual,
+    doc_to_visual_paper,
     prepare_math500_docs,
     prepare_mathvista_docs,
     score,
@@ -25,7 +27,7 @@ def process_docs_general_vqa(dataset):
 
 
 def process_docs_general_vqa_paper(dataset):
-    return prepare_mathvista_docs(dataset, "frank_general_vqa", "frank_general_vqa_paper", PAPER_SUBSET)
+    return prepare_mathvista_docs(dataset, "frank_general_vqa", "frank_general_vqa_paper", PAPER_SUBSET, paper=True)
 
 
 def process_docs_math_vqa(dataset):
@@ -33,7 +35,7 @@ def process_docs_math_vqa(dataset):
 
 
 def process_docs_math_vqa_paper(dataset):
-    return prepare_mathvista_docs(dataset, "frank_math_vqa", "frank_math_vqa_paper", PAPER_SUBSET)
+    return prepare_mathvista_docs(dataset, "frank_math_vqa", "frank_math_vqa_paper", PAPER_SUBSET, paper=True)
 
 
 def process_docs_attention_shift(dataset):
@@ -49,7 +51,7 @@ def process_docs_math500_rea(dataset):
 
 
 def process_docs_math500_rea_paper(dataset):
-    return prepare_math500_docs(dataset, "frank_math500_rea_paper", PAPER_SUBSET)
+    return prepare_math500_docs(dataset, "frank_math500_rea_paper", PAPER_SUBSET, paper=True)
 
 
 def process_results_general_vqa(doc, results):
@@ -66,3 +68,15 @@ def process_results_math500_rea(doc, results):
 
 def process_results_attention_shift(doc, results):
     return score("frank_attention_shift", doc, results)
+
+
+def process_results_general_vqa_paper(doc, results):
+    return score("frank_general_vqa", doc, results, paper=True)
+
+
+def process_results_math_vqa_paper(doc, results):
+    return score("frank_math_vqa", doc, results, paper=True)
+
+
+def process_results_math500_rea_paper(doc, results):
+    return score("frank_math500_rea", doc, results, paper=True)
