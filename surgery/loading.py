@@ -60,6 +60,24 @@ def check_device(device: str | None) -> str:
     return name
 
 
+# accelerate's placement strategies for a model dispatched over the devices (transformers' device_map).
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def check_device_map(device_map: str | None) -> str | None:
+    """`device_map` if transformers can dispatch with it here (a strategy, or one device of this
+    machine), else a one-line error listing both; checked where parsed, before any weights load."""
+    if device_map is None or device_map in DEVICE_MAP_STRATEGIES:
+        return device_map
+    try:
+        return check_device(device_map)
+    except FrankensteinError:
+        raise FrankensteinError(
+            f"device_map {device_map!r} is neither a placement strategy ({', '.join(DEVICE_MAP_STRATEGIES)}) "
+            f"nor a device on this machine ({', '.join(d for d in available_devices() if d != 'auto')})"
+        ) from None
+
+
 def resolve_device(device: str | None) -> str:
     """'auto' means CUDA when available, else CPU; any other name must be available here."""
     import torch

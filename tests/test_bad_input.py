@@ -16,7 +16,9 @@ case runs the real command line in a fresh folder and the test asserts
 the others already ended as promised and stay pinned here. The cases run as subprocesses, two at a
 time (the machine's two cores), once per session for the cases pytest selected: every `lmms_eval`
 case shares one tiny checkpoint and fails before the model loads, except the NaN and the task-data
-cases, which load it (seconds).
+cases, which load it (seconds). Starting lmms-eval or lm-eval costs tens of seconds on 2 shared
+cores, so those cases are marked `slow` but for one per spelling of the lmms-eval command line:
+`-m "not slow"` runs the table in a few minutes, a plain run runs all of it.
 """
 
 from __future__ import annotations
@@ -206,6 +208,11 @@ class Case:
     setup: Callable[[Path, dict], None] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     may_leave: tuple[str, ...] = ()  # paths (relative to the case folder) allowed to appear: a failed run's record
+    slow: bool | None = None  # marked slow; default: the cases that start lmms-eval or lm-eval (tens of seconds each)
+
+    @property
+    def marks(self) -> list[pytest.MarkDecorator]:
+        return [pytest.mark.slow] if (self.harness if self.slow is None else self.slow) else []
 
     @property
     def harness(self) -> bool:
@@ -286,6 +293,9 @@ CASES: dict[str, Case] = {
     "make-tiny-cuts-out-of-range": F("make-tiny", "{ws}/x", "--cuts", "5", "2", message="cuts must satisfy"),
     "demo-unknown-stage": F("demo", "--out", "{ws}/demo", "--only", "nonsense", message="unknown stage nonsense"),
     "demo-out-is-a-file": F("demo", "--out", "{ws}/demo", setup=write("demo", "x"), message="--out {ws}/demo is a file"),
+    "demo-items-zero": F("demo", "--out", "{ws}/demo", "--items", "0", message="--items must be at least 1, got 0"),
+    "demo-models-role-missing": F("demo", "--out", "{ws}/demo", "--models", "{ws}/trio", setup=folder("trio/base"),
+                                  message="{ws}/trio/base has no config.json"),
     "demo-unknown-device": F("demo", "--out", "{ws}/demo", "--device", "quantum", message="'quantum' is not a device on this machine"),
     # -- data: probe pairs and local copies of the benchmarks
     "pairs-out-is-a-file": F("data", "make-pairs", "--task", "counting", "--n", "2", "--out", "{ws}/pairs", setup=write("pairs", "x"),
@@ -343,23 +353,43 @@ CASES: dict[str, Case] = {
                                                        run_config(stages=["vision_swap"], vision_swap={"tasks": ["counting"]},
                                                                   data={"vision_pairs": "pairs"})),
                                       message="{ws}/pairs/counting/data.jsonl:1: meta.source_answer: missing"),
+    "run-unknown-device-map": F(*RUN, setup=run_config(device_map="everywhere"),
+                                message="device_map: device_map 'everywhere' is neither a placement strategy"),
+    "run-paper-other-subset": F(*RUN, setup=run_config(protocol="paper"),
+                                message="protocol: paper asks the paper's items (100:123: 100 items, seed 123); reasoning.subset is 'all'"),
+    "run-paper-without-pair-set": F(*RUN, setup=run_config(protocol="paper", stages=["vision_swap"], reasoning={"tasks": ["gsm8k"]}),
+                                    message="protocol: paper probes the authors' released pair set"),
+    "run-paper-pair-set-lacks-task": F(*RUN, setup=both(pair_folder({"target_answer": 2, "source_answer": 3}),
+                                                        run_config(protocol="paper", stages=["vision_swap"], reasoning={"tasks": ["gsm8k"]},
+                                                                   vision_swap={"tasks": ["counting", "ocr"]}, data={"vision_pairs": "pairs"})),
+                                       message="data.vision_pairs: {ws}/pairs has no ocr/data.jsonl"),
+    "run-leaderboard-unknown-task": F(*RUN, setup=run_config(stages=["leaderboard"], leaderboard={"tasks": ["arc_easyy"]}),
+                                      message="leaderboard: lm-eval knows no task or group 'arc_easyy'", slow=True),
     # A FrankensteinError inside lmms-eval's Python API reaches the run, which reports the stage.
     "run-stage-fails-in-lmms-eval": F(*RUN, setup=run_config(stages=["vision_swap"],
                                                              vision_swap={"tasks": ["counting"], "n": 2, "size": 112, "layers": "99"}),
-                                      message="stage vision_swap: layers [99] are out of range", may_leave=("out", "out/run.json")),
+                                      message="stage vision_swap: layers [99] are out of range", may_leave=("out", "out/run.json"), slow=True),
     # -- lm-eval's own CLI with the frankenstein model
     "lm-eval-probe-it-cannot-run": F("lm-eval", "run", "--model", "frankenstein", "--model_args", "pretrained={base},device=cpu,probe=attention",
                                      "--tasks", "gsm8k", "--output_path", "{ws}/results",
                                      message="the lm-eval frankenstein model runs probe=none or probe=zero_ablation"),
+    "lm-eval-max-length-zero": F("lm-eval", "run", "--model", "frankenstein", "--model_args", "pretrained={base},device=cpu,max_length=0",
+                                 "--tasks", "gsm8k", "--output_path", "{ws}/results", message="model arg max_length:"),
     # -- lmms_eval --model frankenstein: model args
-    "lmms-unknown-model-arg": LMMS("pretrained={base},bogus=1", "unknown model arg 'bogus' for frankenstein", program="lmms-eval"),
-    "lmms-unknown-probe": LMMS("pretrained={base},probe=bogus", "model arg probe: unknown probe 'bogus'", program="python -m lmms_eval"),
-    "lmms-layer-out-of-range": LMMS("pretrained={base},probe=visual_swap,layers=99", "layers [99] are out of range: the model has decoder layers 0..7"),
+    "lmms-unknown-model-arg": LMMS("pretrained={base},bogus=1", "unknown model arg 'bogus' for frankenstein", program="lmms-eval", slow=False),
+    "lmms-unknown-probe": LMMS("pretrained={base},probe=bogus", "model arg probe: unknown probe 'bogus'", program="python -m lmms_eval", slow=False),
+    "lmms-layer-out-of-range": LMMS("pretrained={base},probe=visual_swap,layers=99", "layers [99] are out of range: the model has decoder layers 0..7", slow=False),
     "lmms-unknown-swap-mode": LMMS("pretrained={base},probe=visual_swap,swap_mode=bogus", "model arg swap_mode:"),
     "lmms-window-zero": LMMS("pretrained={base},probe=visual_swap,swap_mode=window,window=0", "model arg window:"),
     "lmms-unreadable-layers": LMMS("pretrained={base},probe=zero_ablation,layers=3-x", "cannot read layers '3-x'"),
     "lmms-unknown-splice": LMMS("in={in},rl={rl},splice=bogus", "unknown variant 'bogus'"),
     "lmms-unknown-device": LMMS("pretrained={base},device=quantum", "'quantum' is not a device on this machine; available here: auto, cpu"),
+    "lmms-unknown-swap-decode": LMMS("pretrained={base},probe=visual_swap,swap_decode=bogus", "model arg swap_decode:"),
+    "lmms-swap-decode-without-swap": LMMS("pretrained={base},probe=zero_ablation,swap_decode=reinsert",
+                                          "swap_decode=reinsert works with probe=visual_swap only"),
+    "lmms-unknown-device-map": LMMS("pretrained={base},device_map=everywhere",
+                                    "model arg device_map: device_map 'everywhere' is neither a placement strategy"),
+    "lmms-splice-with-device-map": LMMS("in={in},rl={rl},splice=mid,device_map=auto", "splice=... builds the splice on one device"),
     # -- lmms_eval --model frankenstein: checkpoints
     "lmms-missing-checkpoint": LMMS("pretrained={ws}/missing", "no checkpoint folder at {ws}/missing"),
     "lmms-no-processor-files": LMMS("pretrained={noproc}", "could not load the processor of {noproc}"),
@@ -371,6 +401,8 @@ CASES: dict[str, Case] = {
                                           setup=folder("pairs"), env={"FRANKENSTEIN_VISION_DATA": "{ws}/pairs"}),
     "lmms-vision-data-lacks-fields": LMMS("pretrained={base}", "{ws}/pairs/counting/data.jsonl:1: meta.source_answer: missing",
                                           setup=pair_folder({"target_answer": 2}), env={"FRANKENSTEIN_VISION_DATA": "{ws}/pairs"}),
+    "lmms-paper-task-without-pair-set": LMMS("pretrained={base}", "frank_vision_counting_paper reads the authors' released pair set",
+                                             tasks="frank_vision_counting_paper"),
     "lmms-gsm8k-lacks-fields": LMMS("pretrained={base}", "frank_gsm8k: the openai/gsm8k data has no 'answer' field", tasks="frank_gsm8k",
                                     setup=cached_gsm8k([{"question": "2 + 2?"}]), env={"HF_DATASETS_CACHE": "{ws}/.hf/datasets"}),
 }
@@ -456,7 +488,7 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if re.search(r"error|traceback|exception", line, re.IGNORECASE)]
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=case.marks) for name, case in CASES.items()])
 def test_bad_input(name, outcomes):
     case, outcome = CASES[name], outcomes[name]
     shown = f"exit {outcome.returncode}\nstderr:\n{outcome.stderr[-3000:]}\nstdout:\n{outcome.stdout[-1500:]}"
@@ -485,6 +517,8 @@ BEFORE_WEIGHTS = {
     "pretrained={base},ablate=12": "layers [12] are out of range",
     "in={in},rl={rl},splice=bogus": "unknown variant 'bogus'",
     "in={in},splice=mid": "splice=... needs both in=PATH and rl=PATH",
+    "in={in},rl={rl},splice=mid,device_map=auto": "splice=... builds the splice on one device",
+    "pretrained={base},probe=zero_ablation,swap_decode=reinsert": "swap_decode=reinsert works with probe=visual_swap only",
     "in={in},rl={six},splice=mid": "IN and RL differ in decoder layer counts",
     "in={in},rl={rl},splice=mid,cuts=5:2": "cuts must satisfy 0 < c1 < c2 < 8",
     "probe=visual_swap": "frankenstein needs pretrained=PATH",
@@ -577,3 +611,29 @@ def test_load_names_a_non_finite_tensor_as_its_checkpoint_does(scheme, tiny_trio
     with pytest.raises(FrankensteinError, match=rf"^tensor {re.escape(name)} in {re.escape(str(folder))} holds 3 NaN/Inf values$"):
         load_model(str(folder))
     load_model(str(tiny_trio["base"]))
+
+
+def test_load_reads_disk_offloaded_weights_for_the_check(tiny_trio, tmp_path):
+    """A model dispatched with disk offload keeps those weights on the meta device; the check reads them
+    from the checkpoint instead, so a NaN in an offloaded decoder layer is refused, named as on disk.
+    The clean checkpoint loads with the same map, and that layer is on the meta device there (the
+    check above had to read it from the file)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from surgery.errors import FrankensteinError
+    from surgery.loading import load_model
+    from test_offload import offload_map
+
+    base = Path(tiny_trio["base"])
+    plain, layout = load_model(str(base), dtype="float32")
+    device_map = offload_map(plain, layout)  # odd decoder layers on disk
+    name = "model.layers.3.mlp.up_proj.weight"
+    state = load_file(str(base / "model.safetensors"))
+    state[name] = state[name].clone()
+    state[name][0, 0] = float("nan")
+    folder = _derived(base, tmp_path / "nan", state=state)
+    with pytest.raises(FrankensteinError, match=rf"^tensor {re.escape(name)} in {re.escape(str(folder))} holds 1 NaN/Inf value$"):
+        load_model(str(folder), dtype="float32", device_map=device_map, offload_folder=tmp_path / "offload")
+    model, layout = load_model(str(base), dtype="float32", device_map=device_map, offload_folder=tmp_path / "offload2")
+    assert layout.text_model(model).layers[3].mlp.up_proj.weight.device == torch.device("meta")

@@ -67,6 +67,16 @@ class ModelArgs(BaseModel):
         except FrankensteinError as e:
             raise ValueError(str(e)) from None
 
+    @field_validator("device_map")
+    @classmethod
+    def _device_map_here(cls, value: str | None) -> str | None:
+        from surgery.loading import check_device_map
+
+        try:
+            return check_device_map(value)
+        except FrankensteinError as e:
+            raise ValueError(str(e)) from None
+
     @field_validator("dtype")
     @classmethod
     def _known_dtype(cls, value: str) -> str:

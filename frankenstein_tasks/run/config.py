@@ -188,6 +188,16 @@ class RunConfig(Section):
         except FrankensteinError as e:
             raise ValueError(str(e)) from None
 
+    @field_validator("device_map")
+    @classmethod
+    def _device_map_here(cls, device_map: str | None) -> str | None:
+        from surgery.loading import check_device_map
+
+        try:
+            return check_device_map(device_map)
+        except FrankensteinError as e:
+            raise ValueError(str(e)) from None
+
     @field_validator("dtype")
     @classmethod
     def _known_dtype(cls, dtype: str) -> str:
