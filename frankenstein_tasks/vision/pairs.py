@@ -344,6 +344,8 @@ def write_pairs(task: str, out: str | os.PathLike, *, n: int = DEFAULT_N, seed: 
 def write_pair_sets(tasks: Iterable[str], out: str | os.PathLike, **kwargs: Any) -> dict[str, Path]:
     """One folder per task under `out` (the layout FRANKENSTEIN_VISION_DATA expects)."""
     tasks = list(tasks)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise FrankensteinError(f"{out} is a file; the pairs go into a folder (one subfolder per task)")
     existing = [str(Path(out) / t) for t in tasks if (Path(out) / t).exists()]
     if existing and not kwargs.get("overwrite"):  # refuse before writing anything
         raise FrankensteinError(f"{', '.join(existing)} already exist(s) (pass --overwrite to replace)")
