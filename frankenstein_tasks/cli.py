@@ -44,14 +44,20 @@ Run `frankenstein COMMAND --help` for each command's options.
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors (a missing or unknown option, a bad value) as the one line every other
+    bad input gives, `frankenstein: error: ...`, and exit status 2 (argparse's own, after a usage block)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"frankenstein: error: {message} (see {self.prog} --help)\n")
+
+
 def _command_module(name: str):
     return importlib.import_module(f"frankenstein_tasks.commands.{COMMANDS[name][0]}")
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="frankenstein", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser(prog="frankenstein", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():

@@ -595,6 +595,6 @@ def _safe_name(text: str) -> str:
 
 
 def _default_cache_dir() -> Path:
-    from frankenstein_tasks.vision.pairs import cache_root  # the project's one cache root
+    from frankenstein_tasks.caches import cache_root
 
     return cache_root() / "llm"

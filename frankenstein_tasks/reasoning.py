@@ -53,6 +53,19 @@ class Benchmark:
         self.dataset, self.fields, self.problem_field = dataset, fields, problem
         self.gold, self.reference = gold, reference
 
+    def row_problem(self, row: Mapping[str, Any]) -> str | None:
+        """Why the task cannot read `row` (a field it reads missing or empty, no gold answer), or None.
+        Local copies of the dataset are checked with it row by row when they enter (`run.data`)."""
+        missing = [f for f in self.fields if row.get(f) is None or not str(row[f]).strip()]
+        if missing:
+            return (f"no {', '.join(repr(f) for f in missing)} field{'s' if len(missing) > 1 else ''}; "
+                    f"{self.dataset} rows need {', '.join(self.fields)}")
+        try:
+            self.doc(row, 0)
+        except FrankensteinError as e:
+            return str(e)
+        return None
+
     def doc(self, row: Mapping[str, Any], index: int, paper: bool = False) -> dict[str, Any]:
         gold = self.gold(row)
         return {

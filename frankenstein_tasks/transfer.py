@@ -104,6 +104,21 @@ TASKS: dict[str, TransferTask] = {
 # ------------------------------------------------------------------------------------------ docs
 
 
+def mathvista_row_problem(row: Mapping[str, Any]) -> str | None:
+    """Why the MathVista tasks cannot read `row`, or None: the fields they read (`choices` may be
+    null for a free-form item), a category in `metadata`, choices for a multiple-choice item.
+    Local copies of the dataset are checked with it row by row when they enter (`run.data`)."""
+    missing = [f for f in MATHVISTA_FIELDS if f not in row or (f != "choices" and row[f] is None)]
+    if missing:
+        return (f"no {', '.join(repr(f) for f in missing)} field{'s' if len(missing) > 1 else ''}; "
+                f"{MATHVISTA} rows need {', '.join(MATHVISTA_FIELDS)}")
+    if not isinstance(row["metadata"], Mapping) or not row["metadata"].get("category"):
+        return "metadata has no 'category' (general-vqa or math-targeted-vqa)"
+    if row["question_type"] == "multi_choice" and not row["choices"]:
+        return "question_type is multi_choice but choices is empty"
+    return None
+
+
 def prepare_mathvista_docs(dataset: Any, task: str, name: str | None = None, subset: SubsetSpec | None = None,
                            *, paper: bool = False) -> Any:
     """Docs of a MathVista task: the category's items (subset), one doc per condition.

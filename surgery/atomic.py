@@ -25,7 +25,7 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path next to `path`; rename it onto `path` if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -53,11 +53,8 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     With `overwrite`, an existing folder at `path` is replaced only once the new one is complete.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        from surgery.errors import FrankensteinError
-
-        raise FrankensteinError(f"{path} already exists (pass --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_new_folder(path, overwrite=overwrite)
+    make_parent(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
@@ -65,6 +62,29 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
         replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def make_parent(path: Path) -> None:
+    """Create the folders above `path`; a file in the way is bad input (one line), not a traceback."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        from surgery.errors import FrankensteinError
+
+        blocking = next(p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir())
+        raise FrankensteinError(f"cannot write {path}: {blocking} is a file, not a folder") from None
+
+
+def check_new_folder(path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """The check `atomic_dir` makes, for callers to make before the slow work that fills the folder:
+    nothing may be at `path` unless `overwrite` (and then only a folder, never a file)."""
+    from surgery.errors import FrankensteinError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FrankensteinError(f"{path} is a file; give a folder name")
+    if path.exists() and not overwrite:
+        raise FrankensteinError(f"{path} already exists (pass --overwrite to replace it)")
 
 
 def replace_dir(tmp: str | os.PathLike, path: str | os.PathLike) -> None:

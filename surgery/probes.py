@@ -67,6 +67,14 @@ class ProbeConfig(BaseModel):
             raise ValueError("ablate= fixes ablated layers for ordinary generation (probe=none); probes sweep layers themselves")
         return self
 
+    def layers_on(self, layout: Layout) -> tuple[list[int], list[int]]:
+        """The swept and the ablated decoder layers on a model of `layout`, or one line saying why the
+        config does not fit it. Needs no weights, so a front end can check a config before loading."""
+        if self.probe == "visual_swap" and not layout.has_vision:
+            raise FrankensteinError(f"probe=visual_swap needs a vision-language model, not {layout.model_type}")
+        layers = parse_layers(self.layers, layout.num_layers)
+        return layers, parse_layers(self.ablate, layout.num_layers) if self.ablate else []
+
 
 def parse_layers(text: str | int | Sequence[int], num_layers: int) -> list[int]:
     """Decoder layers from 'all', '5', '0-9', '0-27:3' (step), '[1,3,5]', '1;3;5' or '0-3;8'."""
@@ -141,10 +149,7 @@ class ProbeRunner:
         config = config or ProbeConfig()
         self.model, self.layout, self.processor, self.config = model, layout, processor, config
         self.stack = DecoderStack(model, layout)
-        self.layers = parse_layers(config.layers, layout.num_layers)
-        self.ablated = parse_layers(config.ablate, layout.num_layers) if config.ablate else []
-        if config.probe == "visual_swap" and not layout.has_vision:
-            raise FrankensteinError(f"probe=visual_swap needs a vision-language model, not {layout.model_type}")
+        self.layers, self.ablated = config.layers_on(layout)
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.eos_token_ids = eos_token_ids(model, self.tokenizer)
 

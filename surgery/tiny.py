@@ -173,12 +173,13 @@ def write_checkpoint(folder: Path, config: Any, state: dict[str, Any], processor
 
 def make_tiny(out: str | Path, spec: TinySpec | None = None, *, overwrite: bool = False) -> dict[str, Path]:
     """Write OUT/base, OUT/in, OUT/rl (atomically, as one folder); returns their paths."""
-    from surgery.atomic import atomic_dir
+    from surgery.atomic import atomic_dir, check_new_folder
 
     spec = spec or TinySpec()
     facts_for(spec.arch, allowed=TINY_ARCHS)
     spec.partition()  # validates cuts against the layer count before any work
     out = Path(out)
+    check_new_folder(out, overwrite=overwrite)  # before building (seconds), not after
     config, states = build_state_dicts(spec)
     processor = build_processor(spec.arch)
     with atomic_dir(out, overwrite=overwrite) as tmp:

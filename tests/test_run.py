@@ -416,7 +416,7 @@ def _answers(out: Path) -> list:
 def test_stage_settings_name_what_decides_results(tiny_trio, tmp_path, monkeypatch):
     """Each stage's settings change with what decides its results and only with that."""
     from frankenstein_tasks.run.config import RunConfig
-    from frankenstein_tasks.run.data import cache_local_data
+    from frankenstein_tasks.run.data import cache_local_data, read_local_data
     from frankenstein_tasks.run.runner import needed_datasets, stage_settings
     from frankenstein_tasks.run.stages import RunContext
 
@@ -430,7 +430,8 @@ def test_stage_settings_name_what_decides_results(tiny_trio, tmp_path, monkeypat
 
     def settings(**overrides) -> dict:
         config = RunConfig.model_validate({**base, **overrides})
-        env, digests = cache_local_data(config.data, tmp_path / "out" / ".cache" / "datasets", needed_datasets(config))
+        rows = read_local_data(config.data, needed_datasets(config))
+        env, digests = cache_local_data(config.data, tmp_path / "out" / ".cache" / "datasets", rows)
         ctx = RunContext(config=config, out=tmp_path / "out", models=config.models.by_role(), env=env, data_digests=digests)
         return {name: stage_settings(ctx, name) for name in config.stages}
 

@@ -66,7 +66,10 @@ def analyze_deltas(
         raise FrankensteinError(f"--topk must be at least 1, got {topk}")
     if out is not None and Path(out).exists() and not overwrite:
         raise FrankensteinError(f"{out} already exists (pass --overwrite to replace it)")
-    device_used = resolve_device(device)
+    try:
+        device_used = resolve_device(device)
+    except FrankensteinError as e:
+        raise FrankensteinError(f"--device: {e}") from None
 
     ckpts: dict[str, Checkpoint] = {}
     ckpts["base"] = open_checkpoint("base", base)

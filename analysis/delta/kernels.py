@@ -17,6 +17,7 @@ from analysis.delta.plan import Checkpoint, PlanItem
 from analysis.delta.schema import DELTAS, REFERENCE, ROLES, DeltaStats, TensorRecord
 from analysis.spectra import one_thread
 from surgery.errors import FrankensteinError
+from surgery.finite import check_finite
 
 # Chunk sizes. A Gram chunk of ~4M elements is 32 MB in float64 (times five buffers); energy works
 # on 256K-element blocks whose float64 buffers are reused, which keeps them in cache and avoids
@@ -146,12 +147,11 @@ def _chunks(length: int, width: int) -> Iterator[slice]:
 def _check_finite(
     item: PlanItem, ckpts: dict[str, Checkpoint], chunk_sums: dict[str, float], parts: dict[str, Any]
 ) -> None:
-    """A non-finite sum of squares means NaN or Inf in that checkpoint's chunk: name the tensor."""
-    import torch
-
+    """A non-finite sum of squares means NaN or Inf in that checkpoint's chunk: name the tensor (the
+    same check and message as a probe's model load, `surgery.finite`)."""
     for role in ROLES:
         if math.isfinite(chunk_sums[role]):
             continue
-        bad = int((~torch.isfinite(parts[role])).sum())
-        what = f"{bad} NaN/Inf values" if bad else "values too large to square in float64"
-        raise FrankensteinError(f"tensor {item.infos[role].name} in {ckpts[role].label} holds {what}")
+        name, where = item.infos[role].name, ckpts[role].label
+        check_finite(parts[role], name, where)
+        raise FrankensteinError(f"tensor {name} in {where} holds values too large to square in float64")

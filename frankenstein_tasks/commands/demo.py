@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         raise FrankensteinError(f"unknown stage {', '.join(unknown)}; stages: {', '.join(STAGES)}")
     if args.items is not None and args.items < 1:
         raise FrankensteinError(f"--items must be at least 1, got {args.items}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # before the organism trains
+        raise FrankensteinError(f"--out {args.out} is a file; the demo writes a folder")
     from frankenstein_tasks.demo import DEMO_ITEMS
 
     out = run_demo(Path(args.out), device=resolve_device(args.device), organism=args.organism, stages=args.only,

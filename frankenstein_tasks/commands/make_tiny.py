@@ -90,8 +90,11 @@ def _run_trained(args: argparse.Namespace) -> int:
     if wrong:
         names = ", ".join("--" + k.replace("_", "-") for k in wrong)
         raise FrankensteinError(f"{names} do(es) not apply to --trained: the organism's architecture comes from --setting")
+    from surgery.atomic import check_new_folder
+
     setting = args.setting or "default"
     settings_for(setting, seed=args.seed)  # a bad setting fails before any work
+    check_new_folder(args.out, overwrite=args.overwrite)  # and so does OUT, before minutes of training
     cached = organism_trio(setting, seed=args.seed, shipped=False)  # retrained from scratch (then cached), never the shipped one
     paths = copy_trio(cached, args.out, overwrite=args.overwrite)
     info = organism_info(paths)

@@ -79,10 +79,6 @@ def _without_mergekit(in_model: str, rl_model: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from frankenstein_tasks.run.stages import check_mergeable
-    from merge_configs.generate import generate
-    from surgery.atomic import write_text
-
     in_model, rl_model, title = _models(args)
     variants = _variants(args)
     if args.output and not args.all and Path(args.output).is_dir():
@@ -95,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
         write_spliced(in_model, rl_model, variants[0], args.merge, cuts=cuts_of(args), overwrite=args.overwrite)
         print(f"wrote the {variants[0]} splice into {args.merge} (the project's own writer: mergekit does not know this model type)")
         return 0
+    # The options are checked first: these imports (mergekit among them) take seconds.
+    from frankenstein_tasks.run.stages import check_mergeable
+    from merge_configs.generate import generate
+    from surgery.atomic import write_text
+
     generated = generate(in_model, rl_model, variants, cuts=cuts_of(args), layers=args.layers, title=title)
     if args.merge:
         check_mergeable(generated, "--merge")

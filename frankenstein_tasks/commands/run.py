@@ -49,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
     from frankenstein_tasks.run.runner import run as run_stages
 
     out = run_stages(config, force=args.force, report=not args.no_report)
-    print(f"run finished: {out} (run.json, report/report.html)")
+    print(f"run finished: {out} (run.json{'' if args.no_report else ', report/report.html'})")
     return 0

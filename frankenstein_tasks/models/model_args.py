@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from frankenstein_tasks.prompt_styles import PromptStyle, prompt_style, style_for_checkpoint
 from surgery.errors import FrankensteinError
@@ -58,6 +58,35 @@ class ModelArgs(BaseModel):
     batch_size: int | str | None = None
     max_batch_size: int | None = None
 
+    @field_validator("device")
+    @classmethod
+    def _device_here(cls, value: str | None) -> str | None:
+        from surgery.loading import check_device
+
+        try:
+            return check_device(value)
+        except FrankensteinError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("device_map")
+    @classmethod
+    def _device_map_here(cls, value: str | None) -> str | None:
+        from surgery.loading import check_device_map
+
+        try:
+            return check_device_map(value)
+        except FrankensteinError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        from surgery.loading import DTYPES
+
+        if value not in DTYPES:
+            raise ValueError(f"unknown dtype {value!r}; choose one of {', '.join(DTYPES)}")
+        return value
+
     @classmethod
     def parse(cls, **kwargs: Any) -> "ModelArgs":
         given = {k: v for k, v in kwargs.items() if v is not None}
@@ -93,13 +122,14 @@ class LoadedRunner:
 
 
 def load_runner(args: ModelArgs, device: str) -> LoadedRunner:
-    """Load the model args' checkpoint (or splice) on `device` and build the engine around it."""
+    """Load the model args' checkpoint (or splice) on `device` and build the engine around it.
+
+    Everything that can be checked without weights is checked first (the probe settings, the
+    checkpoint's config and safetensors headers, the layers against its layer count, the splice and
+    its cuts, the processor files), so bad input fails in seconds, before a 7B model loads."""
     from surgery.loading import load_processor, resolve_dtype
     from surgery.probes import ProbeConfig, ProbeRunner
 
-    model, layout, processor_source = _load(args, resolve_dtype(args.dtype, device), device)
-    processor_kwargs = {k: v for k, v in (("min_pixels", args.min_pixels), ("max_pixels", args.max_pixels)) if v}
-    processor = load_processor(processor_source, **(processor_kwargs if layout.has_vision else {}))
     try:
         config = ProbeConfig(
             probe=args.probe,
@@ -114,6 +144,11 @@ def load_runner(args: ModelArgs, device: str) -> LoadedRunner:
         )
     except ValidationError as e:
         raise FrankensteinError(_one_line(e)) from None
+    layout, processor_source = _checkpoint(args)
+    config.layers_on(layout)
+    processor_kwargs = {k: v for k, v in (("min_pixels", args.min_pixels), ("max_pixels", args.max_pixels)) if v}
+    processor = load_processor(processor_source, **(processor_kwargs if layout.has_vision else {}))
+    model, layout = _load(args, resolve_dtype(args.dtype, device), device)
     if args.prompt_style:
         style, why = prompt_style(args.prompt_style), f"prompt_style={args.prompt_style} given"
     else:
@@ -121,23 +156,37 @@ def load_runner(args: ModelArgs, device: str) -> LoadedRunner:
     return LoadedRunner(ProbeRunner(model, layout, processor, config), style, why)
 
 
-def _load(args: ModelArgs, dtype: str, device: str) -> tuple[Any, Any, Any]:
-    from surgery.loading import load_model
+def _checkpoint(args: ModelArgs) -> tuple[Any, str]:
+    """The layout of the model args' checkpoint or splice (config and headers; no weights) and where
+    its processor comes from (for a splice, the model that supplies the early block)."""
+    from surgery.arch import layout_of_checkpoint, parse_cuts
+    from surgery.splice import check_pair, check_variant, splice_plan
 
-    common = dict(dtype=dtype, device=device, attn_implementation=args.attn_implementation, allow_pickle=args.allow_pickle)
     if args.splice:
+        check_variant(args.splice)
         if not (args.in_model and args.rl_model):
             raise FrankensteinError("splice=... needs both in=PATH and rl=PATH")
         if args.device_map:
             raise FrankensteinError("splice=... builds the splice on one device; device_map= works with pretrained= (a merged checkpoint)")
+        pair = check_pair(args.in_model, args.rl_model, allow_pickle=args.allow_pickle)
+        plan = splice_plan(pair.layout, args.splice, parse_cuts(args.cuts))
+        return pair.layout, pair.locations[plan.early_source]
+    if not args.pretrained:
+        raise FrankensteinError("frankenstein needs pretrained=PATH (or in=..., rl=..., splice=VARIANT)")
+    return layout_of_checkpoint(args.pretrained, allow_pickle=args.allow_pickle), args.pretrained
+
+
+def _load(args: ModelArgs, dtype: str, device: str) -> tuple[Any, Any]:
+    from surgery.loading import load_model
+
+    common = dict(dtype=dtype, device=device, attn_implementation=args.attn_implementation, allow_pickle=args.allow_pickle)
+    if args.splice:
         from surgery.arch import parse_cuts
         from surgery.splice import load_spliced
 
-        return load_spliced(args.in_model, args.rl_model, args.splice, cuts=parse_cuts(args.cuts), **common)
-    if not args.pretrained:
-        raise FrankensteinError("frankenstein needs pretrained=PATH (or in=..., rl=..., splice=VARIANT)")
-    model, layout = load_model(args.pretrained, device_map=args.device_map, **common)
-    return model, layout, args.pretrained
+        model, layout, _ = load_spliced(args.in_model, args.rl_model, args.splice, cuts=parse_cuts(args.cuts), **common)
+        return model, layout
+    return load_model(args.pretrained, device_map=args.device_map, **common)
 
 
 # ---------------------------------------------------------------------------------------------

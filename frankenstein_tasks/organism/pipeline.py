@@ -90,7 +90,7 @@ def settings_for(setting: str = "default", *, seed: int | None = None) -> Organi
 
 
 def cache_folder(setting: str = "default", *, seed: int | None = None) -> Path:
-    from frankenstein_tasks.vision.pairs import cache_root
+    from frankenstein_tasks.caches import cache_root
 
     return cache_root() / "organism" / f"{setting}-{settings_for(setting, seed=seed).key()}"
 

@@ -125,7 +125,7 @@ def shipped_trio(setting: str, *, seed: int | None = None) -> dict[str, Path] | 
     """The shipped organism of `setting`, expanded into $FRANKENSTEIN_CACHE/organism on first use; None
     if the package ships none, or one trained with other settings or another organism version than
     this code's (then it is stale: `python -m frankenstein_tasks.organism.shipped` retrains and packs)."""
-    from frankenstein_tasks.vision.pairs import cache_root
+    from frankenstein_tasks.caches import cache_root
 
     from .pipeline import ORGANISM_VERSION, cached, settings_for
 

@@ -188,6 +188,42 @@ class RunConfig(Section):
                 raise ValueError(f"unknown stage {name!r}; stages are {', '.join(known)}")
         return stages
 
+    @field_validator("device")
+    @classmethod
+    def _device_here(cls, device: str) -> str:
+        from surgery.loading import check_device
+
+        try:
+            return check_device(device)
+        except FrankensteinError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("device_map")
+    @classmethod
+    def _device_map_here(cls, device_map: str | None) -> str | None:
+        from surgery.loading import check_device_map
+
+        try:
+            return check_device_map(device_map)
+        except FrankensteinError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, dtype: str) -> str:
+        from surgery.loading import DTYPES
+
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        return dtype
+
+    @field_validator("out")
+    @classmethod
+    def _out_is_a_folder(cls, out: Path | None) -> Path | None:
+        if out is not None and Path(out).exists() and not Path(out).is_dir():
+            raise ValueError(f"{out} is a file, not a folder")
+        return out
+
     def output_folder(self) -> Path:
         return Path(self.out) if self.out else Path("frankenstein_runs") / re.sub(r"[^\w.-]+", "-", self.recipe).lower()
 
@@ -207,12 +243,14 @@ def _default_stages() -> list[str]:
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a run config; relative paths in it are relative to the file."""
     path = Path(path)
+    if path.is_dir():
+        raise FrankensteinError(f"{path} is a folder; give the run config file (YAML) inside it")
     if not path.is_file():
         raise FrankensteinError(f"no config file at {path}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise FrankensteinError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise FrankensteinError(_yaml_error(path, e)) from None
     if not isinstance(data, dict):
         raise FrankensteinError(f"{path}: a run config is a mapping (recipe:, models:, stages: ...)")
     _resolve_paths(data, path.parent)
@@ -223,6 +261,15 @@ def load_config(path: str | Path) -> RunConfig:
         where = ".".join(str(p) for p in err["loc"]) or "config"
         message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         raise FrankensteinError(f"{path}: {where}: {message}") from None
+
+
+def _yaml_error(path: Path, error: yaml.YAMLError) -> str:
+    """`FILE:LINE:COLUMN: not valid YAML: <problem>` (PyYAML's marks count from 0)."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
 
 
 def _resolve_paths(data: dict, base: Path) -> None:

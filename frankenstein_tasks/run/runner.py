@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 
 from analysis.schema import RunManifest
 from frankenstein_tasks.run.config import RunConfig
-from frankenstein_tasks.run.data import HUB_DATASETS, cache_local_data
+from frankenstein_tasks.run.data import HUB_DATASETS, cache_local_data, read_local_data
 from frankenstein_tasks.run.parallel import check_processes
 from frankenstein_tasks.run.stages import STAGES, RunContext
 from surgery.atomic import replace_dir, write_json
@@ -41,16 +41,19 @@ def run(config: RunConfig, *, force: Iterable[str] = (), report: bool = True, sa
     models = config.models.by_role()
     check_processes(config.processes, config.device)
     layout = preflight(config, models)
-    check_pair_set(config)
-    manifest = _open_manifest(out, config, models, layout)
-    env, data_digests = cache_local_data(config.data, out / ".cache" / "datasets", needed_datasets(config))
-    check_datasets(config, env)
     chosen = [name for name in STAGES if name in config.stages]
     for name in chosen:
         try:
             STAGES[name].check(config)
         except FrankensteinError as e:
             raise FrankensteinError(f"{name}: {e}") from None
+    # Local data is checked as it enters, before anything is written.
+    check_pair_set(config)
+    check_vision_pairs(config)
+    local_rows = read_local_data(config.data, needed_datasets(config))
+    manifest = _open_manifest(out, config, models, layout)
+    env, data_digests = cache_local_data(config.data, out / ".cache" / "datasets", local_rows)
+    check_datasets(config, env)
     ctx = RunContext(config=config, out=out, models=models, env=env, say=say, data_digests=data_digests)
     for number, name in enumerate(chosen, 1):
         _run_stage(ctx, manifest, name, f"[{number}/{len(chosen)}]", force=name in force)
@@ -101,6 +104,27 @@ def check_datasets(config: RunConfig, env: dict[str, str]) -> None:
             f"the stages need {repo}, which is not in the datasets cache ({cache}) and cannot be downloaded "
             f"({reason}); give a local copy as data.{missing[0]}: in the config"
         )
+
+
+def check_vision_pairs(config: RunConfig) -> None:
+    """A given pair folder (data.vision_pairs) holds every task the vision_swap stage runs, each line
+    complete (fields, images, sizes): checked now, naming file and line, not when the stage reaches it."""
+    from frankenstein_tasks.paper_protocol import PAIRS_PER_TASK
+    from frankenstein_tasks.vision.dataset import (
+        DATA_FILE,
+        load_pairs,
+        skip_bad_from_env,
+    )
+
+    root = config.data.vision_pairs
+    if root is None or "vision_swap" not in config.stages:
+        return
+    first = PAIRS_PER_TASK if config.protocol == "paper" else None  # the lines the stage's tasks read
+    for task in config.vision_swap.tasks:
+        folder = Path(root) / task
+        if not (folder / DATA_FILE).is_file():
+            raise FrankensteinError(f"data.vision_pairs: {root} has no {task}/{DATA_FILE} (vision_swap.tasks names {task})")
+        load_pairs(folder, task, skip_bad=skip_bad_from_env(), first=first)
 
 
 def check_pair_set(config: RunConfig) -> None:

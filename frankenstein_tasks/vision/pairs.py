@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from PIL import Image, ImageDraw, ImageFont
 
+from frankenstein_tasks.caches import cache_root
 from surgery.atomic import atomic_dir, write_json
 from surgery.errors import FrankensteinError
 
@@ -344,17 +345,12 @@ def write_pairs(task: str, out: str | os.PathLike, *, n: int = DEFAULT_N, seed: 
 def write_pair_sets(tasks: Iterable[str], out: str | os.PathLike, **kwargs: Any) -> dict[str, Path]:
     """One folder per task under `out` (the layout FRANKENSTEIN_VISION_DATA expects)."""
     tasks = list(tasks)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise FrankensteinError(f"{out} is a file; the pairs go into a folder (one subfolder per task)")
     existing = [str(Path(out) / t) for t in tasks if (Path(out) / t).exists()]
     if existing and not kwargs.get("overwrite"):  # refuse before writing anything
         raise FrankensteinError(f"{', '.join(existing)} already exist(s) (pass --overwrite to replace)")
     return {task: write_pairs(task, Path(out) / task, **kwargs) for task in tasks}
-
-
-def cache_root() -> Path:
-    """$FRANKENSTEIN_CACHE, else $XDG_CACHE_HOME/frankenstein, else ~/.cache/frankenstein."""
-    if os.environ.get("FRANKENSTEIN_CACHE"):
-        return Path(os.environ["FRANKENSTEIN_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "frankenstein"
 
 
 def default_pairs(task: str, *, n: int = DEFAULT_N, seed: int = DEFAULT_SEED, size: int = DEFAULT_SIZE) -> Path:
