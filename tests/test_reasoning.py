@@ -310,6 +310,10 @@ def test_lm_eval_scores_every_layer_with_its_own_metrics(data_env, monkeypatch):
     """lm-eval's real gsm8k task and evaluator; scripted answers, so the expected scores are known by hand."""
     import lm_eval
 
+    from types import SimpleNamespace
+
+    from frankenstein_tasks.models.distributed import Shares
+    from frankenstein_tasks.models.model_args import Budgets
     from frankenstein_tasks.models.lm_eval_model import FrankensteinLM
 
     import datasets
@@ -326,6 +330,8 @@ def test_lm_eval_scores_every_layer_with_its_own_metrics(data_env, monkeypatch):
     lm = FrankensteinLM.__new__(FrankensteinLM)
     lm_eval.api.model.LM.__init__(lm)
     lm.runner, lm.layer_responses = ScriptedRunner(script, [0, 1, 2]), {}
+    lm.shares = Shares(0, 1)  # rank 0 of one process
+    lm.budgets = Budgets(SimpleNamespace(max_new_tokens=None, model_fields_set=set()), print)  # no budget model arg
     results = lm_eval.simple_evaluate(model=lm, tasks=["gsm8k"], num_fewshot=0, bootstrap_iters=0)
     scores, drops = results["frankenstein"]["layer_scores"]["gsm8k"], results["frankenstein"]["layer_drops"]["gsm8k"]
     # strict-match reads "#### N": right per layer (hand): L0 3/3, L1 1/3 (only item 1), L2 1/3 (item 2 says 3)
