@@ -26,6 +26,17 @@ if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The retrain tier (`@pytest.mark.retrain`: organisms trained from scratch, minutes each) runs only
+    when selected (`pytest -m retrain`); every other test runs under the plain command."""
+    if "retrain" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="retrain tier: select it with -m retrain")
+    for item in items:
+        if "retrain" in item.keywords:
+            item.add_marker(skip)
+
+
 def cli_path(name: str) -> str:
     """A console script installed next to this interpreter (the venv's bin/)."""
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)

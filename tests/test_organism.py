@@ -459,6 +459,7 @@ RETRAIN_TOLERANCE = 0.10  # retraining the test setting: every held-out accuracy
 
 
 @pytest.mark.slow
+@pytest.mark.retrain
 @pytest.mark.cli
 def test_cli_make_tiny_trained_retrains_to_the_shipped_accuracies(tmp_path):
     """make-tiny --trained trains from scratch (not the shipped organism) and lands within the
@@ -478,6 +479,7 @@ def test_cli_make_tiny_trained_retrains_to_the_shipped_accuracies(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.retrain
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_known_answers_hold_for_every_training_seed(seed, tmp_path):
     """The test setting trained from scratch at three seeds: Base reads the count at layer 0, RL gains
