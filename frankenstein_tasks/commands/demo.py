@@ -13,9 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     stages = stages_help()
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = (
-        "Train (on the first call; then cached under $FRANKENSTEIN_CACHE) a tiny Qwen2.5-VL Base -> IN -> RL\n"
-        "model organism that really counts and computes, write its held-out evaluation sets in the hub\n"
-        "datasets' schemas, and run every stage of `frankenstein run` on it offline. Writes OUT/demo.yaml\n"
+        "Take the tiny Qwen2.5-VL Base -> IN -> RL model organism that ships with the package (it really\n"
+        "counts and computes; expanded under $FRANKENSTEIN_CACHE on first use), write its held-out\n"
+        "evaluation sets in the hub datasets' schemas, and run every stage of `frankenstein run` on it offline. Writes OUT/demo.yaml\n"
         "(rerun or edit it with `frankenstein run`), one folder per stage, and the report OUT/report/.\n"
         "With --models TRIO, the same on any Base / IN / RL trio folder (base/, in/, rl/) instead of the\n"
         "organism, e.g. a tiny Qwen3-VL or InternVL from `frankenstein make-tiny OUT --arch qwen3_vl`.\n"
