@@ -26,9 +26,22 @@ if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 
+# The files that take longest (minutes of CLI runs and demos each, measured on 2 cores), handed to
+# the pytest-xdist workers first: a long file started last would leave one worker busy alone at the
+# end. Only the order changes; a file missing here simply runs after them.
+LONGEST_FILES_FIRST = (
+    "test_bad_input.py", "test_merge.py", "test_run.py", "test_reasoning.py", "test_demo.py",
+    "test_family_runs.py", "test_paper_protocol.py", "test_organism.py", "test_lmms_frankenstein.py",
+    "test_loglikelihood.py", "test_transfer_lmms.py", "test_vision_lmms.py", "test_lmms_no_setup.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
-    """The retrain tier (`@pytest.mark.retrain`: organisms trained from scratch, minutes each) runs only
-    when selected (`pytest -m retrain`); every other test runs under the plain command."""
+    """Longest files first (see LONGEST_FILES_FIRST; with `--no-loadscope-reorder` xdist keeps this
+    order). The retrain tier (`@pytest.mark.retrain`: organisms trained from scratch, minutes each)
+    runs only when selected (`pytest -m retrain`); every other test runs under the plain command."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order
     if "retrain" in (config.getoption("markexpr") or ""):
         return
     skip = pytest.mark.skip(reason="retrain tier: select it with -m retrain")
