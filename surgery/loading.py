@@ -24,14 +24,19 @@ from surgery.finite import check_tensors_finite
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
+def check_dtype(name: str) -> str:
+    """`name` if it is one of DTYPES, else a one-line error listing them."""
+    if name not in DTYPES:
+        raise FrankensteinError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    return name
+
+
 def torch_dtype(name: str | None) -> Any:
     import torch
 
     if name in (None, "auto"):
         return "auto"
-    if name not in DTYPES:
-        raise FrankensteinError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
-    return getattr(torch, name)
+    return getattr(torch, check_dtype(name))
 
 
 def available_devices() -> list[str]:

@@ -14,11 +14,20 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from frankenstein_tasks.prompt_styles import PromptStyle, prompt_style, style_for_checkpoint
+from frankenstein_tasks.loading_fields import (
+    CHECK_DEVICE,
+    CHECK_DEVICE_MAP,
+    CHECK_DTYPE,
+)
+from frankenstein_tasks.prompt_styles import (
+    PromptStyle,
+    prompt_style,
+    style_for_checkpoint,
+)
 from surgery.errors import FrankensteinError
 
 log = logging.getLogger(__name__)
@@ -34,9 +43,9 @@ class ModelArgs(BaseModel):
     rl_model: str | None = Field(None, alias="rl")
     splice: str | None = None
     cuts: str | None = None
-    device: str | None = "auto"
-    device_map: str | None = None  # accelerate's "auto" / "balanced" / ...: a model larger than one device
-    dtype: str = "auto"
+    device: Annotated[str | None, CHECK_DEVICE] = "auto"
+    device_map: Annotated[str | None, CHECK_DEVICE_MAP] = None  # accelerate's "auto" / "balanced" / ...: a model larger than one device
+    dtype: Annotated[str, CHECK_DTYPE] = "auto"
     attn_implementation: str | None = None
     probe: str = "none"
     layers: str = "all"
@@ -57,35 +66,6 @@ class ModelArgs(BaseModel):
     # Accepted for harness compatibility (`--batch_size`); batching is `max_batch_rows`.
     batch_size: int | str | None = None
     max_batch_size: int | None = None
-
-    @field_validator("device")
-    @classmethod
-    def _device_here(cls, value: str | None) -> str | None:
-        from surgery.loading import check_device
-
-        try:
-            return check_device(value)
-        except FrankensteinError as e:
-            raise ValueError(str(e)) from None
-
-    @field_validator("device_map")
-    @classmethod
-    def _device_map_here(cls, value: str | None) -> str | None:
-        from surgery.loading import check_device_map
-
-        try:
-            return check_device_map(value)
-        except FrankensteinError as e:
-            raise ValueError(str(e)) from None
-
-    @field_validator("dtype")
-    @classmethod
-    def _known_dtype(cls, value: str) -> str:
-        from surgery.loading import DTYPES
-
-        if value not in DTYPES:
-            raise ValueError(f"unknown dtype {value!r}; choose one of {', '.join(DTYPES)}")
-        return value
 
     @classmethod
     def parse(cls, **kwargs: Any) -> "ModelArgs":

@@ -24,6 +24,11 @@ from pydantic import (
 )
 
 from frankenstein_tasks import paper_protocol
+from frankenstein_tasks.loading_fields import (
+    CHECK_DEVICE,
+    CHECK_DEVICE_MAP,
+    CHECK_DTYPE,
+)
 from frankenstein_tasks.subset import parse_subset
 from surgery.errors import FrankensteinError
 from surgery.splice import VARIANTS
@@ -144,9 +149,9 @@ class RunConfig(Section):
     stages: list[str] = Field(default_factory=lambda: list(_default_stages()))
     prompt_style: Literal["base", "reasoner", "revisual"] | None = None  # default: from the checkpoint ids
     cuts: tuple[int, int] | None = None  # block cuts; default thirds
-    device: str = "auto"
-    device_map: str | None = None  # "auto": dispatch each model over the GPUs (and CPU) with accelerate
-    dtype: str = "auto"
+    device: Annotated[str, CHECK_DEVICE] = "auto"
+    device_map: Annotated[str | None, CHECK_DEVICE_MAP] = None  # "auto": dispatch each model over the GPUs (and CPU) with accelerate
+    dtype: Annotated[str, CHECK_DTYPE] = "auto"
     attn_implementation: str | None = None
     max_batch_rows: int | None = Field(None, ge=1)
     # Ranks sharing each lmms-eval / lm-eval stage's items (`run/parallel.py`): one GPU each, or CPU processes.
@@ -187,35 +192,6 @@ class RunConfig(Section):
             if name not in known:
                 raise ValueError(f"unknown stage {name!r}; stages are {', '.join(known)}")
         return stages
-
-    @field_validator("device")
-    @classmethod
-    def _device_here(cls, device: str) -> str:
-        from surgery.loading import check_device
-
-        try:
-            return check_device(device)
-        except FrankensteinError as e:
-            raise ValueError(str(e)) from None
-
-    @field_validator("device_map")
-    @classmethod
-    def _device_map_here(cls, device_map: str | None) -> str | None:
-        from surgery.loading import check_device_map
-
-        try:
-            return check_device_map(device_map)
-        except FrankensteinError as e:
-            raise ValueError(str(e)) from None
-
-    @field_validator("dtype")
-    @classmethod
-    def _known_dtype(cls, dtype: str) -> str:
-        from surgery.loading import DTYPES
-
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-        return dtype
 
     @field_validator("out")
     @classmethod
