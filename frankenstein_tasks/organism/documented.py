@@ -8,11 +8,13 @@ versions that trained and measured it. `tests/test_organism.py` fails when a blo
 `render` makes of the measurements, or when the measurements are not of the shipped files.
 
     python -m frankenstein_tasks.organism.documented measure [SETTING ...]   # shipped organisms -> measurements.json
+    python -m frankenstein_tasks.organism.documented measure-seeds   # SEED_SETTING trained at SEEDS -> measurements.json
     python -m frankenstein_tasks.organism.documented write     # measurements.json -> the blocks of the docs
     python -m frankenstein_tasks.organism.documented check     # exit status 1 when a block is stale
 
-The known answers the docs state (`findings`) are computed from the same measurements, and the tests
-assert them on the shipped test organism and, in the slow tier, on freshly trained ones (three seeds).
+The known answers the docs state (`findings`) are computed from the same measurements. The tests
+assert the shipped test organism's on it, and what holds on every training seed (`across_seeds`),
+in the retrain tier, on the test setting trained afresh at each of SEEDS.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from surgery.arch import BLOCK_NAMES, BlockPartition
+
 REPO = Path(__file__).resolve().parents[2]
 DOCS = {"organism": REPO / "docs" / "organism.md", "readme": REPO / "README.md"}
 MEASUREMENTS = REPO / "docs" / "organism" / "measurements.json"
 SETTINGS = ("default", "test")  # the shipped organisms the docs describe
 PROBE_ITEMS = 100
+SEED_SETTING, SEEDS = "test", (0, 1, 2)  # the recipe's known answers are measured on these training seeds
 ROLES = ("base", "in", "rl")
-BLOCKS = ("early", "mid", "late")
+BLOCKS = BLOCK_NAMES
 NAMES = {"base": "Base", "in": "IN", "rl": "RL"}
 
 # What the findings call a known answer (the tests and the docs share these definitions).
@@ -54,13 +59,30 @@ def findings(report: dict[str, Any]) -> dict[str, Any]:
     ablation = report["ablation"]["base"]
     necessary = [layer for layer, acc in zip(ablation["layers"], ablation["accuracy"])
                  if acc < NECESSARY * ablation["baseline_accuracy"]]
+    blocks = BlockPartition.make(len(ablation["layers"]))
     splice = report["splice"]
     return {
         "base_reads_count_at_layer0": reads,
         "count_leaves_visual_tokens_by_layer": gone,
         "necessary_layers": necessary,
+        "necessary_blocks": [b for b in BLOCKS if any(blocks.block_of(layer) == b for layer in necessary)],
         "rl_gain": round(splice["rl"] - splice["in"], 4),
         "gain_travels_with": gain_blocks(splice),
+    }
+
+
+def across_seeds(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The known answers that hold on every seed of `per_seed` ({seed: entry with its findings}): what
+    the docs state about the recipe rather than about one trained organism."""
+    found = [entry["findings"] for entry in per_seed.values()]
+    return {
+        "seeds": sorted(int(seed) for seed in per_seed),
+        "base_reads_count_at_layer0": all(f["base_reads_count_at_layer0"] for f in found),
+        "min_rl_gain": min(f["rl_gain"] for f in found),
+        "gain_travels_with": [b for b in BLOCKS if all(b in f["gain_travels_with"] for f in found)],
+        "necessary_layers": sorted(set.intersection(*(set(f["necessary_layers"]) for f in found))),
+        "necessary_on_some_seed": sorted(set.union(*(set(f["necessary_layers"]) for f in found))),
+        "never_necessary_blocks": [b for b in BLOCKS if not any(b in f["necessary_blocks"] for f in found)],
     }
 
 
@@ -116,6 +138,35 @@ def measure(settings: tuple[str, ...] = SETTINGS, out: Path = MEASUREMENTS, *, p
     return result
 
 
+def measure_seeds(seeds: tuple[int, ...] = SEEDS, out: Path = MEASUREMENTS, *, progress: bool = True) -> dict[str, Any]:
+    """Train the SEED_SETTING organism from scratch at each seed (cached), probe it, and write the
+    measurements' "seeds" entry: per seed its accuracies, rewards, the probes the findings read, and
+    its findings; `across_seeds` of them is what the docs state about the recipe."""
+    import tempfile
+
+    from surgery.atomic import write_json
+
+    from .pipeline import organism_trio, stack_versions
+    from .report import probe_report
+
+    result: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {"organisms": {}}
+    per_seed: dict[str, Any] = {}
+    for seed in seeds:
+        trio = organism_trio(SEED_SETTING, seed=seed, shipped=False, progress=progress)
+        report = probe_report(trio, Path(tempfile.mkdtemp(prefix=f"organism-seed{seed}-")), n=PROBE_ITEMS, progress=progress)
+        info = json.loads((trio["base"].parent / "organism.json").read_text())
+        per_seed[str(seed)] = {
+            "key": info["key"], "accuracy": report["accuracy"],
+            "training": {"first_reward": info["training"]["rl"]["first_reward"], "final_reward": info["training"]["rl"]["final_reward"]},
+            "swap": {"base": report["swap"]["base"]}, "ablation": {"base": report["ablation"]["base"]},
+            "splice": report["splice"], "findings": findings(report),
+        }
+    result["seeds"] = {"setting": SEED_SETTING, "probe_items": PROBE_ITEMS, "measured_with": stack_versions(),
+                       "per_seed": per_seed, "across_seeds": across_seeds(per_seed)}
+    write_json(out, result)
+    return result
+
+
 # ---------------------------------------------------------------------------------------------
 # Rendering the blocks
 # ---------------------------------------------------------------------------------------------
@@ -149,15 +200,15 @@ def _findings_text(f: dict[str, Any], ft: dict[str, Any]) -> list[str]:
         return ", ".join(xs) if xs else "none"
 
     return [
-        f"- Base reads the count at layer 0 (swapping the whole image makes it answer the source's count): "
+        (f"- Base reads the count at layer 0 (swapping the whole image makes it answer the source's count): "
         f"{'yes' if f['base_reads_count_at_layer0'] else 'no'} [{'yes' if ft['base_reads_count_at_layer0'] else 'no'}]; "
         f"swapping changes at most {UNCHANGED:.0%} of the answers from layer {_layer(f['count_leaves_visual_tokens_by_layer'])} "
-        f"[{_layer(ft['count_leaves_visual_tokens_by_layer'])}] on.",
+        f"[{_layer(ft['count_leaves_visual_tokens_by_layer'])}] on."),
         f"- RL gains on its task (count-then-compute, {PROBE_ITEMS} held-out items): {f['rl_gain']:+.2f} [{ft['rl_gain']:+.2f}].",
-        f"- RL blocks that carry the splice gain alone (spliced into IN by itself, the block recovers at least "
-        f"{CARRIES:.0%} of RL's gain over IN): {blocks(f['gain_travels_with'])} [{blocks(ft['gain_travels_with'])}].",
-        f"- Necessary layers for word problems (ablating one leaves under {NECESSARY:.0%} of Base's accuracy): "
-        f"{layers(f['necessary_layers'])} [{layers(ft['necessary_layers'])}].",
+        (f"- RL blocks that carry the splice gain alone (spliced into IN by itself, the block recovers at least "
+        f"{CARRIES:.0%} of RL's gain over IN): {blocks(f['gain_travels_with'])} [{blocks(ft['gain_travels_with'])}]."),
+        (f"- Necessary layers for word problems (ablating one leaves under {NECESSARY:.0%} of Base's accuracy): "
+        f"{layers(f['necessary_layers'])} [{layers(ft['necessary_layers'])}]."),
     ]
 
 
@@ -182,14 +233,14 @@ def render(m: dict[str, Any]) -> dict[str, dict[str, str]]:
     acc, acct = d["accuracy"], t["accuracy"]
     blocks: dict[str, dict[str, str]] = {"organism": {}, "readme": {}}
     lines = [_stack(m), "",
-             f"Greedy decoding of the saved bf16 checkpoints through the surgery engine, {d['eval_items']} held-out items "
-             f"per set (test: {t['eval_items']}).", "",
+             (f"Greedy decoding of the saved bf16 checkpoints through the surgery engine, {d['eval_items']} held-out items "
+             f"per set (test: {t['eval_items']})."), "",
              _row(["set (what it holds)", "Base", "IN", "RL", "test: Base", "IN", "RL"]), _row(["---"] * 7)]
     lines += [_row([label] + [_pct(acc[r][s]) for r in ROLES] + [_pct(acct[r][s]) for r in ROLES]) for s, label in SETS]
-    lines += ["", f"RL raises its own task by {100 * (acc['rl']['math_vqa'] - acc['in']['math_vqa']):.1f} points "
+    lines += ["", (f"RL raises its own task by {100 * (acc['rl']['math_vqa'] - acc['in']['math_vqa']):.1f} points "
               f"(test: {100 * (acct['rl']['math_vqa'] - acct['in']['math_vqa']):.1f}) and the training reward from "
               f"{d['training']['first_reward']:.2f} to {d['training']['final_reward']:.2f} "
-              f"(test: {t['training']['first_reward']:.2f} to {t['training']['final_reward']:.2f}; first and last 20 steps)."]
+              f"(test: {t['training']['first_reward']:.2f} to {t['training']['final_reward']:.2f}; first and last 20 steps).")]
     blocks["organism"]["accuracy"] = "\n".join(lines)
 
     sec, sect = d["seconds"], t["seconds"]
@@ -204,10 +255,10 @@ def render(m: dict[str, Any]) -> dict[str, dict[str, str]]:
     for role in ROLES:
         lines.append(_row([f"{NAMES[role]} change rate"] + _layers(sw[role]["change_rate"], swt[role]["change_rate"])))
     lines.append(_row(["Base source adoption"] + _layers(sw["base"]["source_adoption"], swt["base"]["source_adoption"])))
-    lines += ["", f"Source accuracy (the model on the source images): Base {_f2(sw['base']['source_accuracy'])} "
+    lines += ["", (f"Source accuracy (the model on the source images): Base {_f2(sw['base']['source_accuracy'])} "
               f"[{_f2(swt['base']['source_accuracy'])}], RL {_f2(sw['rl']['source_accuracy'])} [{_f2(swt['rl']['source_accuracy'])}]; "
               f"self-swap change rate: {'0 at every layer' if all(not any(sw[r]['self_swap_change_rate']) for r in ROLES) else 'NOT 0'} "
-              f"[{'0 at every layer' if all(not any(swt[r]['self_swap_change_rate']) for r in ROLES) else 'NOT 0'}]."]
+              f"[{'0 at every layer' if all(not any(swt[r]['self_swap_change_rate']) for r in ROLES) else 'NOT 0'}].")]
     blocks["organism"]["swap"] = "\n".join(lines)
 
     ab, abt = d["ablation"], t["ablation"]
@@ -233,14 +284,53 @@ def render(m: dict[str, Any]) -> dict[str, dict[str, str]]:
         + " [" + (", ".join(carriers(spt)) or "none") + "]."])
 
     blocks["organism"]["findings"] = "\n".join(_findings_text(d["findings"], t["findings"]))
+    blocks["organism"]["seeds"] = "\n".join(_seeds_text(m))
 
     blocks["readme"]["accuracy"] = "\n".join(
-        [f"Held-out accuracy of the shipped default organism ({d['eval_items']} items per set; generated from "
-         "docs/organism/measurements.json, see docs/organism.md):", "",
+        [(f"Held-out accuracy of the shipped default organism ({d['eval_items']} items per set; generated from "
+         "docs/organism/measurements.json, see docs/organism.md):"), "",
          _row(["set", "Base", "IN", "RL"]), _row(["---"] * 4)]
         + [_row([label] + [_pct(acc[r][s]) for r in ROLES]) for s, label in SETS]
-        + ["", "Known answers (default [test setting]):", ""] + _findings_text(d["findings"], t["findings"]))
+        + ["", "Known answers (default [test setting]):", ""] + _findings_text(d["findings"], t["findings"])
+        + ["", _across_text(m["seeds"])])
     return blocks
+
+
+def _across_text(seeds: dict[str, Any]) -> str:
+    a = seeds["across_seeds"]
+    some = [layer for layer in a["necessary_on_some_seed"] if layer not in a["necessary_layers"]]
+    return (f"Held on every training seed measured ({', '.join(map(str, a['seeds']))}; {seeds['setting']} setting, "
+            f"trained from scratch): Base reads the count at layer 0: {'yes' if a['base_reads_count_at_layer0'] else 'no'}; "
+            f"RL gains at least {a['min_rl_gain']:+.2f}; the splice gain travels with RL's "
+            f"{', '.join(a['gain_travels_with']) or 'no single'} block; necessary layers: "
+            f"{', '.join(map(str, a['necessary_layers'])) or 'none'} on every seed"
+            + (f" ({', '.join(map(str, some))} on some)" if some else "")
+            + (f", none in the {' or '.join(a['never_necessary_blocks'])} block" if a["never_necessary_blocks"] else "") + ".")
+
+
+def _seeds_text(m: dict[str, Any]) -> list[str]:
+    seeds, shipped = m["seeds"], m["organisms"][m["seeds"]["setting"]]
+    layers = shipped["ablation"]["base"]["layers"]
+    lines = [f"The {seeds['setting']} setting trained from scratch at each seed (`documented measure-seeds`, "
+             f"{seeds['probe_items']} held-out items per probe; measured with "
+             + ", ".join(f"{k} {v}" for k, v in seeds["measured_with"].items()) + "):", "",
+             _row(["seed", "count-then-compute IN → RL", "RL reward first → last 20 steps", "Base reads at layer 0",
+                   "gain travels with", "necessary layers", "Base word problems, ablated layer " + " / ".join(map(str, layers))]),
+             _row(["---"] * 7)]
+    for seed, e in sorted(seeds["per_seed"].items(), key=lambda kv: int(kv[0])):
+        f, ab = e["findings"], e["ablation"]["base"]
+        lines.append(_row([seed, f"{_f2(e['splice']['in'])} → {_f2(e['splice']['rl'])}",
+                           f"{_f2(e['training']['first_reward'])} → {_f2(e['training']['final_reward'])}",
+                           "yes" if f["base_reads_count_at_layer0"] else "no", ", ".join(f["gain_travels_with"]) or "none",
+                           ", ".join(map(str, f["necessary_layers"])) or "none",
+                           f"{_pct(ab['baseline_accuracy'])} → " + " / ".join(_f2(a) for a in ab["accuracy"])]))
+    zero = seeds["per_seed"].get(str(shipped["settings"]["seed"]))
+    if zero is not None:
+        same = zero["accuracy"] == shipped["accuracy"]
+        lines += ["", f"Seed {shipped['settings']['seed']} is the shipped organism's seed; its held-out accuracies here "
+                  + ("equal the shipped organism's." if same else
+                     "differ from the shipped organism's (another CPU or library version trained it).")]
+    return lines + ["", _across_text(seeds)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,6 +379,7 @@ def _check() -> int:
 # Command -> what it does with the settings named after it (default: every shipped one).
 COMMANDS: dict[str, Callable[[tuple[str, ...]], int]] = {
     "measure": lambda settings: (measure(settings or SETTINGS), 0)[-1],
+    "measure-seeds": lambda settings: (measure_seeds(), 0)[-1],
     "write": lambda settings: (write(), 0)[-1],
     "check": lambda settings: _check(),
 }
