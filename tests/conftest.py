@@ -39,12 +39,13 @@ LONGEST_FILES_FIRST = (
 def pytest_collection_modifyitems(config, items):
     """Longest files first (see LONGEST_FILES_FIRST; with `--no-loadscope-reorder` xdist keeps this
     order). The retrain tier (`@pytest.mark.retrain`: organisms trained from scratch, minutes each)
-    runs only when selected (`pytest -m retrain`); every other test runs under the plain command."""
+    runs only when selected (`pytest -m retrain --dist load`: its tests share one file, and the default
+    file-per-worker scheduling would run them all on one worker); every other test runs under the plain command."""
     rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order
     if "retrain" in (config.getoption("markexpr") or ""):
         return
-    skip = pytest.mark.skip(reason="retrain tier: select it with -m retrain")
+    skip = pytest.mark.skip(reason="retrain tier: select it with -m retrain --dist load")
     for item in items:
         if "retrain" in item.keywords:
             item.add_marker(skip)
