@@ -15,23 +15,13 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import cli_path, run_cli
 from PIL import Image
 from safetensors.torch import load_file
 
 from frankenstein_tasks.organism import data as odata
 from frankenstein_tasks.organism.evalsets import write_eval_sets
-from frankenstein_tasks.organism.measure import (
-    ablation_curve,
-    accuracies,
-    splice_scores,
-    swap_curves,
-)
-from frankenstein_tasks.organism.pipeline import (
-    OrganismSettings,
-    build_organism,
-    organism_info,
-)
+from frankenstein_tasks.organism.measure import ablation_curve, accuracies, splice_scores, swap_curves
+from frankenstein_tasks.organism.pipeline import OrganismSettings, build_organism, organism_info
 from frankenstein_tasks.organism.report import FRESH_PAIR_SEED
 from frankenstein_tasks.organism.training import (
     Example,
@@ -46,6 +36,8 @@ from frankenstein_tasks.organism.training import (
 )
 from surgery.prompts import DEFAULT_SYSTEM_PROMPT
 from surgery.tiny import TinySpec, build_processor, new_model
+
+from conftest import cli_path, run_cli
 
 pytest_plugins = ("organism_fixture",)  # the `organism` session fixture (trained once, cached)
 
@@ -93,8 +85,8 @@ def test_slice_loss_is_the_full_vocabulary_loss(random_model):
         ids = torch.cat([prompt.input_ids, torch.tensor(example.target[:-1])])[None]
         kwargs = {}
         if prompt.pixel_values is not None:
-            kwargs = {"pixel_values": prompt.pixel_values, "image_grid_thw": prompt.image_grid_thw,
-                          "mm_token_type_ids": (ids == model.config.image_token_id).long()}
+            kwargs = dict(pixel_values=prompt.pixel_values, image_grid_thw=prompt.image_grid_thw,
+                          mm_token_type_ids=(ids == model.config.image_token_id).long())
         with torch.no_grad():
             logits = model(input_ids=ids, **kwargs).logits[0].float()
         start = prompt.length - 1
@@ -426,11 +418,7 @@ def test_docs_tables_are_the_shipped_organisms_measurements():
     """Every generated block of docs/organism.md and README.md is what the measurements render; the
     measurements are of the shipped files (digest, accuracies) and state their findings."""
     from frankenstein_tasks.organism import documented
-    from frankenstein_tasks.organism.shipped import (
-        file_digest,
-        read_metadata,
-        shipped_file,
-    )
+    from frankenstein_tasks.organism.shipped import file_digest, read_metadata, shipped_file
 
     measured = json.loads(documented.MEASUREMENTS.read_text())
     assert set(measured["organisms"]) == set(documented.SETTINGS)
@@ -544,12 +532,7 @@ def test_known_answers_hold_for_every_training_seed(seed, tmp_path, monkeypatch)
     the count at layer 0, RL gains on its task, the splice gain travels with the block the docs name
     for every seed, the layers the docs call necessary on every seed are necessary, and none of the
     block the docs call never necessary is (every probe on that seed's own held-out items)."""
-    from frankenstein_tasks.organism.documented import (
-        MEASUREMENTS,
-        PROBE_ITEMS,
-        SEED_SETTING,
-        findings,
-    )
+    from frankenstein_tasks.organism.documented import MEASUREMENTS, PROBE_ITEMS, SEED_SETTING, findings
     from frankenstein_tasks.organism.pipeline import organism_trio
     from frankenstein_tasks.organism.report import probe_report
 

@@ -146,15 +146,16 @@ def measure_seeds(seeds: tuple[int, ...] = SEEDS, out: Path = MEASUREMENTS, *, p
 
     from surgery.atomic import write_json
 
-    from .pipeline import organism_trio, stack_versions
+    from .pipeline import organism_info, organism_trio, stack_versions
     from .report import probe_report
 
     result: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {"organisms": {}}
     per_seed: dict[str, Any] = {}
     for seed in seeds:
         trio = organism_trio(SEED_SETTING, seed=seed, shipped=False, progress=progress)
-        report = probe_report(trio, Path(tempfile.mkdtemp(prefix=f"organism-seed{seed}-")), n=PROBE_ITEMS, progress=progress)
-        info = json.loads((trio["base"].parent / "organism.json").read_text())
+        with tempfile.TemporaryDirectory(prefix=f"organism-seed{seed}-") as figures:
+            report = probe_report(trio, figures, n=PROBE_ITEMS, progress=progress)
+        info = organism_info(trio)
         per_seed[str(seed)] = {
             "key": info["key"], "accuracy": report["accuracy"],
             "training": {"first_reward": info["training"]["rl"]["first_reward"], "final_reward": info["training"]["rl"]["final_reward"]},
@@ -200,15 +201,15 @@ def _findings_text(f: dict[str, Any], ft: dict[str, Any]) -> list[str]:
         return ", ".join(xs) if xs else "none"
 
     return [
-        (f"- Base reads the count at layer 0 (swapping the whole image makes it answer the source's count): "
+        f"- Base reads the count at layer 0 (swapping the whole image makes it answer the source's count): "
         f"{'yes' if f['base_reads_count_at_layer0'] else 'no'} [{'yes' if ft['base_reads_count_at_layer0'] else 'no'}]; "
         f"swapping changes at most {UNCHANGED:.0%} of the answers from layer {_layer(f['count_leaves_visual_tokens_by_layer'])} "
-        f"[{_layer(ft['count_leaves_visual_tokens_by_layer'])}] on."),
+        f"[{_layer(ft['count_leaves_visual_tokens_by_layer'])}] on.",
         f"- RL gains on its task (count-then-compute, {PROBE_ITEMS} held-out items): {f['rl_gain']:+.2f} [{ft['rl_gain']:+.2f}].",
-        (f"- RL blocks that carry the splice gain alone (spliced into IN by itself, the block recovers at least "
-        f"{CARRIES:.0%} of RL's gain over IN): {blocks(f['gain_travels_with'])} [{blocks(ft['gain_travels_with'])}]."),
-        (f"- Necessary layers for word problems (ablating one leaves under {NECESSARY:.0%} of Base's accuracy): "
-        f"{layers(f['necessary_layers'])} [{layers(ft['necessary_layers'])}]."),
+        f"- RL blocks that carry the splice gain alone (spliced into IN by itself, the block recovers at least "
+        f"{CARRIES:.0%} of RL's gain over IN): {blocks(f['gain_travels_with'])} [{blocks(ft['gain_travels_with'])}].",
+        f"- Necessary layers for word problems (ablating one leaves under {NECESSARY:.0%} of Base's accuracy): "
+        f"{layers(f['necessary_layers'])} [{layers(ft['necessary_layers'])}].",
     ]
 
 
@@ -233,14 +234,14 @@ def render(m: dict[str, Any]) -> dict[str, dict[str, str]]:
     acc, acct = d["accuracy"], t["accuracy"]
     blocks: dict[str, dict[str, str]] = {"organism": {}, "readme": {}}
     lines = [_stack(m), "",
-             (f"Greedy decoding of the saved bf16 checkpoints through the surgery engine, {d['eval_items']} held-out items "
-             f"per set (test: {t['eval_items']})."), "",
+             f"Greedy decoding of the saved bf16 checkpoints through the surgery engine, {d['eval_items']} held-out items "
+             f"per set (test: {t['eval_items']}).", "",
              _row(["set (what it holds)", "Base", "IN", "RL", "test: Base", "IN", "RL"]), _row(["---"] * 7)]
     lines += [_row([label] + [_pct(acc[r][s]) for r in ROLES] + [_pct(acct[r][s]) for r in ROLES]) for s, label in SETS]
-    lines += ["", (f"RL raises its own task by {100 * (acc['rl']['math_vqa'] - acc['in']['math_vqa']):.1f} points "
+    lines += ["", f"RL raises its own task by {100 * (acc['rl']['math_vqa'] - acc['in']['math_vqa']):.1f} points "
               f"(test: {100 * (acct['rl']['math_vqa'] - acct['in']['math_vqa']):.1f}) and the training reward from "
               f"{d['training']['first_reward']:.2f} to {d['training']['final_reward']:.2f} "
-              f"(test: {t['training']['first_reward']:.2f} to {t['training']['final_reward']:.2f}; first and last 20 steps).")]
+              f"(test: {t['training']['first_reward']:.2f} to {t['training']['final_reward']:.2f}; first and last 20 steps)."]
     blocks["organism"]["accuracy"] = "\n".join(lines)
 
     sec, sect = d["seconds"], t["seconds"]
@@ -255,10 +256,10 @@ def render(m: dict[str, Any]) -> dict[str, dict[str, str]]:
     for role in ROLES:
         lines.append(_row([f"{NAMES[role]} change rate"] + _layers(sw[role]["change_rate"], swt[role]["change_rate"])))
     lines.append(_row(["Base source adoption"] + _layers(sw["base"]["source_adoption"], swt["base"]["source_adoption"])))
-    lines += ["", (f"Source accuracy (the model on the source images): Base {_f2(sw['base']['source_accuracy'])} "
+    lines += ["", f"Source accuracy (the model on the source images): Base {_f2(sw['base']['source_accuracy'])} "
               f"[{_f2(swt['base']['source_accuracy'])}], RL {_f2(sw['rl']['source_accuracy'])} [{_f2(swt['rl']['source_accuracy'])}]; "
               f"self-swap change rate: {'0 at every layer' if all(not any(sw[r]['self_swap_change_rate']) for r in ROLES) else 'NOT 0'} "
-              f"[{'0 at every layer' if all(not any(swt[r]['self_swap_change_rate']) for r in ROLES) else 'NOT 0'}].")]
+              f"[{'0 at every layer' if all(not any(swt[r]['self_swap_change_rate']) for r in ROLES) else 'NOT 0'}]."]
     blocks["organism"]["swap"] = "\n".join(lines)
 
     ab, abt = d["ablation"], t["ablation"]
@@ -287,8 +288,8 @@ def render(m: dict[str, Any]) -> dict[str, dict[str, str]]:
     blocks["organism"]["seeds"] = "\n".join(_seeds_text(m))
 
     blocks["readme"]["accuracy"] = "\n".join(
-        [(f"Held-out accuracy of the shipped default organism ({d['eval_items']} items per set; generated from "
-         "docs/organism/measurements.json, see docs/organism.md):"), "",
+        [f"Held-out accuracy of the shipped default organism ({d['eval_items']} items per set; generated from "
+         "docs/organism/measurements.json, see docs/organism.md):", "",
          _row(["set", "Base", "IN", "RL"]), _row(["---"] * 4)]
         + [_row([label] + [_pct(acc[r][s]) for r in ROLES]) for s, label in SETS]
         + ["", "Known answers (default [test setting]):", ""] + _findings_text(d["findings"], t["findings"])
